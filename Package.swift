@@ -1,0 +1,44 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "switchyard",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "switchyard", targets: ["switchyard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C headers and tiny inline helpers for Linux syscalls Glibc's module map leaves out.
+        .target(name: "CLinuxShims"),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+
+        .target(name: "SwitchyardIO", dependencies: ["CLinuxShims"]),
+        .target(name: "SwitchyardHTTP"),
+        .target(name: "SwitchyardRouting"),
+        .target(
+            name: "SwitchyardProxy",
+            dependencies: [
+                "SwitchyardIO", "SwitchyardHTTP", "SwitchyardRouting", "CLinuxShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "switchyard",
+            dependencies: [
+                "SwitchyardProxy", "SwitchyardRouting", "SwitchyardHTTP", "SwitchyardIO",
+                "COpenSSL", "CNGHTTP2",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
+        .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting"]),
+        .testTarget(name: "SwitchyardIntegrationTests", dependencies: ["SwitchyardIO"]),
+    ]
+)

@@ -1,0 +1,61 @@
+/// Byte-level helpers for ASCII protocol text.
+public enum ASCII {
+    public static let cr: UInt8 = 13
+    public static let lf: UInt8 = 10
+    public static let space: UInt8 = 32
+    public static let tab: UInt8 = 9
+    public static let colon: UInt8 = 58
+
+    @inline(__always)
+    public static func lower(_ byte: UInt8) -> UInt8 {
+        byte &- 65 < 26 ? byte | 0x20 : byte
+    }
+
+    /// Compares `bytes` with a lowercase ASCII literal, ignoring the case of `bytes`.
+    @inline(__always)
+    public static func equalsLowercased(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
+        guard bytes.count == literal.utf8CodeUnitCount else { return false }
+        let expected = literal.utf8Start
+        for index in 0..<bytes.count where lower(bytes[index]) != expected[index] {
+            return false
+        }
+        return true
+    }
+
+    /// Exact byte comparison.
+    @inline(__always)
+    public static func equals(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        if a.isEmpty { return true }
+        return memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0
+    }
+
+    /// RFC 9110 `tchar`.
+    public static let isTokenChar: [Bool] = {
+        var table = [Bool](repeating: false, count: 256)
+        for byte in UInt8(ascii: "0")...UInt8(ascii: "9") { table[Int(byte)] = true }
+        for byte in UInt8(ascii: "a")...UInt8(ascii: "z") { table[Int(byte)] = true }
+        for byte in UInt8(ascii: "A")...UInt8(ascii: "Z") { table[Int(byte)] = true }
+        for char in "!#$%&'*+-.^_`|~".utf8 { table[Int(char)] = true }
+        return table
+    }()
+
+    /// Splits a comma-separated header value into trimmed, non-empty elements.
+    public static func forEachListElement(_ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {
+        var start = 0
+        var index = 0
+        while index <= value.count {
+            if index == value.count || value[index] == UInt8(ascii: ",") {
+                var lower = start
+                var upper = index
+                while lower < upper, value[lower] == space || value[lower] == tab { lower += 1 }
+                while upper > lower, value[upper - 1] == space || value[upper - 1] == tab { upper -= 1 }
+                if upper > lower { body(UnsafeRawBufferPointer(rebasing: value[lower..<upper])) }
+                start = index + 1
+            }
+            index += 1
+        }
+    }
+}
+
+import Glibc

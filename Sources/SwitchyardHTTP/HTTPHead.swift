@@ -1,0 +1,116 @@
+/// A span of bytes inside a message head, as offsets from the head's first byte.
+///
+/// Heads are never copied into `String`s on the request path: fields are byte ranges into the
+/// connection's read buffer, valid until that buffer is consumed.
+public struct ByteRange: Equatable, Sendable {
+    public var start: Int32
+    public var end: Int32
+
+    public init(start: Int, end: Int) {
+        self.start = Int32(truncatingIfNeeded: start)
+        self.end = Int32(truncatingIfNeeded: end)
+    }
+
+    public static let empty = ByteRange(start: 0, end: 0)
+    public var count: Int { Int(end - start) }
+    public var isEmpty: Bool { start == end }
+
+    @inline(__always)
+    public func bytes(in head: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: head[Int(start)..<Int(end)])
+    }
+}
+
+/// One header line: name and value (value without surrounding whitespace).
+public struct HeaderField: Equatable, Sendable {
+    public var name: ByteRange
+    public var value: ByteRange
+    public var kind: KnownHeader
+    /// The whole line including its CRLF, for forwarding it unchanged.
+    public var line: ByteRange
+}
+
+/// How a message's body is delimited (RFC 9112 §6).
+public enum BodyFraming: Equatable, Sendable {
+    case none
+    case contentLength(Int)
+    case chunked
+    /// Responses only: the body runs until the server closes the connection.
+    case untilClose
+}
+
+public enum HTTPVersion: Equatable, Sendable {
+    case http10
+    case http11
+}
+
+/// What the parser learned about a request head, beyond its raw fields.
+public struct RequestHead: Sendable {
+    public var method = ByteRange.empty
+    public var isHead = false
+    public var isConnect = false
+    public var target = ByteRange.empty
+    public var version = HTTPVersion.http11
+    public var fields: [HeaderField] = []
+    public var framing = BodyFraming.none
+    public var keepAlive = true
+    public var expectContinue = false
+    public var upgrade = false
+    public var host = ByteRange.empty
+    public var authorization: ByteRange?
+    /// The `X-ANYSCALE-VERSION` value, trimmed; repeated headers must agree.
+    public var pinnedVersion: ByteRange?
+    /// `Connection` header options naming further hop-by-hop headers (rare).
+    public var hasConnectionOptions = false
+    public var hasRequestID = false
+    public var isGRPC = false
+
+    public init() {
+        fields.reserveCapacity(32)
+    }
+
+    mutating func reset() {
+        self.method = .empty
+        self.isHead = false
+        self.isConnect = false
+        self.target = .empty
+        self.version = .http11
+        self.fields.removeAll(keepingCapacity: true)
+        self.framing = .none
+        self.keepAlive = true
+        self.expectContinue = false
+        self.upgrade = false
+        self.host = .empty
+        self.authorization = nil
+        self.pinnedVersion = nil
+        self.hasConnectionOptions = false
+        self.hasRequestID = false
+        self.isGRPC = false
+    }
+}
+
+/// What the parser learned about a response head.
+public struct ResponseHead: Sendable {
+    public var status = 0
+    public var version = HTTPVersion.http11
+    public var fields: [HeaderField] = []
+    public var framing = BodyFraming.none
+    public var keepAlive = true
+    public var hasConnectionOptions = false
+    /// The status line including CRLF.
+    public var statusLine = ByteRange.empty
+
+    public init() {
+        fields.reserveCapacity(32)
+    }
+
+    mutating func reset() {
+        status = 0
+        version = .http11
+        fields.removeAll(keepingCapacity: true)
+        framing = .none
+        keepAlive = true
+        hasConnectionOptions = false
+        statusLine = .empty
+    }
+}

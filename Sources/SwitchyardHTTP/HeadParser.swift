@@ -1,0 +1,405 @@
+import Glibc
+
+/// A strict RFC 9112 message-head parser for requests and responses.
+///
+/// Incremental in two steps: `parseRequest`/`parseResponse` first look for the end of the head,
+/// remembering how far they searched so that bytes arriving in small pieces are scanned once;
+/// when the empty line is there, the whole head is parsed and validated in one pass. Nothing
+/// is copied: the result holds byte ranges into the caller's buffer.
+///
+///     request-line   = method SP request-target SP HTTP-version CRLF
+///     status-line    = HTTP-version SP status-code SP [ reason-phrase ] CRLF
+///     field-line     = field-name ":" OWS field-value OWS CRLF
+///     head           = start-line *( field-line ) CRLF
+///
+/// Refused (400 unless said otherwise): bare CR or LF line ends, obs-fold, whitespace before
+/// the colon, control characters in values, both Content-Length and Transfer-Encoding,
+/// differing or malformed Content-Length, a Transfer-Encoding whose last coding is not
+/// `chunked`, a missing or repeated Host; a head over the size limit (431), too many fields
+/// (431), a long target (414), an unknown HTTP version (505).
+public struct HeadParser: Sendable {
+    public var limits: HeadLimits
+    private var scanned = 0
+
+    public init(limits: HeadLimits) {
+        self.limits = limits
+    }
+
+    /// Forgets the search position; call after a head was consumed.
+    public mutating func reset() { scanned = 0 }
+
+    // MARK: - Finding the end of the head
+
+    /// Returns the length of the head (through its empty line), or nil if it is not complete.
+    /// Stops at the first LF followed by LF or CRLF; the line parser rejects the bare LF.
+    private mutating func findEnd(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard let base = bytes.baseAddress else { return nil }
+        var index = max(scanned, 0)
+        let count = bytes.count
+        while index < count {
+            guard let found = memchr(base + index, Int32(ASCII.lf), count - index) else {
+                index = count
+                break
+            }
+            let lf = base.distance(to: UnsafeRawPointer(found))
+            if lf + 1 < count, bytes[lf + 1] == ASCII.lf { return lf + 2 }
+            if lf + 2 < count, bytes[lf + 1] == ASCII.cr, bytes[lf + 2] == ASCII.lf { return lf + 3 }
+            if lf + 2 >= count {
+                // Not enough bytes after this LF to decide: look again from here next time.
+                scanned = lf
+                return nil
+            }
+            index = lf + 1
+        }
+        scanned = index
+        return nil
+    }
+
+    /// Leading empty lines (CRLF) before a request line are skipped (RFC 9112 §2.2); returns
+    /// how many bytes they take.
+    public static func leadingEmptyLines(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var index = 0
+        while index + 1 < bytes.count, bytes[index] == ASCII.cr, bytes[index + 1] == ASCII.lf { index += 2 }
+        return index
+    }
+
+    // MARK: - Requests
+
+    /// Parses a request head at the start of `bytes` into `head`.
+    public mutating func parseRequest(_ bytes: UnsafeRawBufferPointer, into head: inout RequestHead) -> HeadParseStatus {
+        guard let length = findEnd(bytes) else {
+            if bytes.count > limits.maxHeadBytes {
+                return .error(requestLineTooLong(bytes) ? .uriTooLong : .headTooLarge)
+            }
+            return .needMore
+        }
+        if length > limits.maxHeadBytes {
+            return .error(requestLineTooLong(bytes) ? .uriTooLong : .headTooLarge)
+        }
+        head.reset()
+        let headBytes = UnsafeRawBufferPointer(rebasing: bytes[0..<length])
+        if let error = parseRequestHead(headBytes, &head) { return .error(error) }
+        return .complete(length: length)
+    }
+
+    private func requestLineTooLong(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        let lineEnd = memchr(base, Int32(ASCII.lf), bytes.count).map { base.distance(to: UnsafeRawPointer($0)) } ?? bytes.count
+        return lineEnd > limits.maxURIBytes
+    }
+
+    private func parseRequestHead(_ bytes: UnsafeRawBufferPointer, _ head: inout RequestHead) -> HTTPParseError? {
+        var index = 0
+        // method
+        while index < bytes.count, ASCII.isTokenChar[Int(bytes[index])] { index += 1 }
+        guard index > 0, index < bytes.count, bytes[index] == ASCII.space else {
+            return .malformed("the request line must be: method SP target SP HTTP/1.1")
+        }
+        head.method = ByteRange(start: 0, end: index)
+        let method = head.method.bytes(in: bytes)
+        head.isHead = ASCII.equals(method, UnsafeRawBufferPointer(start: ("HEAD" as StaticString).utf8Start, count: 4))
+        head.isConnect = method.count == 7 && ASCII.equals(method, UnsafeRawBufferPointer(start: ("CONNECT" as StaticString).utf8Start, count: 7))
+        index += 1
+        // target: visible ASCII only
+        let targetStart = index
+        while index < bytes.count, bytes[index] > 0x20, bytes[index] < 0x7F { index += 1 }
+        guard index > targetStart, index < bytes.count, bytes[index] == ASCII.space else {
+            return .malformed("the request target must be visible ASCII followed by one space")
+        }
+        if index - targetStart > limits.maxURIBytes { return .uriTooLong }
+        head.target = ByteRange(start: targetStart, end: index)
+        index += 1
+        switch parseVersion(bytes, &index) {
+        case .http11?: head.version = .http11
+        case .http10?: head.version = .http10; head.keepAlive = false
+        case nil: return versionError(bytes, from: index)
+        }
+        guard index + 1 < bytes.count, bytes[index] == ASCII.cr, bytes[index + 1] == ASCII.lf else {
+            return .malformed("the request line must end with CRLF")
+        }
+        index += 2
+        if let error = parseFields(bytes, from: index, into: &head.fields) { return error }
+        return interpretRequestFields(bytes, &head)
+    }
+
+    private func versionError(_ bytes: UnsafeRawBufferPointer, from index: Int) -> HTTPParseError {
+        let prefix = "HTTP/".utf8
+        if bytes.count - index >= 8, zip(bytes[index..<index + 5], prefix).allSatisfy({ $0 == $1 }) {
+            return .versionNotSupported
+        }
+        return .malformed("the request line must end with HTTP/1.1 or HTTP/1.0")
+    }
+
+    private func parseVersion(_ bytes: UnsafeRawBufferPointer, _ index: inout Int) -> HTTPVersion? {
+        guard bytes.count - index >= 8 else { return nil }
+        let b = bytes
+        let i = index
+        guard b[i] == 72, b[i + 1] == 84, b[i + 2] == 84, b[i + 3] == 80, b[i + 4] == 47, b[i + 5] == 49,
+              b[i + 6] == 46 else { return nil }  // "HTTP/1."
+        index += 8
+        switch b[i + 7] {
+        case 49: return .http11
+        case 48: return .http10
+        default: index -= 8; return nil
+        }
+    }
+
+    private func interpretRequestFields(_ bytes: UnsafeRawBufferPointer, _ head: inout RequestHead) -> HTTPParseError? {
+        var hostCount = 0
+        var contentLength: Int?
+        var sawTransferEncoding = false
+        var chunkedLast = false
+        var connectionUpgrade = false
+        var sawUpgrade = false
+        for field in head.fields {
+            let value = field.value.bytes(in: bytes)
+            switch field.kind {
+            case .host:
+                hostCount += 1
+                head.host = field.value
+            case .contentLength:
+                guard let length = Self.parseContentLength(value) else {
+                    return .malformed("Content-Length must be one non-negative decimal number")
+                }
+                if let previous = contentLength, previous != length {
+                    return .malformed("Content-Length values differ")
+                }
+                contentLength = length
+            case .transferEncoding:
+                sawTransferEncoding = true
+                switch Self.transferCodingsEndInChunked(value, previouslyChunked: chunkedLast) {
+                case .some(let last): chunkedLast = last
+                case .none: return .malformed("Transfer-Encoding must end with chunked, and chunked only once")
+                }
+            case .connection:
+                ASCII.forEachListElement(value) { option in
+                    if ASCII.equalsLowercased(option, "close") {
+                        head.keepAlive = false
+                    } else if ASCII.equalsLowercased(option, "keep-alive") {
+                        if head.version == .http10 { head.keepAlive = true }
+                    } else if ASCII.equalsLowercased(option, "upgrade") {
+                        connectionUpgrade = true
+                    } else {
+                        head.hasConnectionOptions = true
+                    }
+                }
+            case .upgrade:
+                sawUpgrade = true
+            case .expect:
+                if ASCII.equalsLowercased(value, "100-continue") { head.expectContinue = true }
+            case .authorization:
+                if head.authorization != nil { return .malformed("more than one Authorization header") }
+                head.authorization = field.value
+            case .anyscaleVersion:
+                if field.value.isEmpty { continue }
+                if let previous = head.pinnedVersion, !ASCII.equals(previous.bytes(in: bytes), value) {
+                    return .malformed("X-ANYSCALE-VERSION is given twice with different values")
+                }
+                head.pinnedVersion = field.value
+            case .requestID:
+                head.hasRequestID = true
+            case .contentType:
+                head.isGRPC = value.count >= 16 && ASCII.equalsLowercased(UnsafeRawBufferPointer(rebasing: value[0..<16]), "application/grpc")
+            default:
+                break
+            }
+        }
+        if hostCount == 0 { return .malformed("the Host header is missing") }
+        if hostCount > 1 { return .malformed("the Host header is repeated") }
+        if sawTransferEncoding {
+            if contentLength != nil { return .malformed("both Content-Length and Transfer-Encoding are present") }
+            if head.version == .http10 { return .malformed("Transfer-Encoding is not allowed in HTTP/1.0") }
+            if !chunkedLast { return .malformed("Transfer-Encoding must end with chunked, and chunked only once") }
+            head.framing = .chunked
+        } else if let contentLength, contentLength > 0 {
+            head.framing = .contentLength(contentLength)
+        }
+        head.upgrade = connectionUpgrade && sawUpgrade && head.version == .http11
+        return nil
+    }
+
+    // MARK: - Responses
+
+    /// Parses a response head. `requestMethodWasHead` decides whether a body follows.
+    public mutating func parseResponse(_ bytes: UnsafeRawBufferPointer, requestWasHead: Bool, into head: inout ResponseHead) -> HeadParseStatus {
+        guard let length = findEnd(bytes) else {
+            return bytes.count > limits.maxHeadBytes ? .error(.headTooLarge) : .needMore
+        }
+        if length > limits.maxHeadBytes { return .error(.headTooLarge) }
+        head.reset()
+        let headBytes = UnsafeRawBufferPointer(rebasing: bytes[0..<length])
+        if let error = parseResponseHead(headBytes, requestWasHead: requestWasHead, &head) { return .error(error) }
+        return .complete(length: length)
+    }
+
+    private func parseResponseHead(_ bytes: UnsafeRawBufferPointer, requestWasHead: Bool, _ head: inout ResponseHead) -> HTTPParseError? {
+        var index = 0
+        guard let version = parseVersion(bytes, &index) else { return .malformed("the status line must start with HTTP/1.x") }
+        head.version = version
+        if version == .http10 { head.keepAlive = false }
+        guard bytes.count - index >= 6, bytes[index] == ASCII.space else { return .malformed("bad status line") }
+        var status = 0
+        for offset in 1...3 {
+            let digit = bytes[index + offset] &- 48
+            guard digit < 10 else { return .malformed("the status code must be three digits") }
+            status = status * 10 + Int(digit)
+        }
+        guard status >= 100 else { return .malformed("the status code must be three digits") }
+        head.status = status
+        index += 4
+        // Optional reason phrase: HTAB, SP, VCHAR, obs-text.
+        while index < bytes.count, bytes[index] != ASCII.cr, bytes[index] != ASCII.lf {
+            let byte = bytes[index]
+            guard byte == ASCII.tab || (byte >= 0x20 && byte != 0x7F) else { return .malformed("control character in the reason phrase") }
+            index += 1
+        }
+        guard index + 1 < bytes.count, bytes[index] == ASCII.cr, bytes[index + 1] == ASCII.lf else {
+            return .malformed("the status line must end with CRLF")
+        }
+        index += 2
+        head.statusLine = ByteRange(start: 0, end: index)
+        if let error = parseFields(bytes, from: index, into: &head.fields) { return error }
+        return interpretResponseFields(bytes, requestWasHead: requestWasHead, &head)
+    }
+
+    private func interpretResponseFields(_ bytes: UnsafeRawBufferPointer, requestWasHead: Bool, _ head: inout ResponseHead) -> HTTPParseError? {
+        var contentLength: Int?
+        var sawTransferEncoding = false
+        var chunkedLast = false
+        for field in head.fields {
+            let value = field.value.bytes(in: bytes)
+            switch field.kind {
+            case .contentLength:
+                guard let length = Self.parseContentLength(value) else { return .malformed("bad Content-Length") }
+                if let previous = contentLength, previous != length { return .malformed("Content-Length values differ") }
+                contentLength = length
+            case .transferEncoding:
+                sawTransferEncoding = true
+                chunkedLast = Self.transferCodingsEndInChunked(value, previouslyChunked: chunkedLast) ?? false
+            case .connection:
+                ASCII.forEachListElement(value) { option in
+                    if ASCII.equalsLowercased(option, "close") {
+                        head.keepAlive = false
+                    } else if ASCII.equalsLowercased(option, "keep-alive") {
+                        if head.version == .http10 { head.keepAlive = true }
+                    } else if !ASCII.equalsLowercased(option, "upgrade") {
+                        head.hasConnectionOptions = true
+                    }
+                }
+            default:
+                break
+            }
+        }
+        if sawTransferEncoding && contentLength != nil {
+            return .malformed("both Content-Length and Transfer-Encoding are present")
+        }
+        let status = head.status
+        if requestWasHead || status < 200 || status == 204 || status == 304 {
+            head.framing = .none
+        } else if sawTransferEncoding {
+            head.framing = chunkedLast ? .chunked : .untilClose
+            if !chunkedLast { head.keepAlive = false }
+        } else if let contentLength {
+            head.framing = contentLength > 0 ? .contentLength(contentLength) : .none
+        } else {
+            head.framing = .untilClose
+            head.keepAlive = false
+        }
+        return nil
+    }
+
+    // MARK: - Fields
+
+    private func parseFields(_ bytes: UnsafeRawBufferPointer, from start: Int, into fields: inout [HeaderField]) -> HTTPParseError? {
+        var index = start
+        let end = bytes.count
+        while true {
+            guard index < end else { return .malformed("the head must end with an empty line") }
+            let first = bytes[index]
+            if first == ASCII.cr {
+                guard index + 1 < end, bytes[index + 1] == ASCII.lf, index + 2 == end else {
+                    return .malformed("the head must end with CRLF CRLF")
+                }
+                return nil
+            }
+            if first == ASCII.space || first == ASCII.tab {
+                return .malformed("obsolete line folding is not accepted")
+            }
+            if fields.count == limits.maxHeaders { return .tooManyHeaders }
+            let nameStart = index
+            while index < end, ASCII.isTokenChar[Int(bytes[index])] { index += 1 }
+            guard index < end, bytes[index] == ASCII.colon else {
+                if index < end, bytes[index] == ASCII.space || bytes[index] == ASCII.tab {
+                    return .malformed("whitespace between a header name and the colon")
+                }
+                return .malformed("a header name contains a character that is not allowed")
+            }
+            guard index > nameStart else { return .malformed("empty header name") }
+            let name = ByteRange(start: nameStart, end: index)
+            index += 1
+            while index < end, bytes[index] == ASCII.space || bytes[index] == ASCII.tab { index += 1 }
+            let valueStart = index
+            var valueEnd = index
+            while index < end {
+                let byte = bytes[index]
+                if byte == ASCII.cr || byte == ASCII.lf { break }
+                guard byte == ASCII.tab || (byte >= 0x20 && byte != 0x7F) else {
+                    return .malformed("a header value contains a control character")
+                }
+                index += 1
+                if byte != ASCII.space && byte != ASCII.tab { valueEnd = index }
+            }
+            guard index + 1 < end, bytes[index] == ASCII.cr, bytes[index + 1] == ASCII.lf else {
+                return .malformed("header lines must end with CRLF")
+            }
+            index += 2
+            let kind = KnownHeader.classify(name.bytes(in: bytes))
+            fields.append(HeaderField(
+                name: name, value: ByteRange(start: valueStart, end: valueEnd), kind: kind,
+                line: ByteRange(start: nameStart, end: index)))
+        }
+    }
+
+    /// A Content-Length value: digits, or a list of identical digit strings ("5, 5").
+    static func parseContentLength(_ value: UnsafeRawBufferPointer) -> Int? {
+        var result: Int?
+        var valid = true
+        var elements = 0
+        ASCII.forEachListElement(value) { element in
+            elements += 1
+            guard valid, element.count <= 18 else { valid = false; return }
+            var number = 0
+            for byte in element {
+                let digit = byte &- 48
+                guard digit < 10 else { valid = false; return }
+                number = number * 10 + Int(digit)
+            }
+            if let result, result != number { valid = false }
+            result = number
+        }
+        // An empty element list, or stray commas around nothing, is not a length.
+        guard valid, elements > 0 else { return nil }
+        return result
+    }
+
+    /// Checks one Transfer-Encoding field: returns whether its last coding is `chunked`, or
+    /// nil if `chunked` is followed by another coding (also across fields) or a coding is
+    /// not a token.
+    static func transferCodingsEndInChunked(_ value: UnsafeRawBufferPointer, previouslyChunked: Bool) -> Bool? {
+        var lastIsChunked = previouslyChunked
+        var valid = true
+        var elements = 0
+        ASCII.forEachListElement(value) { coding in
+            elements += 1
+            if lastIsChunked { valid = false }
+            var name = coding
+            if let semicolon = coding.firstIndex(of: UInt8(ascii: ";")) {
+                name = UnsafeRawBufferPointer(rebasing: coding[0..<semicolon])
+            }
+            for byte in name where !ASCII.isTokenChar[Int(byte)] { valid = false }
+            lastIsChunked = ASCII.equalsLowercased(name, "chunked")
+        }
+        guard valid, elements > 0 else { return nil }
+        return lastIsChunked
+    }
+}

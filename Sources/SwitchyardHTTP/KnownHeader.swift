@@ -1,0 +1,64 @@
+/// Header names the proxy acts on, recognised once while parsing.
+public enum KnownHeader: UInt8, Sendable {
+    case other
+    case host
+    case contentLength
+    case transferEncoding
+    case connection
+    case keepAlive
+    case proxyConnection
+    case te
+    case trailer
+    case upgrade
+    case expect
+    case authorization
+    case proxyAuthorization
+    case anyscaleVersion
+    case requestID
+    case forwardedFor
+    case forwardedProto
+    case forwardedHost
+    case contentType
+
+    /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
+    /// `Transfer-Encoding` is kept because bodies are relayed in their received framing.
+    public var isHopByHop: Bool {
+        switch self {
+        case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .proxyAuthorization: return true
+        default: return false
+        }
+    }
+
+    /// Classifies a header name, case-insensitively, without allocating.
+    public static func classify(_ name: UnsafeRawBufferPointer) -> KnownHeader {
+        switch name.count {
+        case 2: if ASCII.equalsLowercased(name, "te") { return .te }
+        case 4: if ASCII.equalsLowercased(name, "host") { return .host }
+        case 6: if ASCII.equalsLowercased(name, "expect") { return .expect }
+        case 7:
+            if ASCII.equalsLowercased(name, "upgrade") { return .upgrade }
+            if ASCII.equalsLowercased(name, "trailer") { return .trailer }
+        case 10:
+            if ASCII.equalsLowercased(name, "connection") { return .connection }
+            if ASCII.equalsLowercased(name, "keep-alive") { return .keepAlive }
+        case 12:
+            if ASCII.equalsLowercased(name, "x-request-id") { return .requestID }
+            if ASCII.equalsLowercased(name, "content-type") { return .contentType }
+        case 13: if ASCII.equalsLowercased(name, "authorization") { return .authorization }
+        case 14: if ASCII.equalsLowercased(name, "content-length") { return .contentLength }
+        case 15: if ASCII.equalsLowercased(name, "x-forwarded-for") { return .forwardedFor }
+        case 16:
+            if ASCII.equalsLowercased(name, "proxy-connection") { return .proxyConnection }
+            if ASCII.equalsLowercased(name, "x-forwarded-host") { return .forwardedHost }
+        case 17:
+            if ASCII.equalsLowercased(name, "transfer-encoding") { return .transferEncoding }
+            if ASCII.equalsLowercased(name, "x-forwarded-proto") { return .forwardedProto }
+        case 18:
+            if ASCII.equalsLowercased(name, "x-anyscale-version") { return .anyscaleVersion }
+        case 19:
+            if ASCII.equalsLowercased(name, "proxy-authorization") { return .proxyAuthorization }
+        default: break
+        }
+        return .other
+    }
+}

@@ -1,0 +1,120 @@
+/// The static server configuration (`switchyard.json`). Read at start; a restart applies changes.
+public struct ServerConfig: Sendable, Equatable {
+    public struct Listener: Sendable, Equatable {
+        /// `host:port` to accept client traffic on.
+        public var address: Endpoint
+    }
+
+    public struct Auth: Sendable, Equatable {
+        /// Tokens file, relative to the config file. Required unless `disabled`.
+        public var tokensFile: String? = nil
+        /// Serve without authentication. Default false: Switchyard refuses to start without tokens.
+        public var disabled = false
+        /// Pass the client's `Authorization` header to the backend. Default false.
+        public var forwardAuthorization = false
+    }
+
+    public struct Timeouts: Sendable, Equatable {
+        /// Longest wait for a backend connection to open, before trying the next endpoint. Default 2000.
+        public var connectMs = 2000
+        /// Longest time a client may take to send a complete request head (408 after). Default 10000.
+        public var requestHeadMs = 10000
+        /// Keep-alive connections idle this long are closed. Default 60000.
+        public var idleMs = 60000
+        /// Longest silence from a backend while a response is awaited or streaming (504 before the head). Default 300000.
+        public var responseMs = 300_000
+        /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default 15000.
+        public var drainMs = 15000
+    }
+
+    public struct Limits: Sendable, Equatable {
+        /// Largest request head in bytes (431 beyond). Default 65536.
+        public var maxHeadBytes = 65536
+        /// Most header fields in a request (431 beyond). Default 100.
+        public var maxHeaders = 100
+        /// Longest request target in bytes (414 beyond). Default 8192.
+        public var maxURIBytes = 8192
+        /// Most client connections open at once, over all workers. Default 100000.
+        public var maxConnections = 100_000
+    }
+
+    /// Where client traffic is accepted. Default one listener on 127.0.0.1:8080.
+    public var listeners: [Listener] = [Listener(address: Endpoint(host: "127.0.0.1", port: 8080))]
+    /// The admin API (`/healthz`, `/status`). Default 127.0.0.1:9901. Never shares a port with clients.
+    public var admin = Endpoint(host: "127.0.0.1", port: 9901)
+    /// Worker threads; 0 (default) means one per CPU core.
+    public var workers = 0
+    /// The versions file, relative to the config file. Default `versions.json`.
+    public var versionsFile = "versions.json"
+    public var auth = Auth()
+    public var timeouts = Timeouts()
+    public var limits = Limits()
+
+    public init() {}
+
+    public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> ServerConfig {
+        let root = try JSONParser.parse(bytes, file: file)
+        var reader = try ObjectReader(root, file: file, path: "")
+        var config = ServerConfig()
+        if let listeners = try reader.array("listeners") {
+            guard !listeners.isEmpty else {
+                throw ConfigError(file: file, position: root.position, message: "listeners is empty; give at least one {\"address\": \"host:port\"}")
+            }
+            config.listeners = []
+            for (index, node) in listeners.enumerated() {
+                var listener = try ObjectReader(node, file: file, path: "listeners[\(index)]")
+                let address = try Self.address(&listener, file: file)
+                try listener.finish()
+                config.listeners.append(Listener(address: address))
+            }
+        }
+        if var admin = try reader.object("admin") {
+            config.admin = try Self.address(&admin, file: file)
+            try admin.finish()
+        }
+        for listener in config.listeners where listener.address == config.admin {
+            throw ConfigError(file: file, position: root.position, message: "admin.address \(config.admin) is also a client listener; give the admin API its own port")
+        }
+        config.workers = try reader.integer("workers", in: 0...1024) ?? 0
+        if let versionsFile = try reader.string("versions_file") {
+            guard !versionsFile.isEmpty else { throw ConfigError(file: file, position: root.position, message: "versions_file is empty") }
+            config.versionsFile = versionsFile
+        }
+        if var auth = try reader.object("auth") {
+            config.auth.tokensFile = try auth.string("tokens_file")
+            config.auth.disabled = try auth.bool("disabled") ?? false
+            config.auth.forwardAuthorization = try auth.bool("forward_authorization") ?? false
+            try auth.finish()
+        }
+        if config.auth.tokensFile == nil && !config.auth.disabled {
+            throw ConfigError(file: file, position: root.position,
+                              message: "no tokens file: set auth.tokens_file to a file of Bearer tokens, or set auth.disabled to true to serve without authentication")
+        }
+        if var timeouts = try reader.object("timeouts") {
+            let day = 86_400_000
+            config.timeouts.connectMs = try timeouts.integer("connect_ms", in: 1...day) ?? config.timeouts.connectMs
+            config.timeouts.requestHeadMs = try timeouts.integer("request_head_ms", in: 1...day) ?? config.timeouts.requestHeadMs
+            config.timeouts.idleMs = try timeouts.integer("idle_ms", in: 1...day) ?? config.timeouts.idleMs
+            config.timeouts.responseMs = try timeouts.integer("response_ms", in: 1...day) ?? config.timeouts.responseMs
+            config.timeouts.drainMs = try timeouts.integer("drain_ms", in: 0...day) ?? config.timeouts.drainMs
+            try timeouts.finish()
+        }
+        if var limits = try reader.object("limits") {
+            config.limits.maxHeadBytes = try limits.integer("max_head_bytes", in: 1024...(1 << 24)) ?? config.limits.maxHeadBytes
+            config.limits.maxHeaders = try limits.integer("max_headers", in: 8...10000) ?? config.limits.maxHeaders
+            config.limits.maxURIBytes = try limits.integer("max_uri_bytes", in: 64...(1 << 24)) ?? config.limits.maxURIBytes
+            config.limits.maxConnections = try limits.integer("max_connections", in: 1...10_000_000) ?? config.limits.maxConnections
+            try limits.finish()
+        }
+        try reader.finish()
+        return config
+    }
+
+    private static func address(_ reader: inout ObjectReader, file: String) throws(ConfigError) -> Endpoint {
+        let node = try reader.required("address")
+        guard case .string(let text) = node.value, let endpoint = Endpoint(parsing: text) else {
+            throw ConfigError(file: file, position: node.position, message: "\(reader.fieldPath("address")) must be \"host:port\" or \"[v6]:port\"")
+        }
+        return endpoint
+    }
+}
