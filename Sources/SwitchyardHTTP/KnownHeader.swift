@@ -8,7 +8,6 @@ public enum KnownHeader: UInt8, Sendable {
     case keepAlive
     case proxyConnection
     case te
-    case trailer
     case upgrade
     case expect
     case authorization
@@ -21,10 +20,11 @@ public enum KnownHeader: UInt8, Sendable {
     case contentType
 
     /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
-    /// `Transfer-Encoding` is kept because bodies are relayed in their received framing.
+    /// `Transfer-Encoding` is kept because bodies are relayed in their received framing, and
+    /// `Upgrade` is handled separately (kept for upgrade requests and 101 responses).
     public var isHopByHop: Bool {
         switch self {
-        case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .proxyAuthorization: return true
+        case .connection, .keepAlive, .proxyConnection, .te, .proxyAuthorization: return true
         default: return false
         }
     }
@@ -37,7 +37,6 @@ public enum KnownHeader: UInt8, Sendable {
         case 6: if ASCII.equalsLowercased(name, "expect") { return .expect }
         case 7:
             if ASCII.equalsLowercased(name, "upgrade") { return .upgrade }
-            if ASCII.equalsLowercased(name, "trailer") { return .trailer }
         case 10:
             if ASCII.equalsLowercased(name, "connection") { return .connection }
             if ASCII.equalsLowercased(name, "keep-alive") { return .keepAlive }

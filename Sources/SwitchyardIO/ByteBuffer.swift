@@ -117,9 +117,9 @@ public final class ByteBuffer {
         }
     }
 
-    /// Reads once from `fd` into free space (at least `minimumSpace` bytes are made free).
-    public func read(from fd: Int32, minimumSpace: Int = 4096) throws(SystemError) -> IOResult {
-        reserveWritable(minimumSpace)
+    /// Reads once from `fd` into the free space (make room first with `reserveWritable`).
+    public func read(from fd: Int32) throws(SystemError) -> IOResult {
+        precondition(writableCount > 0)
         let result = try Syscall.read(fd, storage + writerIndex, writableCount)
         if case .processed(let count) = result { writerIndex += count }
         return result

@@ -9,7 +9,7 @@ import Glibc
 /// `errno` read can clobber `errno`.
 public enum Syscall {
     @inline(never)
-    static func call(_ name: String, _ body: () -> Int) throws(SystemError) -> Int {
+    public static func call(_ name: String, _ body: () -> Int) throws(SystemError) -> Int {
         while true {
             let result = body()
             if result >= 0 { return result }

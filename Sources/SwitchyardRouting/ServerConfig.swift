@@ -23,6 +23,10 @@ public struct ServerConfig: Sendable, Equatable {
         public var idleMs = 60000
         /// Longest silence from a backend while a response is awaited or streaming (504 before the head). Default 300000.
         public var responseMs = 300_000
+        /// Idle backend keep-alive connections are closed after this long. Default 4000: below the
+        /// 5 s keep-alive timeout of uvicorn, Ray Serve's HTTP server, so a backend rarely closes a
+        /// connection just as it is reused.
+        public var upstreamIdleMs = 4000
         /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default 15000.
         public var drainMs = 15000
     }
@@ -96,6 +100,7 @@ public struct ServerConfig: Sendable, Equatable {
             config.timeouts.requestHeadMs = try timeouts.integer("request_head_ms", in: 1...day) ?? config.timeouts.requestHeadMs
             config.timeouts.idleMs = try timeouts.integer("idle_ms", in: 1...day) ?? config.timeouts.idleMs
             config.timeouts.responseMs = try timeouts.integer("response_ms", in: 1...day) ?? config.timeouts.responseMs
+            config.timeouts.upstreamIdleMs = try timeouts.integer("upstream_idle_ms", in: 1...day) ?? config.timeouts.upstreamIdleMs
             config.timeouts.drainMs = try timeouts.integer("drain_ms", in: 0...day) ?? config.timeouts.drainMs
             try timeouts.finish()
         }

@@ -1,0 +1,95 @@
+import SwitchyardIO
+import SwitchyardRouting
+
+/// Reads the config files from disk, resolving paths relative to the main config file.
+public struct ConfigLoader: Sendable {
+    public let configPath: String
+    public let server: ServerConfig
+
+    /// Loads and validates the main config file.
+    public init(configPath: String) throws(LoadError) {
+        self.configPath = configPath
+        let bytes: [UInt8]
+        do {
+            bytes = try FileIO.readAll(configPath)
+        } catch {
+            throw LoadError("\(configPath): cannot read the config file (\(error))")
+        }
+        do {
+            server = try ServerConfig.parse(bytes, file: configPath)
+        } catch {
+            throw LoadError(error.description)
+        }
+    }
+
+    public var directory: String {
+        guard let slash = configPath.lastIndex(of: "/") else { return "." }
+        let directory = String(configPath[..<slash])
+        return directory.isEmpty ? "/" : directory
+    }
+
+    /// A path from the config file, made relative to the config file's directory.
+    public func path(_ relative: String) -> String {
+        relative.hasPrefix("/") ? relative : "\(directory)/\(relative)"
+    }
+
+    public var versionsPath: String { path(server.versionsFile) }
+    public var tokensPath: String? { server.auth.disabled ? nil : server.auth.tokensFile.map(path) }
+
+    /// Reads and validates the versions file; also returns its bytes to detect unchanged content.
+    public func loadVersions() throws(LoadError) -> (config: VersionsConfig, bytes: [UInt8]) {
+        let path = versionsPath
+        let bytes: [UInt8]
+        do {
+            bytes = try FileIO.readAll(path)
+        } catch {
+            throw LoadError("\(path): cannot read the versions file (\(error)); versions_file is relative to \(configPath)")
+        }
+        do {
+            return (try VersionsConfig.parse(bytes, file: path), bytes)
+        } catch {
+            throw LoadError(error.description)
+        }
+    }
+
+    /// Reads the tokens file; nil when authentication is disabled.
+    public func loadTokens() throws(LoadError) -> (tokens: TokenSet, bytes: [UInt8])? {
+        guard let path = tokensPath else { return nil }
+        let bytes: [UInt8]
+        do {
+            bytes = try FileIO.readAll(path)
+        } catch {
+            throw LoadError("\(path): cannot read the tokens file (\(error)); auth.tokens_file is relative to \(configPath)")
+        }
+        do {
+            return (try TokenSet.parse(bytes, file: path), bytes)
+        } catch {
+            throw LoadError(error.description)
+        }
+    }
+
+    /// Resolves every endpoint of every version (blocking DNS: control thread only).
+    public func resolve(_ versions: VersionsConfig) throws(LoadError) -> [[SocketAddress]] {
+        var result: [[SocketAddress]] = []
+        for version in versions.versions {
+            var addresses: [SocketAddress] = []
+            for endpoint in version.endpoints {
+                do {
+                    for address in try SocketAddress.resolve(host: endpoint.host, port: endpoint.port) where !addresses.contains(address) {
+                        addresses.append(address)
+                    }
+                } catch {
+                    throw LoadError("\(versionsPath): version \"\(version.name)\": endpoint \(endpoint): \(error)")
+                }
+            }
+            result.append(addresses)
+        }
+        return result
+    }
+}
+
+/// A configuration that could not be loaded, with a message that says where and why.
+public struct LoadError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,231 @@
+import CLinuxShims
+import Glibc
+import Logging
+import Synchronization
+import SwitchyardHTTP
+import SwitchyardIO
+import SwitchyardRouting
+
+/// What workers tell the control thread.
+enum ControlMessage: Sendable {
+    case workerFinished(Int)
+}
+
+/// The control thread: signals, file watching and reloads, the admin API, shutdown.
+/// Runs its own epoll loop; never on the request path.
+final class ControlPlane {
+    private enum Source {
+        case signals
+        case watcher
+        case mailbox
+        case drainTimer
+        case adminListener
+        case admin(AdminConnection)
+    }
+
+    let loader: ConfigLoader
+    let logger: Logger
+    private var state: ReloadState
+    private let workers: [Worker]
+    let mailbox: Mailbox<ControlMessage>
+    private let selector: Selector
+    private let signalFD: Int32
+    private let watcher: FileWatcher
+    private let adminFD: Int32
+    private var drainTimerFD: Int32 = -1
+    private var sources: [UInt64: Source] = [:]
+    private var nextToken: UInt64 = 1
+    private var finishedWorkers = 0
+    private var draining = false
+
+    init(loader: ConfigLoader, state: ReloadState, workers: [Worker], mailbox: Mailbox<ControlMessage>,
+         adminFD: Int32, logger: Logger) throws(SystemError) {
+        self.loader = loader
+        self.state = state
+        self.workers = workers
+        self.mailbox = mailbox
+        self.adminFD = adminFD
+        self.logger = logger
+        self.selector = try Selector()
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&mask, signal) }
+        self.signalFD = Int32(try Syscall.call("signalfd") {
+            Int(signalfd(-1, &mask, Int32(SFD_NONBLOCK) | Int32(SFD_CLOEXEC)))
+        })
+        self.watcher = try FileWatcher(paths: [loader.versionsPath] + (loader.tokensPath.map { [$0] } ?? []))
+        try add(signalFD, .signals)
+        try add(watcher.fd, .watcher)
+        try add(mailbox.eventFD, .mailbox)
+        try add(adminFD, .adminListener)
+    }
+
+    private func add(_ fd: Int32, _ source: Source) throws(SystemError) {
+        let token = nextToken
+        nextToken += 1
+        sources[token] = source
+        try selector.registerInput(fd, token: token)
+    }
+
+    /// Runs until every worker has finished after a drain (or the drain timeout).
+    func run() {
+        while finishedWorkers < workers.count {
+            let count = (try? selector.wait(timeoutMs: -1)) ?? 0
+            for index in 0..<count {
+                let token = selector.event(at: index).token
+                guard let source = sources[token] else { continue }
+                switch source {
+                case .signals: handleSignals()
+                case .watcher: if watcher.drainRelevant() { reload(trigger: "file change") }
+                case .mailbox:
+                    for case .workerFinished in mailbox.drain() { finishedWorkers += 1 }
+                case .drainTimer:
+                    logger.warning("drain timeout reached; closing the remaining connections")
+                    for worker in workers { worker.mailbox.post(.stop) }
+                    Syscall.drainCounter(drainTimerFD)
+                case .adminListener: acceptAdmin()
+                case .admin(let connection): serveAdmin(connection, token: token)
+                }
+            }
+        }
+        logger.info("stopped")
+    }
+
+    private func handleSignals() {
+        var info = signalfd_siginfo()
+        while Glibc.read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+            switch Int32(info.ssi_signo) {
+            case SIGHUP: reload(trigger: "SIGHUP")
+            default: startDrain(signal: Int32(info.ssi_signo))
+            }
+        }
+    }
+
+    private func startDrain(signal: Int32) {
+        guard !draining else { return }
+        draining = true
+        let drainMs = loader.server.timeouts.drainMs
+        logger.info("signal \(signal): no longer accepting; draining in-flight requests for up to \(drainMs) ms")
+        for worker in workers { worker.mailbox.post(.drain) }
+        if let timer = try? Syscall.timerfd(), (try? Syscall.armPeriodic(timer, intervalMs: max(drainMs, 1))) != nil {
+            drainTimerFD = timer
+            try? add(timer, .drainTimer)
+        }
+    }
+
+    func reload(trigger: String) {
+        let publication = state.reload(loader: loader, trigger: trigger)
+        for error in state.lastOutcome.errors {
+            logger.error("reload (\(trigger)) rejected, keeping the last good configuration: \(error)")
+        }
+        guard let publication else { return }
+        for worker in workers { worker.mailbox.post(.publish(publication)) }
+        let split = publication.snapshot.versions.map { "\($0.name)=\($0.trafficPercentText)%" }.joined(separator: " ")
+        logger.info("reloaded (\(trigger)): generation \(publication.snapshot.generation), \(split)")
+    }
+
+    // MARK: - Admin API
+
+    private func acceptAdmin() {
+        while let accepted = try? Syscall.accept(adminFD) {
+            let connection = AdminConnection(fd: accepted.fd)
+            try? add(accepted.fd, .admin(connection))
+        }
+    }
+
+    private func serveAdmin(_ connection: AdminConnection, token: UInt64) {
+        switch connection.readRequest() {
+        case .needMore:
+            return
+        case .closed:
+            break
+        case .request(let method, let path):
+            let (status, body) = adminResponse(method: method, path: path)
+            connection.respond(status: status, body: body)
+        case .invalid(let status):
+            connection.respond(status: status, body: "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed request\"}}\n")
+        }
+        sources[token] = nil
+        selector.deregister(connection.fd)
+        Syscall.close(connection.fd)
+    }
+
+    private func adminResponse(method: String, path: String) -> (Int, String) {
+        guard method == "GET" || method == "HEAD" else {
+            return (405, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"the admin API answers GET\"}}\n")
+        }
+        switch path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path {
+        case "/healthz":
+            return draining ? (503, "{\"status\":\"draining\"}\n") : (200, "{\"status\":\"ok\"}\n")
+        case "/status":
+            return (200, statusJSON())
+        default:
+            return (404, "{\"error\":{\"code\":\"not_found\",\"message\":\"admin endpoints: GET /healthz, GET /status\"}}\n")
+        }
+    }
+
+    func statusJSON() -> String {
+        let outcome = state.lastOutcome
+        let versions = state.versions.versions.map { version in
+            "{\"name\":\(JSONText.quote(version.name)),\"traffic_percent\":\(version.trafficPercentText),"
+                + "\"endpoints\":[\(version.endpoints.map { JSONText.quote($0.description) }.joined(separator: ","))]}"
+        }
+        let applied = workers.map { String($0.appliedGeneration.load(ordering: .relaxed)) }
+        let errors = outcome.errors.map(JSONText.quote).joined(separator: ",")
+        return """
+            {"service":\(JSONText.quote(state.versions.service)),"generation":\(state.generation),\
+            "workers":{"count":\(workers.count),"applied_generation":[\(applied.joined(separator: ","))]},\
+            "draining":\(draining),\
+            "auth":{"enabled":\(state.tokens != nil),"tokens":\(state.tokens?.count ?? 0)},\
+            "last_reload":{"time":"\(outcome.time)","trigger":\(JSONText.quote(outcome.trigger)),"outcome":"\(outcome.result)","errors":[\(errors)]},\
+            "failed_reloads":\(state.failedReloads),\
+            "versions":[\(versions.joined(separator: ","))]}
+
+            """
+    }
+}
+
+/// One admin API request on its own short-lived connection.
+final class AdminConnection {
+    enum ReadResult {
+        case needMore
+        case closed
+        case request(method: String, path: String)
+        case invalid(status: Int)
+    }
+
+    let fd: Int32
+    private let input = ByteBuffer(capacity: 4096)
+    private var parser = HeadParser(limits: HeadLimits(maxHeadBytes: 16384, maxHeaders: 64, maxURIBytes: 2048))
+    private var head = RequestHead()
+
+    init(fd: Int32) { self.fd = fd }
+
+    func readRequest() -> ReadResult {
+        input.reserveWritable(4096)
+        switch try? input.read(from: fd) {
+        case .processed(0)?, nil: return .closed
+        case .wouldBlock?: return .needMore
+        case .processed?: break
+        }
+        switch parser.parseRequest(input.readableBytes, into: &head) {
+        case .needMore: return .needMore
+        case .error(let error): return .invalid(status: error.status)
+        case .complete:
+            let bytes = input.readableBytes
+            return .request(
+                method: String(decoding: head.method.bytes(in: bytes), as: UTF8.self),
+                path: String(decoding: head.target.bytes(in: bytes), as: UTF8.self))
+        }
+    }
+
+    /// Writes a small JSON response and lets the caller close. Admin responses fit easily in
+    /// a socket buffer, so one non-blocking write suffices.
+    func respond(status: Int, body: String) {
+        let out = ByteBuffer(capacity: 1024)
+        out.append("HTTP/1.1 \(status) \(status == 200 ? "OK" : ErrorResponse.reason(status))\r\n"
+            + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n")
+        if !head.isHead { out.append(body) }
+        _ = try? out.flush(to: fd)
+    }
+}

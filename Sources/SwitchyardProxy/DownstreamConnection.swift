@@ -1,0 +1,144 @@
+import SwitchyardHTTP
+import SwitchyardIO
+
+/// A client connection and the request/response exchange currently on it.
+///
+///     readingHead ──head──▶ proxying ──response done, keep-alive──▶ readingHead
+///          │                   │  └──101 Switching Protocols──▶ tunnel
+///          │                   └──error / close──▶ closing ──▶ lingering ──▶ (closed)
+///          └──bad request──▶ closing
+///
+/// Requests on one connection are served one at a time; pipelined requests wait in `input`
+/// and are answered in order.
+final class DownstreamConnection {
+    enum State {
+        /// Waiting for (the rest of) a request head.
+        case readingHead
+        /// A request is being relayed to `upstream` and its response back.
+        case proxying
+        /// After 101: bytes flow both ways unchanged.
+        case tunnel
+        /// The last response is being written; the connection closes afterwards.
+        case closing
+        /// Write side shut; unread client bytes are discarded briefly so the kernel does not
+        /// answer them with a reset that would destroy the response in flight.
+        case lingering
+    }
+
+    let fd: Int32
+    var token: UInt64 = 0
+    /// Bytes from the client: request heads, bodies, pipelined requests.
+    let input: ByteBuffer
+    /// Proxy-made bytes for the client (response heads, errors), sent before relayed body bytes.
+    let output: ByteBuffer
+    /// The client's address as text, for `X-Forwarded-For`.
+    let clientAddress: [UInt8]
+
+    var state = State.readingHead
+    var parser: HeadParser
+    var request = RequestHead()
+    /// Edge-triggered epoll: bytes may be waiting in the socket that were not read yet.
+    var readable = false
+    /// The last readiness event said the peer closed or failed.
+    var peerHungUp = false
+    var closed = false
+    var deadline: UInt64 = 0
+    /// Part of a request head has arrived: the head timeout runs.
+    var headStarted = false
+
+    // The current exchange.
+    var upstream: UpstreamConnection?
+    var routes: WorkerRoutes?
+    var versionIndex = 0
+    var requestFramer = BodyFramer(.none)
+    /// Body bytes at the front of `input` already checked and waiting to be sent upstream.
+    var requestBodyPending = 0
+    var requestComplete = true
+    var keepAlive = true
+    var responseStarted = false
+    /// Endpoints of the version already tried for this request (bit per endpoint index).
+    var triedEndpoints: UInt64 = 0
+    /// `X-Request-Id` made for this request when the client sent none.
+    var requestID: [UInt8] = Array(repeating: 0, count: 32)
+    var generatedRequestID = false
+
+    init(fd: Int32, clientAddress: [UInt8], limits: HeadLimits, now: UInt64, idleMs: Int) {
+        self.fd = fd
+        self.clientAddress = clientAddress
+        self.input = ByteBuffer(capacity: 16384)
+        self.output = ByteBuffer(capacity: 4096)
+        self.parser = HeadParser(limits: limits)
+        self.deadline = now + UInt64(idleMs)
+    }
+
+    /// Resets the exchange fields once a response is complete.
+    func endExchange() {
+        upstream = nil
+        routes = nil
+        requestFramer = BodyFramer(.none)
+        requestBodyPending = 0
+        requestComplete = true
+        responseStarted = false
+        triedEndpoints = 0
+        generatedRequestID = false
+        parser.reset()
+    }
+}
+
+/// A connection to a backend, idle in its pool or serving one request.
+final class UpstreamConnection {
+    enum State {
+        /// Non-blocking connect in progress.
+        case connecting
+        /// Waiting in the pool.
+        case idle
+        /// Request sent (or being sent); waiting for the response head.
+        case awaitingHead
+        /// Relaying the response body.
+        case streamingBody
+        /// After 101: bytes flow both ways unchanged.
+        case tunnel
+    }
+
+    let fd: Int32
+    var token: UInt64 = 0
+    let pool: UpstreamPool
+    /// Bytes from the backend.
+    let input: ByteBuffer
+    /// Proxy-made bytes for the backend (the rewritten request head).
+    var output: ByteBuffer
+    var state: State
+    var readable = false
+    var peerHungUp = false
+    var closed = false
+    var deadline: UInt64 = 0
+    var downstream: DownstreamConnection?
+    var parser: HeadParser
+    var response = ResponseHead()
+    var responseFramer = BodyFramer(.none)
+    /// Body bytes at the front of `input` already checked and waiting to be sent to the client.
+    var responseBodyPending = 0
+    var responseComplete = false
+    /// Whether any byte of the current request reached the socket (no failover after that).
+    var sentAnything = false
+    /// Whether this connection came from the pool (served an earlier request).
+    var reused = false
+
+    init(fd: Int32, pool: UpstreamPool, state: State, limits: HeadLimits) {
+        self.fd = fd
+        self.pool = pool
+        self.state = state
+        self.input = ByteBuffer(capacity: 16384)
+        self.output = ByteBuffer(capacity: 4096)
+        self.parser = HeadParser(limits: limits)
+    }
+
+    func resetForReuse() {
+        responseFramer = BodyFramer(.none)
+        responseBodyPending = 0
+        responseComplete = false
+        sentAnything = false
+        parser.reset()
+        downstream = nil
+    }
+}

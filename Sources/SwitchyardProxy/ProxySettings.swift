@@ -1,0 +1,23 @@
+import SwitchyardHTTP
+import SwitchyardRouting
+
+/// The parts of the server config a worker uses on the request path, in ready-to-use form.
+struct ProxySettings: Sendable {
+    let timeouts: ServerConfig.Timeouts
+    let headLimits: HeadLimits
+    let maxConnectionsPerWorker: Int
+    let forwardAuthorization: Bool
+    /// How long an idle backend connection is kept. Below the 5 s keep-alive timeout of
+    /// uvicorn (Ray Serve's HTTP server), so the backend rarely closes one under our feet.
+    let upstreamIdleMs: Int
+
+    init(config: ServerConfig, workers: Int) {
+        timeouts = config.timeouts
+        headLimits = HeadLimits(
+            maxHeadBytes: config.limits.maxHeadBytes, maxHeaders: config.limits.maxHeaders,
+            maxURIBytes: config.limits.maxURIBytes)
+        maxConnectionsPerWorker = max(1, config.limits.maxConnections / max(1, workers))
+        forwardAuthorization = config.auth.forwardAuthorization
+        upstreamIdleMs = min(config.timeouts.upstreamIdleMs, config.timeouts.idleMs)
+    }
+}

@@ -1,0 +1,71 @@
+import SwitchyardIO
+import SwitchyardRouting
+
+/// What the control thread posts to every worker: the routing snapshot plus each version's
+/// resolved backend addresses. Immutable and shared by all workers.
+public final class Publication: Sendable {
+    public let snapshot: RoutingSnapshot
+    /// `targets[version]`: the resolved addresses of that version's endpoints, in file order.
+    public let targets: [[SocketAddress]]
+    /// Precomputed `X-ANYSCALE-VERSION: <name>\r\n` lines, one per version.
+    let versionHeaderLines: [[UInt8]]
+
+    public init(snapshot: RoutingSnapshot, targets: [[SocketAddress]]) {
+        precondition(targets.count == snapshot.versions.count)
+        self.snapshot = snapshot
+        self.targets = targets
+        self.versionHeaderLines = snapshot.versions.map { Array("X-ANYSCALE-VERSION: \($0.name)\r\n".utf8) }
+    }
+}
+
+/// A worker's view of one publication: the shared snapshot plus worker-local endpoint state.
+///
+/// Requests hold this object, not the shared `Publication`, so the reference counting they do
+/// touches a cache line only this worker writes.
+final class WorkerRoutes {
+    let publication: Publication
+    /// `pools[version][endpoint]`.
+    let pools: [[UpstreamPool]]
+    /// Round-robin cursor per version, for ties between equally loaded endpoints.
+    var cursors: [Int]
+
+    init(publication: Publication, pools: [[UpstreamPool]]) {
+        self.publication = publication
+        self.pools = pools
+        self.cursors = pools.map { _ in 0 }
+    }
+
+    var snapshot: RoutingSnapshot { publication.snapshot }
+
+    /// The least loaded endpoint of `version` not yet tried for this request; ties go round robin.
+    func pickPool(version: Int, excluding tried: UInt64) -> (index: Int, pool: UpstreamPool)? {
+        let candidates = pools[version]
+        let start = cursors[version]
+        var best: (index: Int, pool: UpstreamPool)?
+        for offset in 0..<candidates.count {
+            let index = (start + offset) % candidates.count
+            if index < 64, tried & (1 << UInt64(index)) != 0 { continue }
+            let pool = candidates[index]
+            if best == nil || pool.active < best!.pool.active { best = (index, pool) }
+        }
+        if let best { cursors[version] = (best.index + 1) % candidates.count }
+        return best
+    }
+}
+
+/// Keep-alive connections to one backend address, owned by one worker.
+final class UpstreamPool {
+    let address: SocketAddress
+    /// Idle connections, most recently used last (reused first: least likely to have been
+    /// closed by the backend's own idle timer).
+    var idle: [UpstreamConnection] = []
+    /// Requests in flight to this address from this worker.
+    var active = 0
+    /// Set when a publication no longer names this address: connections close when done.
+    var retired = false
+
+    init(address: SocketAddress) {
+        self.address = address
+        idle.reserveCapacity(64)
+    }
+}

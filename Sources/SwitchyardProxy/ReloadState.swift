@@ -1,0 +1,89 @@
+import Glibc
+import SwitchyardIO
+import SwitchyardRouting
+
+/// The control thread's record of what is loaded: the last good content of each hot file and
+/// the outcome of the last reload, for `/status`.
+struct ReloadState {
+    struct Outcome {
+        var time: String
+        var trigger: String
+        /// "ok" (published), "unchanged" (same content) or "error" (last good kept).
+        var result: String
+        var errors: [String]
+    }
+
+    var generation: UInt64 = 0
+    var versions: VersionsConfig
+    var versionsBytes: [UInt8]
+    var targets: [[SocketAddress]]
+    var tokens: TokenSet?
+    var tokensBytes: [UInt8]
+    var lastOutcome: Outcome
+    var failedReloads = 0
+
+    /// Loads both files for the first time; failures here stop the start.
+    init(loader: ConfigLoader) throws(LoadError) {
+        let (versions, versionsBytes) = try loader.loadVersions()
+        self.versions = versions
+        self.versionsBytes = versionsBytes
+        self.targets = try loader.resolve(versions)
+        let tokens = try loader.loadTokens()
+        self.tokens = tokens?.tokens
+        self.tokensBytes = tokens?.bytes ?? []
+        self.lastOutcome = Outcome(time: Self.timestamp(), trigger: "startup", result: "ok", errors: [])
+    }
+
+    /// Builds the next publication from the current state.
+    mutating func publish() -> Publication {
+        generation += 1
+        let snapshot = RoutingSnapshot(generation: generation, config: versions, tokens: tokens)
+        return Publication(snapshot: snapshot, targets: targets)
+    }
+
+    /// Re-reads both files. Returns a publication if anything valid changed. An invalid file
+    /// keeps its last good content; the other file still reloads.
+    mutating func reload(loader: ConfigLoader, trigger: String) -> Publication? {
+        var changed = false
+        var errors: [String] = []
+        do {
+            let (versions, bytes) = try loader.loadVersions()
+            if bytes != versionsBytes {
+                let targets = try loader.resolve(versions)
+                self.versions = versions
+                self.versionsBytes = bytes
+                self.targets = targets
+                changed = true
+            }
+        } catch {
+            errors.append(error.description)
+        }
+        do {
+            if let (tokens, bytes) = try loader.loadTokens(), bytes != tokensBytes {
+                self.tokens = tokens
+                self.tokensBytes = bytes
+                changed = true
+            }
+        } catch {
+            errors.append(error.description)
+        }
+        if !errors.isEmpty { failedReloads += 1 }
+        lastOutcome = Outcome(time: Self.timestamp(), trigger: trigger, result: errors.isEmpty ? (changed ? "ok" : "unchanged") : "error", errors: errors)
+        return changed ? publish() : nil
+    }
+
+    /// The current UTC time as RFC 3339 with milliseconds.
+    static func timestamp() -> String {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        var seconds = spec.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(parts.tm_year + 1900)-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
+    }
+}

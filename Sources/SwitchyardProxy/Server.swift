@@ -1,0 +1,95 @@
+import CLinuxShims
+import Glibc
+import Logging
+import SwitchyardIO
+import SwitchyardRouting
+
+/// Starts Switchyard: loads the files, binds the listeners, starts the workers and runs the
+/// control loop on the calling thread until a SIGTERM/SIGINT drain completes.
+public enum Server {
+    public static func run(loader: ConfigLoader, logger: Logger) throws(LoadError) {
+        let config = loader.server
+        var state = try ReloadState(loader: loader)
+        let workerCount = config.workers > 0 ? config.workers : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+        // Signals go to the control thread's signalfd: block them before any thread starts,
+        // so every worker inherits the mask. SIGPIPE is ignored: a vanished peer is an error
+        // return, not a process kill.
+        signal(SIGPIPE, SIG_IGN)
+        var blocked = sigset_t()
+        sigemptyset(&blocked)
+        for number in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&blocked, number) }
+        pthread_sigmask(SIG_BLOCK, &blocked, nil)
+
+        let listenerFDs = try bindListeners(config.listeners.map(\.address), workers: workerCount)
+        let adminAddress = try resolveOne(config.admin, what: "admin.address")
+        let adminFD: Int32
+        do {
+            adminFD = try Socket.listen(on: adminAddress, reusePort: false, backlog: 64)
+        } catch {
+            throw LoadError("cannot listen on admin.address \(config.admin): \(error)")
+        }
+
+        let controlMailbox: Mailbox<ControlMessage>
+        let workers: [Worker]
+        let control: ControlPlane
+        do {
+            controlMailbox = try Mailbox()
+            let publication = state.publish()
+            let settings = ProxySettings(config: config, workers: workerCount)
+            workers = try (0..<workerCount).map { id throws(SystemError) in
+                try Worker(id: id, settings: settings, listenerFDs: listenerFDs.map { $0[id] },
+                           publication: publication, controlMailbox: controlMailbox)
+            }
+            control = try ControlPlane(
+                loader: loader, state: state, workers: workers, mailbox: controlMailbox, adminFD: adminFD, logger: logger)
+        } catch {
+            throw LoadError("cannot start: \(error)")
+        }
+
+        for worker in workers {
+            do {
+                try ThreadStarter.start(name: "worker-\(worker.id)") { worker.run() }
+            } catch {
+                throw LoadError("cannot start worker thread: \(error)")
+            }
+        }
+        let clientAddresses = listenerFDs.compactMap { Socket.localAddress($0[0])?.description }
+        let adminBound = Socket.localAddress(adminFD)?.description ?? config.admin.description
+        let split = state.versions.versions.map { "\($0.name)=\($0.trafficPercentText)%" }.joined(separator: " ")
+        logger.info("service \(state.versions.service): \(split); auth \(state.tokens == nil ? "disabled" : "on")")
+        // One line on stdout with the bound addresses (port 0 becomes a real port), for scripts.
+        print("switchyard listening on \(clientAddresses.joined(separator: ", ")) with \(workerCount) workers; admin on \(adminBound)")
+        fflush(nil)
+        control.run()
+    }
+
+    private static func resolveOne(_ endpoint: Endpoint, what: String) throws(LoadError) -> SocketAddress {
+        do {
+            return try SocketAddress.resolve(host: endpoint.host, port: endpoint.port)[0]
+        } catch {
+            throw LoadError("\(what) \(endpoint): \(error)")
+        }
+    }
+
+    /// One socket per listener per worker, all bound to the same address with SO_REUSEPORT.
+    /// A port of 0 is bound once by the first worker; the others bind the port it got.
+    private static func bindListeners(_ endpoints: [Endpoint], workers: Int) throws(LoadError) -> [[Int32]] {
+        var result: [[Int32]] = []
+        for endpoint in endpoints {
+            var address = try resolveOne(endpoint, what: "listener")
+            var sockets: [Int32] = []
+            for _ in 0..<workers {
+                do {
+                    let fd = try Socket.listen(on: address, reusePort: true)
+                    if sockets.isEmpty, let bound = Socket.localAddress(fd) { address = bound }
+                    sockets.append(fd)
+                } catch {
+                    throw LoadError("cannot listen on \(endpoint): \(error)")
+                }
+            }
+            result.append(sockets)
+        }
+        return result
+    }
+}

@@ -1,0 +1,316 @@
+import SwitchyardHTTP
+import SwitchyardIO
+import SwitchyardRouting
+
+/// The client side of an exchange: reading requests, routing them, answering errors.
+extension Worker {
+    func downstreamEvent(_ d: DownstreamConnection, _ readiness: Readiness) {
+        if readiness.contains(.hangup) { d.peerHungUp = true }
+        if readiness.contains(.readable) || readiness.contains(.hangup) { d.readable = true }
+        if readiness.contains(.writable) {
+            downstreamWritable(d)
+            if d.closed { return }
+        }
+        if d.readable { readDownstream(d) }
+    }
+
+    /// Reads while the socket has bytes and the connection's state lets it take more.
+    func readDownstream(_ d: DownstreamConnection) {
+        while d.readable && !d.closed {
+            guard downstreamMayRead(d) else { return }  // backpressure: `readable` stays set
+            switch fill(d.input, from: d.fd, peerHungUp: d.peerHungUp) {
+            case .data(let drained):
+                if drained { d.readable = false }
+                processDownstreamInput(d)
+            case .drained:
+                d.readable = false
+            case .endOfFile:
+                d.readable = false
+                downstreamEndOfFile(d)
+                return
+            }
+        }
+    }
+
+    private func downstreamMayRead(_ d: DownstreamConnection) -> Bool {
+        switch d.state {
+        case .readingHead:
+            return d.input.readableCount <= settings.headLimits.maxHeadBytes
+        case .proxying:
+            // While the request body flows, unsent bytes are bounded by the high-water mark;
+            // after it, a pipelined request may wait (and a close is noticed).
+            return d.requestComplete
+                ? d.input.readableCount <= settings.headLimits.maxHeadBytes
+                : d.requestBodyPending < Self.highWaterMark
+        case .tunnel:
+            return d.requestBodyPending < Self.highWaterMark
+        case .closing:
+            return false
+        case .lingering:
+            return true
+        }
+    }
+
+    func processDownstreamInput(_ d: DownstreamConnection) {
+        switch d.state {
+        case .readingHead:
+            parseRequest(d)
+        case .proxying:
+            guard !d.requestComplete, let u = d.upstream else { return }
+            scanRequestBody(d)
+            if !d.closed, u.state != .connecting { flushToUpstream(d, u) }
+        case .tunnel:
+            guard let u = d.upstream else { return }
+            d.deadline = now + UInt64(settings.timeouts.idleMs)
+            d.requestBodyPending = d.input.readableCount
+            flushToUpstream(d, u)
+        case .closing:
+            break
+        case .lingering:
+            d.input.clear()
+        }
+    }
+
+    private func parseRequest(_ d: DownstreamConnection) {
+        let skip = HeadParser.leadingEmptyLines(d.input.readableBytes)
+        if skip > 0 { d.input.consume(skip) }
+        if d.input.isEmpty { return }
+        if !d.headStarted {
+            d.headStarted = true
+            d.deadline = now + UInt64(settings.timeouts.requestHeadMs)
+        }
+        switch d.parser.parseRequest(d.input.readableBytes, into: &d.request) {
+        case .needMore:
+            return
+        case .error(let error):
+            respondError(d, status: error.status, code: "\(error.code)", message: "\(error.message)", close: true)
+        case .complete(let length):
+            d.headStarted = false
+            startExchange(d, headLength: length)
+        }
+    }
+
+    /// Authenticates and routes a complete request head, then starts relaying it.
+    private func startExchange(_ d: DownstreamConnection, headLength: Int) {
+        let head = UnsafeRawBufferPointer(rebasing: d.input.readableBytes[0..<headLength])
+        let request = d.request
+        d.keepAlive = request.keepAlive && !draining
+        let hasBody = request.framing != .none
+        if request.isConnect {
+            d.input.consume(headLength)
+            respondError(d, status: 405, code: "method_not_allowed", message: "CONNECT is not supported by this proxy", close: true)
+            return
+        }
+        let routes = self.routes
+        let decision = routes.snapshot.decide(
+            authorization: request.authorization.map { $0.bytes(in: head) },
+            pinned: request.pinnedVersion.map { $0.bytes(in: head) },
+            random: nextRandom())
+        let versionIndex: Int
+        switch decision {
+        case .sampled(let index), .pinned(let index):
+            versionIndex = index
+        case .unauthorized(let failure):
+            d.input.consume(headLength)
+            let (error, message) = failure == .missing
+                ? ("", "missing Authorization: Bearer <token> header")
+                : (", error=\"invalid_token\"", "the Bearer token is not valid")
+            respondError(
+                d, status: 401, code: "unauthorized", message: message,
+                extraHeaders: "WWW-Authenticate: Bearer realm=\"switchyard\"\(error)\r\n", close: hasBody)
+            return
+        case .unknownVersion:
+            let name = String(decoding: request.pinnedVersion!.bytes(in: head), as: UTF8.self)
+            d.input.consume(headLength)
+            let known = routes.snapshot.versions.map(\.name).joined(separator: ", ")
+            respondError(
+                d, status: 404, code: "unknown_version",
+                message: "no version named \"\(name)\" (X-ANYSCALE-VERSION); known versions: \(known)", close: hasBody)
+            return
+        }
+        d.routes = routes
+        d.versionIndex = versionIndex
+        if !request.hasRequestID { generateRequestID(d) }
+        guard let u = connectUpstream(d) else {
+            d.input.consume(headLength)
+            d.routes = nil
+            respondError(d, status: 502, code: "upstream_connect_failed",
+                         message: "could not connect to any endpoint of version \(routes.snapshot.versions[versionIndex].name)",
+                         close: hasBody)
+            return
+        }
+        writeForwardedRequestHead(d, head: head, into: u.output)
+        d.input.consume(headLength)
+        d.requestFramer = BodyFramer(request.framing)
+        d.requestComplete = d.requestFramer.isComplete
+        d.requestBodyPending = 0
+        d.state = .proxying
+        d.deadline = 0  // the backend's deadlines govern the exchange now
+        scanRequestBody(d)
+        if !d.closed, u.state != .connecting { flushToUpstream(d, u) }
+    }
+
+    /// Checks newly arrived request body bytes and marks them ready to send.
+    private func scanRequestBody(_ d: DownstreamConnection) {
+        guard !d.requestComplete, d.input.readableCount > d.requestBodyPending else { return }
+        let unscanned = UnsafeRawBufferPointer(rebasing: d.input.readableBytes[d.requestBodyPending...])
+        switch d.requestFramer.scan(unscanned) {
+        case .body(let count):
+            d.requestBodyPending += count
+        case .end(let count):
+            d.requestBodyPending += count
+            d.requestComplete = true
+        case .error(let error):
+            // Part of the body may already be upstream: that request cannot be completed.
+            d.keepAlive = false
+            if d.responseStarted {
+                closeDownstream(d)
+            } else {
+                respondError(d, status: 400, code: "bad_request", message: "\(error.message)", close: true)
+            }
+        }
+    }
+
+    private func generateRequestID(_ d: DownstreamConnection) {
+        let hex: StaticString = "0123456789abcdef"
+        var bits = nextRandom()
+        for index in 0..<32 {
+            if index == 16 { bits = nextRandom() }
+            d.requestID[index] = hex.utf8Start[Int(bits & 0xF)]
+            bits >>= 4
+        }
+        d.generatedRequestID = true
+    }
+
+    // MARK: - Writing to the client
+
+    func downstreamWritable(_ d: DownstreamConnection) {
+        flushToDownstream(d)
+        if d.closed { return }
+        if let u = d.upstream, u.readable, !u.closed { readUpstream(u) }
+    }
+
+    /// Sends proxy-made bytes, then relayed response bytes, to the client; then completes
+    /// whatever was waiting for the output to drain.
+    func flushToDownstream(_ d: DownstreamConnection) {
+        let drained: Bool
+        do {
+            if let u = d.upstream {
+                drained = try relay(to: d.fd, head: d.output, source: u.input, pending: &u.responseBodyPending)
+            } else {
+                var none = 0
+                drained = try relay(to: d.fd, head: d.output, source: d.output, pending: &none)
+            }
+        } catch {
+            closeDownstream(d)
+            return
+        }
+        guard drained else { return }
+        switch d.state {
+        case .closing:
+            startLingering(d)
+        case .proxying:
+            if let u = d.upstream, u.responseComplete { finishExchange(d, u) }
+        case .readingHead, .tunnel, .lingering:
+            break
+        }
+    }
+
+    /// Answers with a proxy-made error. With `close` (or when keep-alive is off) the
+    /// connection closes once the answer is out.
+    func respondError(
+        _ d: DownstreamConnection, status: Int, code: String, message: String,
+        extraHeaders: String = "", close: Bool
+    ) {
+        if let u = d.upstream {
+            detach(d, u)
+            closeUpstream(u)
+        }
+        let closing = close || !d.keepAlive || draining
+        ErrorResponse.write(
+            into: d.output, status: status, code: code, message: message, extraHeaders: extraHeaders,
+            requestID: d.generatedRequestID ? d.requestID[...] : nil, close: closing)
+        if !closing, d.requestComplete {
+            d.input.consume(d.requestBodyPending)
+        }
+        d.endExchange()
+        if closing {
+            d.state = .closing
+            d.deadline = now + UInt64(settings.timeouts.idleMs)
+            flushToDownstream(d)
+        } else {
+            d.state = .readingHead
+            d.deadline = now + UInt64(settings.timeouts.idleMs)
+            flushToDownstream(d)
+            if !d.closed, !d.input.isEmpty { parseRequest(d) }
+        }
+    }
+
+    /// After the last response: stop sending, and read (discarding) what the client still
+    /// sends for a moment, so that closing does not reset the connection under the response.
+    private func startLingering(_ d: DownstreamConnection) {
+        Syscall.shutdownWrite(d.fd)
+        d.state = .lingering
+        d.input.clear()
+        d.deadline = now + 1000
+        if d.peerHungUp { closeDownstream(d) }
+    }
+
+    // MARK: - Ending
+
+    /// The response is complete and flushed: recycle the backend connection and read the
+    /// next request (or close).
+    func finishExchange(_ d: DownstreamConnection, _ u: UpstreamConnection) {
+        let reusable = u.response.keepAlive && d.requestComplete && u.input.isEmpty
+            && u.response.framing != .untilClose && !u.pool.retired && !draining && !u.peerHungUp
+        detach(d, u)
+        if reusable {
+            u.resetForReuse()
+            u.state = .idle
+            u.reused = true
+            u.deadline = now + UInt64(settings.upstreamIdleMs)
+            u.pool.idle.append(u)
+        } else {
+            closeUpstream(u)
+        }
+        let keepAlive = d.keepAlive && d.requestComplete && !draining
+        d.endExchange()
+        if !keepAlive {
+            d.state = .closing
+            flushToDownstream(d)
+            return
+        }
+        d.state = .readingHead
+        d.deadline = now + UInt64(settings.timeouts.idleMs)
+        if !d.input.isEmpty { parseRequest(d) }
+    }
+
+    private func downstreamEndOfFile(_ d: DownstreamConnection) {
+        // A client that goes away mid-exchange cancels it: closing the backend connection is
+        // how Ray Serve learns to stop a generator.
+        closeDownstream(d)
+    }
+
+    func downstreamTimedOut(_ d: DownstreamConnection) {
+        switch d.state {
+        case .readingHead where d.headStarted:
+            respondError(d, status: 408, code: "request_timeout",
+                         message: "the request head did not arrive within timeouts.request_head_ms", close: true)
+        default:
+            closeDownstream(d)
+        }
+    }
+
+    func closeDownstream(_ d: DownstreamConnection) {
+        guard !d.closed else { return }
+        d.closed = true
+        if let u = d.upstream {
+            detach(d, u)
+            closeUpstream(u)
+        }
+        d.routes = nil
+        table.remove(d.token)
+        Syscall.close(d.fd)
+        downstreamCount -= 1
+    }
+}

@@ -1,0 +1,117 @@
+import SwitchyardHTTP
+import SwitchyardIO
+
+/// Rewriting heads on their way through: hop-by-hop fields out, forwarding fields in.
+extension Worker {
+    /// Writes the request head for the backend: the request line unchanged, end-to-end
+    /// fields, a normalised Content-Length, and `X-Forwarded-*` / `X-Request-Id`.
+    func writeForwardedRequestHead(_ d: DownstreamConnection, head: UnsafeRawBufferPointer, into out: ByteBuffer) {
+        let request = d.request
+        // method SP target SP HTTP/1.x CRLF
+        out.append(UnsafeRawBufferPointer(rebasing: head[0..<(Int(request.target.end) + 11)]))
+        var hadContentLength = false
+        var forwardedFor = 0
+        for field in request.fields {
+            switch field.kind {
+            case .connection, .keepAlive, .proxyConnection, .te, .proxyAuthorization, .forwardedProto, .forwardedHost:
+                continue
+            case .upgrade:
+                if !request.upgrade { continue }
+            case .contentLength:
+                hadContentLength = true
+                continue
+            case .forwardedFor:
+                forwardedFor += 1
+                continue
+            case .authorization:
+                if !settings.forwardAuthorization { continue }
+            case .other:
+                if request.hasConnectionOptions && Self.isNamedByConnection(field, fields: request.fields, head: head) { continue }
+            default:
+                break
+            }
+            out.append(field.line.bytes(in: head))
+        }
+        if case .contentLength(let length) = request.framing {
+            out.append("Content-Length: " as StaticString)
+            out.append(decimal: length)
+            out.append("\r\n" as StaticString)
+        } else if hadContentLength {
+            out.append("Content-Length: 0\r\n" as StaticString)
+        }
+        if request.upgrade { out.append("Connection: upgrade\r\n" as StaticString) }
+        // X-Forwarded-For: earlier hops first, then this client.
+        out.append("X-Forwarded-For: " as StaticString)
+        if forwardedFor > 0 {
+            for field in request.fields where field.kind == .forwardedFor && !field.value.isEmpty {
+                out.append(field.value.bytes(in: head))
+                out.append(", " as StaticString)
+            }
+        }
+        out.append(d.clientAddress)
+        out.append("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " as StaticString)
+        out.append(request.host.bytes(in: head))
+        out.append("\r\n" as StaticString)
+        if d.generatedRequestID {
+            out.append("X-Request-Id: " as StaticString)
+            out.append(d.requestID)
+            out.append("\r\n" as StaticString)
+        }
+        out.append("\r\n" as StaticString)
+    }
+
+    /// Writes the response head for the client: status line unchanged, end-to-end fields,
+    /// the version that served it, and how the connection continues.
+    func writeResponseHead(_ d: DownstreamConnection, _ u: UpstreamConnection, headLength: Int) {
+        let head = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<headLength])
+        let response = u.response
+        let out = d.output
+        let switching = response.status == 101
+        if response.framing == .untilClose || draining { d.keepAlive = false }
+        out.append(response.statusLine.bytes(in: head))
+        var sawRequestID = false
+        for field in response.fields {
+            switch field.kind {
+            case .connection, .keepAlive, .proxyConnection, .te, .proxyAuthorization, .anyscaleVersion:
+                continue
+            case .upgrade:
+                if !switching { continue }
+            case .requestID:
+                sawRequestID = true
+            case .other:
+                if response.hasConnectionOptions && Self.isNamedByConnection(field, fields: response.fields, head: head) { continue }
+            default:
+                break
+            }
+            out.append(field.line.bytes(in: head))
+        }
+        if let routes = d.routes { out.append(routes.publication.versionHeaderLines[d.versionIndex]) }
+        if d.generatedRequestID && !sawRequestID {
+            out.append("X-Request-Id: " as StaticString)
+            out.append(d.requestID)
+            out.append("\r\n" as StaticString)
+        }
+        if switching {
+            out.append("Connection: upgrade\r\n" as StaticString)
+        } else if !d.keepAlive {
+            out.append("Connection: close\r\n" as StaticString)
+        } else if d.request.version == .http10 {
+            out.append("Connection: keep-alive\r\n" as StaticString)
+        }
+        out.append("\r\n" as StaticString)
+    }
+
+    /// Whether a `Connection` field of the same head lists this field's name (RFC 9110 §7.6.1).
+    static func isNamedByConnection(_ field: HeaderField, fields: [HeaderField], head: UnsafeRawBufferPointer) -> Bool {
+        let name = field.name.bytes(in: head)
+        var named = false
+        for connection in fields where connection.kind == .connection {
+            ASCII.forEachListElement(connection.value.bytes(in: head)) { option in
+                if option.count == name.count && zip(option, name).allSatisfy({ ASCII.lower($0) == ASCII.lower($1) }) {
+                    named = true
+                }
+            }
+        }
+        return named
+    }
+}

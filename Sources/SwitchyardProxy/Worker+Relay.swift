@@ -1,0 +1,60 @@
+import SwitchyardIO
+
+/// Moving bytes between sockets and buffers.
+extension Worker {
+    enum FillResult {
+        /// Bytes arrived; `drained` when the read came back short, so the socket is empty
+        /// and edge-triggered epoll will report the next bytes.
+        case data(drained: Bool)
+        case drained
+        case endOfFile
+    }
+
+    /// Reads once into `buffer`. A failed read (reset) counts as end of file.
+    func fill(_ buffer: ByteBuffer, from fd: Int32, peerHungUp: Bool) -> FillResult {
+        buffer.reserveWritable(8192)
+        let requested = buffer.writableCount
+        let result: IOResult
+        do {
+            result = try buffer.read(from: fd)
+        } catch {
+            return .endOfFile
+        }
+        switch result {
+        case .wouldBlock: return .drained
+        case .processed(0): return .endOfFile
+        case .processed(let count):
+            // After a hang-up, read on until the end-of-file shows (no edge will come for it).
+            return .data(drained: count < requested && !peerHungUp)
+        }
+    }
+
+    /// Writes `head` and then the first `pending` bytes of `source`, consuming what went out.
+    /// Returns true when both are fully written. One `writev` carries both when both are there.
+    func relay(to fd: Int32, head: ByteBuffer, source: ByteBuffer, pending: inout Int) throws(SystemError) -> Bool {
+        while !head.isEmpty || pending > 0 {
+            let body = UnsafeRawBufferPointer(start: source.readableBytes.baseAddress, count: pending)
+            let result: IOResult
+            if head.isEmpty {
+                result = try Syscall.write(fd, body.baseAddress!, pending)
+            } else if pending == 0 {
+                result = try Syscall.write(fd, head.readableBytes.baseAddress!, head.readableCount)
+            } else {
+                result = try Syscall.writev(fd, head.readableBytes, body)
+            }
+            switch result {
+            case .wouldBlock:
+                return false
+            case .processed(let count):
+                let fromHead = min(count, head.readableCount)
+                if fromHead > 0 { head.consume(fromHead) }
+                let fromBody = count - fromHead
+                if fromBody > 0 {
+                    source.consume(fromBody)
+                    pending -= fromBody
+                }
+            }
+        }
+        return true
+    }
+}

@@ -1,0 +1,270 @@
+import SwitchyardHTTP
+import SwitchyardIO
+
+/// The backend side of an exchange: connecting, failover, relaying the response.
+extension Worker {
+    /// Takes an idle pooled connection or starts a new one to the least loaded endpoint of the
+    /// request's version not tried yet. Nil when every endpoint failed.
+    func connectUpstream(_ d: DownstreamConnection) -> UpstreamConnection? {
+        guard let routes = d.routes else { return nil }
+        while let (index, pool) = routes.pickPool(version: d.versionIndex, excluding: d.triedEndpoints) {
+            if index < 64 { d.triedEndpoints |= 1 << UInt64(index) }
+            if let idle = pool.idle.popLast() {
+                idle.state = .awaitingHead
+                idle.deadline = now + UInt64(settings.timeouts.responseMs)
+                attach(d, idle)
+                return idle
+            }
+            let fd: Int32
+            let progress: Socket.ConnectProgress
+            do {
+                (fd, progress) = try Socket.connect(to: pool.address)
+            } catch {
+                continue  // refused at once: try the next endpoint
+            }
+            let u = UpstreamConnection(
+                fd: fd, pool: pool, state: progress == .connected ? .awaitingHead : .connecting,
+                limits: settings.headLimits)
+            u.token = table.insert(.upstream(u))
+            do {
+                try selector.register(fd, token: u.token)
+            } catch {
+                table.remove(u.token)
+                Syscall.close(fd)
+                continue
+            }
+            let timeout = progress == .connected ? settings.timeouts.responseMs : settings.timeouts.connectMs
+            u.deadline = now + UInt64(timeout)
+            attach(d, u)
+            return u
+        }
+        return nil
+    }
+
+    func attach(_ d: DownstreamConnection, _ u: UpstreamConnection) {
+        d.upstream = u
+        u.downstream = d
+        u.pool.active += 1
+    }
+
+    func detach(_ d: DownstreamConnection, _ u: UpstreamConnection) {
+        d.upstream = nil
+        u.downstream = nil
+        u.pool.active -= 1
+    }
+
+    func upstreamEvent(_ u: UpstreamConnection, _ readiness: Readiness) {
+        if readiness.contains(.hangup) { u.peerHungUp = true }
+        if readiness.contains(.readable) || readiness.contains(.hangup) { u.readable = true }
+        switch u.state {
+        case .connecting:
+            guard readiness.contains(.writable) || readiness.contains(.hangup) else { return }
+            if Socket.pendingError(u.fd) != 0 {
+                connectFailed(u)
+                return
+            }
+            u.state = .awaitingHead
+            u.deadline = now + UInt64(settings.timeouts.responseMs)
+            if let d = u.downstream { flushToUpstream(d, u) }
+        case .idle:
+            // An idle connection has nothing to say: the backend closed it (or misbehaves).
+            closeUpstream(u)
+            return
+        case .awaitingHead, .streamingBody, .tunnel:
+            if readiness.contains(.writable), let d = u.downstream {
+                flushToUpstream(d, u)
+                if !d.closed, d.readable { readDownstream(d) }
+            }
+        }
+        if u.readable && !u.closed { readUpstream(u) }
+    }
+
+    /// The connect failed or timed out before any request byte was sent: try the version's
+    /// next endpoint, moving the prepared request head over.
+    private func connectFailed(_ u: UpstreamConnection) {
+        guard let d = u.downstream else {
+            closeUpstream(u)
+            return
+        }
+        let prepared = u.output
+        detach(d, u)
+        closeUpstream(u)
+        if let next = connectUpstream(d) {
+            next.output = prepared
+            if next.state != .connecting { flushToUpstream(d, next) }
+            return
+        }
+        let name = d.routes.map { $0.snapshot.versions[d.versionIndex].name } ?? "?"
+        respondError(d, status: 502, code: "upstream_connect_failed",
+                     message: "could not connect to any endpoint of version \(name)", close: !d.requestComplete)
+    }
+
+    /// Sends the rewritten head and pending request body bytes to the backend.
+    func flushToUpstream(_ d: DownstreamConnection, _ u: UpstreamConnection) {
+        guard !u.closed, u.state != .connecting else { return }
+        do {
+            let before = u.output.readableCount + d.requestBodyPending
+            _ = try relay(to: u.fd, head: u.output, source: d.input, pending: &d.requestBodyPending)
+            if u.output.readableCount + d.requestBodyPending < before { u.sentAnything = true }
+        } catch {
+            upstreamBroke(u, d, message: "the backend closed the connection while the request was sent")
+        }
+    }
+
+    func readUpstream(_ u: UpstreamConnection) {
+        while u.readable && !u.closed {
+            // Backpressure: stop reading while the client has not taken what is waiting.
+            guard u.responseBodyPending < Self.highWaterMark else { return }
+            if u.state == .awaitingHead, u.input.readableCount > settings.headLimits.maxHeadBytes { return }
+            switch fill(u.input, from: u.fd, peerHungUp: u.peerHungUp) {
+            case .data(let drained):
+                if drained { u.readable = false }
+                processUpstreamInput(u)
+            case .drained:
+                u.readable = false
+            case .endOfFile:
+                u.readable = false
+                upstreamEndOfFile(u)
+                return
+            }
+        }
+    }
+
+    private func processUpstreamInput(_ u: UpstreamConnection) {
+        guard let d = u.downstream else {
+            closeUpstream(u)
+            return
+        }
+        u.deadline = now + UInt64(settings.timeouts.responseMs)
+        while u.state == .awaitingHead {
+            let status = u.parser.parseResponse(u.input.readableBytes, requestWasHead: d.request.isHead, into: &u.response)
+            switch status {
+            case .needMore:
+                if !d.output.isEmpty { flushToDownstream(d) }
+                return
+            case .error:
+                upstreamBroke(u, d, message: "the backend sent a malformed response head")
+                return
+            case .complete(let length):
+                u.parser.reset()
+                let code = u.response.status
+                if code == 101 {
+                    guard d.request.upgrade else {
+                        upstreamBroke(u, d, message: "the backend switched protocols without an Upgrade request")
+                        return
+                    }
+                    startTunnel(d, u, headLength: length)
+                    return
+                }
+                if code < 200 {
+                    // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they are.
+                    if d.request.version == .http11 {
+                        d.output.append(UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<length]))
+                    }
+                    u.input.consume(length)
+                    continue
+                }
+                writeResponseHead(d, u, headLength: length)
+                u.input.consume(length)
+                u.responseFramer = BodyFramer(u.response.framing)
+                u.responseComplete = u.responseFramer.isComplete
+                d.responseStarted = true
+                u.state = .streamingBody
+            }
+        }
+        switch u.state {
+        case .streamingBody:
+            scanResponseBody(d, u)
+        case .tunnel:
+            d.deadline = now + UInt64(settings.timeouts.idleMs)
+            u.responseBodyPending = u.input.readableCount
+        default:
+            break
+        }
+        if !d.closed { flushToDownstream(d) }
+    }
+
+    private func scanResponseBody(_ d: DownstreamConnection, _ u: UpstreamConnection) {
+        guard !u.responseComplete, u.input.readableCount > u.responseBodyPending else { return }
+        let unscanned = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[u.responseBodyPending...])
+        switch u.responseFramer.scan(unscanned) {
+        case .body(let count):
+            u.responseBodyPending += count
+        case .end(let count):
+            u.responseBodyPending += count
+            u.responseComplete = true
+            // Bytes after the end of a response: the connection cannot be trusted again.
+            if count < unscanned.count { u.response.keepAlive = false }
+        case .error:
+            closeDownstream(d)
+        }
+    }
+
+    private func startTunnel(_ d: DownstreamConnection, _ u: UpstreamConnection, headLength: Int) {
+        writeResponseHead(d, u, headLength: headLength)
+        u.input.consume(headLength)
+        d.responseStarted = true
+        d.state = .tunnel
+        u.state = .tunnel
+        u.deadline = 0
+        d.deadline = now + UInt64(settings.timeouts.idleMs)
+        d.requestComplete = true
+        d.requestBodyPending = d.input.readableCount
+        u.responseBodyPending = u.input.readableCount
+        flushToDownstream(d)
+        if !d.closed { flushToUpstream(d, u) }
+    }
+
+    private func upstreamEndOfFile(_ u: UpstreamConnection) {
+        guard let d = u.downstream else {
+            closeUpstream(u)
+            return
+        }
+        switch u.state {
+        case .streamingBody where u.response.framing == .untilClose:
+            u.responseComplete = true
+            flushToDownstream(d)
+        case .tunnel:
+            flushToDownstream(d)
+            closeDownstream(d)
+        default:
+            upstreamBroke(u, d, message: "the backend closed the connection before the response was complete")
+        }
+    }
+
+    /// The backend failed mid-exchange: answer 502 if the client has seen nothing yet,
+    /// otherwise cut the client connection (a truncated response must not look complete).
+    private func upstreamBroke(_ u: UpstreamConnection, _ d: DownstreamConnection, message: String) {
+        if d.responseStarted {
+            closeDownstream(d)
+        } else {
+            respondError(d, status: 502, code: "upstream_protocol_error", message: message, close: !d.requestComplete)
+        }
+    }
+
+    func upstreamTimedOut(_ u: UpstreamConnection) {
+        switch u.state {
+        case .idle:
+            closeUpstream(u)
+        case .connecting:
+            connectFailed(u)
+        case .awaitingHead:
+            guard let d = u.downstream else { return closeUpstream(u) }
+            respondError(d, status: 504, code: "upstream_timeout",
+                         message: "the backend did not answer within timeouts.response_ms", close: !d.requestComplete)
+        case .streamingBody, .tunnel:
+            if let d = u.downstream { closeDownstream(d) } else { closeUpstream(u) }
+        }
+    }
+
+    func closeUpstream(_ u: UpstreamConnection) {
+        guard !u.closed else { return }
+        u.closed = true
+        if u.state == .idle, let index = u.pool.idle.firstIndex(where: { $0 === u }) {
+            u.pool.idle.remove(at: index)
+        }
+        if let d = u.downstream { detach(d, u) }
+        table.remove(u.token)
+        Syscall.close(u.fd)
+    }
+}

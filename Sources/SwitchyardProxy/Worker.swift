@@ -1,0 +1,244 @@
+import CLinuxShims
+import Glibc
+import Synchronization
+import SwitchyardHTTP
+import SwitchyardIO
+import SwitchyardRouting
+
+/// Messages the control thread posts to a worker.
+enum WorkerMessage: Sendable {
+    /// Route new requests with this publication.
+    case publish(Publication)
+    /// Stop accepting; finish in-flight requests; exit when no client connection is left.
+    case drain
+    /// Exit now (the drain timeout passed).
+    case stop
+}
+
+/// One event-loop thread: its own listeners (`SO_REUSEPORT`), client connections, backend
+/// pools, timer and random generator. Nothing on the request path is shared with another thread.
+///
+/// `@unchecked Sendable` is safe because after `start()` every mutable field is touched only by
+/// the worker's own thread; other threads use `mailbox` and the atomic `appliedGeneration`.
+final class Worker: @unchecked Sendable {
+    let id: Int
+    let settings: ProxySettings
+    let mailbox: Mailbox<WorkerMessage>
+    private let controlMailbox: Mailbox<ControlMessage>
+    /// The snapshot generation this worker routes with, for `/status` and reload measurements.
+    let appliedGeneration = Atomic<UInt64>(0)
+
+    let selector: Selector
+    private let tickFD: Int32
+    private var listenerFDs: [Int32]
+    var table: ConnectionTable
+    var routes: WorkerRoutes
+    var pools: [SocketAddress: UpstreamPool] = [:]
+    var random: FastRandom
+    /// Milliseconds on the monotonic clock, taken once per wake-up.
+    var now: UInt64
+    var downstreamCount = 0
+    var draining = false
+    private var stopped = false
+    private var expired: [Registration] = []
+
+    /// Timeouts are checked on a 100 ms tick by scanning connections: per request a deadline
+    /// is one store, and the scan's cost only grows with open connections.
+    static let tickMs = 100
+    /// Stop reading a side while this many of its bytes wait for the other side to take them.
+    static let highWaterMark = 256 * 1024
+
+    init(
+        id: Int, settings: ProxySettings, listenerFDs: [Int32], publication: Publication,
+        controlMailbox: Mailbox<ControlMessage>
+    ) throws(SystemError) {
+        self.id = id
+        self.controlMailbox = controlMailbox
+        self.settings = settings
+        self.listenerFDs = listenerFDs
+        self.mailbox = try Mailbox()
+        self.selector = try Selector()
+        self.tickFD = try Syscall.timerfd()
+        self.table = ConnectionTable(capacity: 1024)
+        self.random = FastRandom(seed: Clock.nowNs() &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(id))
+        self.now = Clock.nowMs()
+        self.routes = WorkerRoutes(publication: publication, pools: [])
+        self.routes = makeRoutes(publication)
+        appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
+
+        for fd in listenerFDs {
+            try selector.registerInput(fd, token: table.insert(.listener(fd)))
+        }
+        try selector.registerInput(mailbox.eventFD, token: table.insert(.mailbox))
+        try Syscall.armPeriodic(tickFD, intervalMs: Self.tickMs)
+        try selector.registerInput(tickFD, token: table.insert(.tick))
+    }
+
+    deinit {
+        Syscall.close(tickFD)
+    }
+
+    /// Runs the loop on the calling thread until the worker is stopped or drained.
+    func run() {
+        while !stopped {
+            let count: Int
+            do {
+                count = try selector.wait(timeoutMs: -1)
+            } catch {
+                preconditionFailure("epoll_wait failed: \(error)")
+            }
+            now = Clock.nowMs()
+            for index in 0..<count {
+                let (token, readiness) = selector.event(at: index)
+                dispatch(token, readiness)
+            }
+            if draining && downstreamCount == 0 { stopped = true }
+        }
+        closeEverything()
+        controlMailbox.post(.workerFinished(id))
+    }
+
+    private func dispatch(_ token: UInt64, _ readiness: Readiness) {
+        switch table.lookup(token) {
+        case .downstream(let connection): downstreamEvent(connection, readiness)
+        case .upstream(let connection): upstreamEvent(connection, readiness)
+        case .listener(let fd): acceptConnections(fd)
+        case .mailbox: handleMailbox()
+        case .tick:
+            Syscall.drainCounter(tickFD)
+            expireDeadlines()
+        case .free: break
+        }
+    }
+
+    // MARK: - Accepting
+
+    private func acceptConnections(_ listenerFD: Int32) {
+        // A bounded batch keeps one busy listener from starving the connections already open.
+        for _ in 0..<64 {
+            let accepted: (fd: Int32, peer: SocketAddress?)?
+            do {
+                accepted = try Syscall.accept(listenerFD)
+            } catch {
+                // EMFILE/ENFILE/ENOBUFS: out of resources; the next tick tries again.
+                return
+            }
+            guard let (fd, peer) = accepted else { return }
+            if downstreamCount >= settings.maxConnectionsPerWorker || draining {
+                Syscall.close(fd)
+                continue
+            }
+            Socket.setNoDelay(fd)
+            let connection = DownstreamConnection(
+                fd: fd, clientAddress: Array((peer?.host ?? "unknown").utf8), limits: settings.headLimits,
+                now: now, idleMs: settings.timeouts.idleMs)
+            connection.token = table.insert(.downstream(connection))
+            do {
+                try selector.register(fd, token: connection.token)
+            } catch {
+                table.remove(connection.token)
+                Syscall.close(fd)
+                continue
+            }
+            downstreamCount += 1
+        }
+    }
+
+    // MARK: - Mailbox
+
+    private func handleMailbox() {
+        for message in mailbox.drain() {
+            switch message {
+            case .publish(let publication):
+                routes = makeRoutes(publication)
+                appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
+            case .drain:
+                startDraining()
+            case .stop:
+                stopped = true
+            }
+        }
+    }
+
+    /// Builds this worker's view of a publication, keeping pools of addresses that stay.
+    private func makeRoutes(_ publication: Publication) -> WorkerRoutes {
+        var kept: [SocketAddress: UpstreamPool] = [:]
+        let versionPools = publication.targets.map { addresses in
+            addresses.map { address in
+                let pool = pools[address] ?? UpstreamPool(address: address)
+                kept[address] = pool
+                return pool
+            }
+        }
+        for (address, pool) in pools where kept[address] == nil {
+            pool.retired = true
+            for connection in pool.idle { closeUpstream(connection) }
+            pool.idle.removeAll()
+        }
+        pools = kept
+        return WorkerRoutes(publication: publication, pools: versionPools)
+    }
+
+    // MARK: - Draining and stopping
+
+    private func startDraining() {
+        guard !draining else { return }
+        draining = true
+        for fd in listenerFDs {
+            selector.deregister(fd)
+            Syscall.close(fd)
+        }
+        listenerFDs.removeAll()
+        // Idle client connections close now; busy ones close after their current response.
+        var idle: [DownstreamConnection] = []
+        table.forEach { registration in
+            if case .downstream(let connection) = registration, connection.state == .readingHead, connection.input.isEmpty {
+                idle.append(connection)
+            }
+        }
+        for connection in idle { closeDownstream(connection) }
+    }
+
+    private func closeEverything() {
+        var downstreams: [DownstreamConnection] = []
+        var upstreams: [UpstreamConnection] = []
+        table.forEach { registration in
+            switch registration {
+            case .downstream(let connection): downstreams.append(connection)
+            case .upstream(let connection): upstreams.append(connection)
+            default: break
+            }
+        }
+        for connection in downstreams { closeDownstream(connection) }
+        for connection in upstreams where connection.token != 0 { closeUpstream(connection) }
+        for fd in listenerFDs { Syscall.close(fd) }
+        listenerFDs.removeAll()
+    }
+
+    // MARK: - Timeouts
+
+    private func expireDeadlines() {
+        expired.removeAll(keepingCapacity: true)
+        let now = self.now
+        table.forEach { registration in
+            switch registration {
+            case .downstream(let connection) where connection.deadline != 0 && connection.deadline <= now:
+                expired.append(registration)
+            case .upstream(let connection) where connection.deadline != 0 && connection.deadline <= now:
+                expired.append(registration)
+            default:
+                break
+            }
+        }
+        for registration in expired {
+            switch registration {
+            case .downstream(let connection): downstreamTimedOut(connection)
+            case .upstream(let connection): upstreamTimedOut(connection)
+            default: break
+            }
+        }
+        expired.removeAll(keepingCapacity: true)
+    }
+
+    func nextRandom() -> UInt64 { random.next() }
+}
