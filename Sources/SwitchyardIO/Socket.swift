@@ -74,6 +74,12 @@ public enum Socket {
         return value
     }
 
+    /// Switches a socket to blocking mode (the demo backend's thread-per-connection model).
+    public static func setBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+    }
+
     public static func setNoDelay(_ fd: Int32) {
         _ = try? Syscall.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
     }

@@ -22,7 +22,7 @@ public enum ThreadStarter {
             Unmanaged<Box>.fromOpaque(box).release()
             throw SystemError("pthread_create", errno: status)
         }
-        _ = pthread_setname_np(thread, String(name.prefix(15)))
+        _ = sy_set_thread_name(thread, String(name.prefix(15)))
         pthread_detach(thread)
     }
 }

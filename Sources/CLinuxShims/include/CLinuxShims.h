@@ -1,9 +1,6 @@
 #ifndef SWITCHYARD_CLINUXSHIMS_H
 #define SWITCHYARD_CLINUXSHIMS_H
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,10 +35,10 @@ static inline uint64_t sy_epoll_event_data(const struct epoll_event *ev, int ind
 }
 static inline int sy_errno(void) { return errno; }
 
-static inline int sy_accept4(int fd, struct sockaddr_storage *address) {
-    socklen_t length = sizeof(*address);
-    return accept4(fd, (struct sockaddr *)address, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
-}
+/// accept4 and pthread_setname_np need _GNU_SOURCE, which must not leak into this header:
+/// it changes system struct definitions that other modules import too. They live in shims.c.
+int sy_accept4(int fd, struct sockaddr_storage *address);
+int sy_set_thread_name(pthread_t thread, const char *name);
 static inline int sy_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 static inline int sy_timerfd(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC); }
 static inline int sy_inotify(void) { return inotify_init1(IN_NONBLOCK | IN_CLOEXEC); }

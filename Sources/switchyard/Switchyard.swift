@@ -1,0 +1,93 @@
+import ArgumentParser
+import Logging
+import SwitchyardProxy
+
+@main
+struct Switchyard: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchyard",
+        abstract: "A weighted traffic-routing reverse proxy for several versions of one service.",
+        version: "0.1.0",
+        subcommands: [Serve.self, Check.self, DemoBackendCommand.self, Versions.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The main config file; the paths in it are relative to it.")
+    var config = "config/switchyard.json"
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the proxy.")
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "switchyard")
+        do {
+            let loader = try ConfigLoader(configPath: options.config)
+            try Server.run(loader: loader, logger: logger)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate the config, versions and tokens files; print a summary or the first error.")
+
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        do {
+            let loader = try ConfigLoader(configPath: options.config)
+            let (versions, _) = try loader.loadVersions()
+            _ = try loader.resolve(versions)
+            let tokens = try loader.loadTokens()
+            let server = loader.server
+            print("config:   \(options.config) ok")
+            print("listen:   \(server.listeners.map(\.address.description).joined(separator: ", ")); admin \(server.admin)")
+            print("auth:     \(tokens.map { "\($0.tokens.count) token(s) from \(loader.tokensPath ?? "")" } ?? "disabled")")
+            print("service:  \(versions.service) (\(loader.versionsPath))")
+            for version in versions.versions {
+                let share = version.trafficBasisPoints == 0 ? "0% (dark: pinned traffic only)" : "\(version.trafficPercentText)%"
+                print("  \(version.name): \(share) -> \(version.endpoints.map(\.description).joined(separator: ", "))")
+            }
+        } catch {
+            var standardError = StandardError()
+            print("switchyard check: \(error)", to: &standardError)
+            throw ExitCode.failure
+        }
+    }
+}
+
+struct Versions: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "library-versions", abstract: "Print the versions of the C libraries Switchyard is linked with.")
+
+    func run() {
+        for (name, version) in LinkedLibraries.versions { print("\(name) \(version)") }
+    }
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        var string = string
+        string.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}
+
+import Glibc
