@@ -39,6 +39,5 @@ let package = Package(
 
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting"]),
-        .testTarget(name: "SwitchyardIntegrationTests", dependencies: ["SwitchyardIO"]),
     ]
 )

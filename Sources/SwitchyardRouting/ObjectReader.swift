@@ -30,7 +30,13 @@ struct ObjectReader {
 
     mutating func required(_ key: String) throws(ConfigError) -> JSONNode {
         guard let node = take(key) else {
-            throw ConfigError(file: file, position: self.node.position, message: "\(path.isEmpty ? "the file" : path) needs the field \"\(key)\"")
+            var message = "\(path.isEmpty ? "the file" : path) needs the field \"\(key)\""
+            var position = self.node.position
+            if let typo = members.first(where: { editDistance($0.key, key) <= 3 }) {
+                message += " (did you mean \"\(key)\" instead of \"\(typo.key)\"?)"
+                position = typo.keyPosition
+            }
+            throw ConfigError(file: file, position: position, message: message)
         }
         return node
     }

@@ -1,0 +1,58 @@
+# Switchyard — build, demo and tests. Installs missing Debian packages itself (as root, or
+# with sudo), so `make run` and `make test` work on a fresh clone.
+
+SWIFT     ?= swift
+CONFIG    ?= config/switchyard.json
+RELEASE   := .build/release/switchyard
+DEBUG     := .build/debug/switchyard
+SUDO      := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# Build: libnghttp2-dev, libssl-dev, pkg-config. Tests: curl, wrk, python3 (pytest via pip).
+DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk
+
+.PHONY: all deps build run test unit-test integration-test check clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest
+
+build: deps
+	$(SWIFT) build -c release
+
+# Two demo backends (v1 on :8001, v2 on :8002) and the proxy on :8080 (admin :9901).
+run: build
+	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT INT TERM; \
+	$(RELEASE) demo-backend --name v1 --port 8001 & \
+	$(RELEASE) demo-backend --name v2 --port 8002 & \
+	sleep 0.5; \
+	echo; \
+	echo "Try (the token is the demo token from config/tokens.txt):"; \
+	echo "  curl -i -H 'Authorization: Bearer demo-token-change-me' http://127.0.0.1:8080/hello"; \
+	echo "  curl -i -H 'Authorization: Bearer demo-token-change-me' -H 'X-ANYSCALE-VERSION: v1' http://127.0.0.1:8080/hello"; \
+	echo "  curl -N -H 'Authorization: Bearer demo-token-change-me' 'http://127.0.0.1:8080/stream?chunks=5&interval_ms=300'"; \
+	echo "  curl -i http://127.0.0.1:8080/hello                  # 401: no token"; \
+	echo "  curl -s http://127.0.0.1:9901/status                 # admin API"; \
+	echo "  edit config/versions.json (traffic_percent) and watch it reload; Ctrl-C stops everything"; \
+	echo; \
+	$(RELEASE) serve --config $(CONFIG)
+
+check: build
+	$(RELEASE) check --config $(CONFIG)
+
+test: unit-test integration-test
+
+unit-test: deps
+	$(SWIFT) build
+	$(SWIFT) test
+
+integration-test: deps
+	$(SWIFT) build
+	SWITCHYARD_BIN=$(abspath $(DEBUG)) python3 -m pytest -q Tests/integration
+
+clean:
+	rm -rf .build

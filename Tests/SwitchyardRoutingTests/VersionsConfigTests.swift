@@ -1,0 +1,128 @@
+import Testing
+@testable import SwitchyardRouting
+
+func parseVersions(_ text: String) throws(ConfigError) -> VersionsConfig {
+    try VersionsConfig.parse(Array(text.utf8), file: "versions.json")
+}
+
+func versionsError(_ text: String) -> ConfigError? {
+    do {
+        _ = try parseVersions(text)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite struct VersionsConfigTests {
+    @Test func parsesTheExample() throws {
+        let config = try parseVersions("""
+            {"service": "demo",
+             "versions": [
+               {"name": "v1", "traffic_percent": 30, "endpoints": ["127.0.0.1:8001"]},
+               {"name": "v2", "traffic_percent": 70, "endpoints": ["127.0.0.1:8002", "[::1]:8003", "ray-head:8000"]}]}
+            """)
+        #expect(config.service == "demo")
+        #expect(config.versions.map(\.name) == ["v1", "v2"])
+        #expect(config.versions.map(\.trafficBasisPoints) == [3000, 7000])
+        #expect(config.versions[1].endpoints == [
+            Endpoint(host: "127.0.0.1", port: 8002), Endpoint(host: "::1", port: 8003), Endpoint(host: "ray-head", port: 8000),
+        ])
+    }
+
+    @Test func percentagesAreExactHundredths() throws {
+        let config = try parseVersions("""
+            {"service": "s", "versions": [
+              {"name": "a", "traffic_percent": 33.33, "endpoints": ["h:1"]},
+              {"name": "b", "traffic_percent": 33.33, "endpoints": ["h:2"]},
+              {"name": "c", "traffic_percent": 33.34, "endpoints": ["h:3"]},
+              {"name": "dark", "traffic_percent": 0, "endpoints": ["h:4"]}]}
+            """)
+        #expect(config.versions.map(\.trafficBasisPoints) == [3333, 3333, 3334, 0])
+        #expect(config.versions.map(\.trafficPercentText) == ["33.33", "33.33", "33.34", "0"])
+    }
+
+    @Test func errorsNameTheirPlace() {
+        let sum = versionsError("""
+            {"service": "demo",
+             "versions": [
+               {"name": "v1", "traffic_percent": 30, "endpoints": ["127.0.0.1:8001"]},
+               {"name": "v2", "traffic_percent": 60, "endpoints": ["127.0.0.1:8002"]}]}
+            """)
+        #expect(sum?.description == "versions.json:2:14: traffic_percent values sum to 90, they must sum to 100")
+
+        let typo = versionsError("""
+            {"service": "demo",
+             "versions": [{"name": "v1", "traffic_percnt": 100, "endpoints": ["h:1"]}]}
+            """)
+        #expect(typo?.description.hasPrefix("versions.json:2:") == true)
+        #expect(typo?.message.contains("did you mean \"traffic_percent\" instead of \"traffic_percnt\"") == true)
+    }
+
+    @Test(arguments: [
+        (#"{"service":"s","versions":[]}"#, "there must be 1 to 10"),
+        (#"{"service":"s","versions":[{"name":"a b","traffic_percent":100,"endpoints":["h:1"]}]}"#, "invalid"),
+        (#"{"service":"s","versions":[{"name":"","traffic_percent":100,"endpoints":["h:1"]}]}"#, "invalid"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":50,"endpoints":["h:1"]},{"name":"a","traffic_percent":50,"endpoints":["h:1"]}]}"#, "used twice"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":100.001,"endpoints":["h:1"]}]}"#, "at most two decimals"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":-1,"endpoints":["h:1"]}]}"#, "from 0 to 100"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":101,"endpoints":["h:1"]}]}"#, "from 0 to 100"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":"100","endpoints":["h:1"]}]}"#, "must be a number"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":1e2,"endpoints":["h:1"]}]}"#, "exponent"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":100,"endpoints":[]}]}"#, "no endpoints"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":100,"endpoints":["h"]}]}"#, "host:port"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":100,"endpoints":["h:0"]}]}"#, "host:port"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":100,"endpoints":["::1:80"]}]}"#, "host:port"),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":100}]}"#, "needs the field \"endpoints\""),
+        (#"{"versions":[{"name":"a","traffic_percent":100,"endpoints":["h:1"]}]}"#, "\"service\""),
+        (#"{"service":"s","versions":[{"name":"a","traffic_percent":100,"endpoints":["h:1"],}]}"#, "trailing comma"),
+        (#"{"service":"s","service":"t","versions":[]}"#, "appears twice"),
+        ("", "unexpected end of file"),
+    ])
+    func rejects(_ text: String, _ expected: String) {
+        let error = versionsError(text)
+        #expect(error != nil, "accepted: \(text)")
+        #expect(error?.message.contains(expected) == true, "\(error?.description ?? "nil") lacks \(expected)")
+    }
+
+    @Test func elevenVersionsAreTooMany() {
+        let versions = (0..<11).map { #"{"name":"v\#($0)","traffic_percent":\#($0 == 0 ? 100 : 0),"endpoints":["h:1"]}"# }
+        let error = versionsError(#"{"service":"s","versions":[\#(versions.joined(separator: ","))]}"#)
+        #expect(error?.message.contains("has 11 entries") == true)
+    }
+}
+
+@Suite struct ServerConfigTests {
+    func parse(_ text: String) throws(ConfigError) -> ServerConfig {
+        try ServerConfig.parse(Array(text.utf8), file: "switchyard.json")
+    }
+
+    @Test func defaultsAndOverrides() throws {
+        let config = try parse(#"{"auth": {"tokens_file": "tokens.txt"}, "workers": 3, "timeouts": {"connect_ms": 50}}"#)
+        #expect(config.workers == 3)
+        #expect(config.timeouts.connectMs == 50)
+        #expect(config.timeouts.idleMs == 60000)
+        #expect(config.limits.maxHeadBytes == 65536)
+        #expect(config.listeners.map(\.address.description) == ["127.0.0.1:8080"])
+        #expect(config.auth.forwardAuthorization == false)
+    }
+
+    @Test func refusesToRunWithoutTokensUnlessDisabled() throws {
+        #expect(throws: ConfigError.self) { try parse("{}") }
+        let open = try parse(#"{"auth": {"disabled": true}}"#)
+        #expect(open.auth.disabled)
+    }
+
+    @Test func unknownAndBadFieldsFailWithTheirPlace() {
+        #expect(throws: ConfigError.self) { try parse(#"{"auth": {"disabled": true}, "limits": {"max_head_byte": 1}}"#) }
+        do {
+            _ = try parse("{\"auth\": {\"disabled\": true},\n \"workers\": -1}")
+            Issue.record("negative workers accepted")
+        } catch {
+            #expect(error.description == "switchyard.json:2:13: workers is -1, it must be from 0 to 1024")
+        }
+        #expect(throws: ConfigError.self) {
+            try parse(#"{"auth": {"disabled": true}, "listeners": [{"address": "127.0.0.1:9901"}]}"#)
+        }
+    }
+}
