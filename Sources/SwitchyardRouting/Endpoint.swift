@@ -9,8 +9,9 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses `host:port` or `[v6]:port`; nil when the shape or the port is wrong.
-    public init?(parsing text: String) {
+    /// Parses `host:port` or `[v6]:port`; nil when the shape or the port is wrong. Port 0
+    /// ("any free port") is for listeners only.
+    public init?(parsing text: String, allowPortZero: Bool = false) {
         let host: Substring
         let portText: Substring
         if text.hasPrefix("[") {
@@ -27,7 +28,7 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         }
         let hostIsClean = host.unicodeScalars.allSatisfy { $0.isASCII && $0.value > 0x20 && $0 != "/" && $0 != "@" }
         guard !host.isEmpty, hostIsClean, !portText.isEmpty, portText.allSatisfy(\.isASCII),
-              let port = UInt16(portText), port > 0 else { return nil }
+              let port = UInt16(portText), port > 0 || allowPortZero else { return nil }
         self.host = String(host)
         self.port = port
     }

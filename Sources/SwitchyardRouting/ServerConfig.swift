@@ -76,7 +76,7 @@ public struct ServerConfig: Sendable, Equatable {
             config.admin = try Self.address(&admin, file: file)
             try admin.finish()
         }
-        for listener in config.listeners where listener.address == config.admin {
+        for listener in config.listeners where listener.address == config.admin && config.admin.port != 0 {
             throw ConfigError(file: file, position: root.position, message: "admin.address \(config.admin) is also a client listener; give the admin API its own port")
         }
         config.workers = try reader.integer("workers", in: 0...1024) ?? 0
@@ -117,7 +117,7 @@ public struct ServerConfig: Sendable, Equatable {
 
     private static func address(_ reader: inout ObjectReader, file: String) throws(ConfigError) -> Endpoint {
         let node = try reader.required("address")
-        guard case .string(let text) = node.value, let endpoint = Endpoint(parsing: text) else {
+        guard case .string(let text) = node.value, let endpoint = Endpoint(parsing: text, allowPortZero: true) else {
             throw ConfigError(file: file, position: node.position, message: "\(reader.fieldPath("address")) must be \"host:port\" or \"[v6]:port\"")
         }
         return endpoint

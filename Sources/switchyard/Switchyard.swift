@@ -38,7 +38,9 @@ struct Serve: ParsableCommand {
             let loader = try ConfigLoader(configPath: options.config)
             try Server.run(loader: loader, logger: logger)
         } catch {
-            throw ValidationError("\(error)")
+            var standardError = StandardError()
+            print("switchyard: \(error)", to: &standardError)
+            throw ExitCode.failure
         }
     }
 }

@@ -1,0 +1,206 @@
+"""Starts the real switchyard binary and real backends on loopback ports chosen by the kernel."""
+import http.server
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+BINARY = os.environ.get("SWITCHYARD_BIN", os.path.abspath(".build/debug/switchyard"))
+TOKEN = "test-token-1"
+
+
+def read_line_matching(process, pattern, timeout=20):
+    """Reads the process's stdout until a line matches; returns the match."""
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                break
+            continue
+        lines.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    errors = process.stderr.read() if process.poll() is not None else ""
+    raise RuntimeError(f"no line matching {pattern!r}; got {lines!r}; exit {process.poll()}; stderr {errors!r}")
+
+
+class DemoBackend:
+    """`switchyard demo-backend`, the real binary, on a free port."""
+
+    def __init__(self, name):
+        self.name = name
+        self.process = subprocess.Popen(
+            [BINARY, "demo-backend", "--name", name, "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        match = read_line_matching(self.process, r"listening on (\S+):(\d+)")
+        self.address = f"{match.group(1)}:{match.group(2)}"
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+class RecordingBackend:
+    """A Python HTTP/1.1 server that records every request it receives."""
+
+    def __init__(self, name="rec"):
+        self.name = name
+        self.requests = []
+        self.disconnects = threading.Event()
+        backend = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def handle_one(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    body = read_chunked(self.rfile)
+                backend.requests.append({"method": self.command, "path": self.path,
+                                         "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+                if self.path.startswith("/stream"):
+                    return self.stream()
+                payload = json.dumps({"version": backend.name, "path": self.path}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            def stream(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for index in range(200):
+                        event = f"data: {index}\n\n".encode()
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    backend.disconnects.set()
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = handle_one
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def read_chunked(stream):
+    body = b""
+    while True:
+        size = int(stream.readline().split(b";")[0], 16)
+        if size == 0:
+            while stream.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return body
+        body += stream.read(size)
+        stream.readline()
+
+
+def versions_json(versions, service="test"):
+    return json.dumps({"service": service, "versions": [
+        {"name": name, "traffic_percent": percent, "endpoints": endpoints}
+        for name, percent, endpoints in versions]}, indent=2)
+
+
+class Proxy:
+    """The real `switchyard serve` with a config written to a temporary directory."""
+
+    def __init__(self, directory, versions, tokens=(TOKEN,), extra=None, workers=2):
+        self.directory = directory
+        config = {
+            "listeners": [{"address": "127.0.0.1:0"}],
+            "admin": {"address": "127.0.0.1:0"},
+            "workers": workers,
+            "versions_file": "versions.json",
+            "auth": {"tokens_file": "tokens.txt"},
+        }
+        for key, value in (extra or {}).items():
+            config[key] = value
+        self.config_path = os.path.join(directory, "switchyard.json")
+        with open(self.config_path, "w") as f:
+            json.dump(config, f)
+        self.write_versions(versions)
+        with open(os.path.join(directory, "tokens.txt"), "w") as f:
+            f.write("# test tokens\n" + "\n".join(tokens) + "\n")
+        self.process = subprocess.Popen(
+            [BINARY, "serve", "--config", self.config_path],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        match = read_line_matching(self.process, r"listening on 127\.0\.0\.1:(\d+) .*admin on 127\.0\.0\.1:(\d+)")
+        self.port = int(match.group(1))
+        self.admin_port = int(match.group(2))
+
+    def write_versions(self, versions, path=None):
+        """Writes the versions file by write-then-rename (how editors and tools replace files)."""
+        path = path or os.path.join(self.directory, "versions.json")
+        temporary = path + ".tmp"
+        with open(temporary, "w") as f:
+            f.write(versions if isinstance(versions, str) else versions_json(versions))
+        os.rename(temporary, path)
+
+    def status(self):
+        return json.loads(http_get(self.admin_port, "/status")[2])
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def http_get(port, path, headers=None, host="127.0.0.1"):
+    """One request on a new connection with the stdlib client: (status, headers, body)."""
+    import http.client
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", path, headers=headers or {})
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+
+
+def raw_exchange(port, data, timeout=5):
+    """Sends raw bytes; returns everything received until the server closes (or times out)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        except socket.timeout:
+            pass
+        return received
+
+
+def auth(extra=None):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers.update(extra or {})
+    return headers
