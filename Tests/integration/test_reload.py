@@ -1,0 +1,127 @@
+"""Hot reload of the versions and tokens files, and `switchyard check`."""
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+from harness import BINARY, TOKEN, auth, http_get, versions_json
+
+
+def served_by(port, pin=None):
+    extra = {"X-ANYSCALE-VERSION": pin} if pin else {}
+    status, headers, _ = http_get(port, "/", auth(extra))
+    return status, headers.get("x-anyscale-version")
+
+
+def wait_for(predicate, timeout=5.0, interval=0.002):
+    """Polls until `predicate()` is true; returns the seconds it took (or fails)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
+
+
+def all_workers_at(server, generation):
+    status = server.status()
+    return status["generation"] == generation and set(status["workers"]["applied_generation"]) == {generation}
+
+
+def test_rename_takes_effect_within_100_ms(demo, proxy):
+    v1, v2 = demo("v1"), demo("v2")
+    server = proxy([("v1", 100, [v1.address]), ("v2", 0, [v2.address])])
+    assert served_by(server.port) == (200, "v1")
+    server.write_versions([("v1", 0, [v1.address]), ("v2", 100, [v2.address])])
+    elapsed = wait_for(lambda: all_workers_at(server, 2))
+    assert elapsed < 0.1, f"reload took {elapsed * 1000:.0f} ms"
+    assert {served_by(server.port)[1] for _ in range(20)} == {"v2"}
+    assert server.status()["last_reload"]["outcome"] == "ok"
+
+
+def test_in_place_rewrite_and_sighup_reload(demo, proxy, tmp_path):
+    v1, v2 = demo("v1"), demo("v2")
+    server = proxy([("v1", 100, [v1.address]), ("v2", 0, [v2.address])])
+    with open(tmp_path / "versions.json", "w") as f:  # truncate and rewrite the same file
+        f.write(versions_json([("v1", 0, [v1.address]), ("v2", 100, [v2.address])]))
+    wait_for(lambda: all_workers_at(server, 2))
+    # Unchanged content is not published again; SIGHUP re-reads.
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: server.status()["last_reload"]["trigger"] == "SIGHUP")
+    assert server.status()["generation"] == 2
+    assert server.status()["last_reload"]["outcome"] == "unchanged"
+
+
+def test_kubernetes_configmap_symlink_swap(demo, proxy, tmp_path):
+    v1, v2 = demo("v1"), demo("v2")
+    # Lay the directory out like a mounted ConfigMap: versions.json -> ..data/versions.json,
+    # ..data -> ..2026_01_01 (a timestamped directory).
+    first = tmp_path / "..2026_01_01"
+    first.mkdir()
+    (first / "versions.json").write_text(versions_json([("v1", 100, [v1.address]), ("v2", 0, [v2.address])]))
+    os.symlink("..2026_01_01", tmp_path / "..data")
+    server = proxy([("v1", 100, [v1.address]), ("v2", 0, [v2.address])])
+    os.remove(tmp_path / "versions.json")
+    os.symlink("..data/versions.json", tmp_path / "versions.json")
+    second = tmp_path / "..2026_01_02"
+    second.mkdir()
+    (second / "versions.json").write_text(versions_json([("v1", 0, [v1.address]), ("v2", 100, [v2.address])]))
+    os.symlink("..2026_01_02", tmp_path / "..data_tmp")
+    os.rename(tmp_path / "..data_tmp", tmp_path / "..data")  # the atomic swap kubelet does
+    wait_for(lambda: served_by(server.port) == (200, "v2"))
+
+
+def test_invalid_rewrite_keeps_the_last_good_snapshot_and_check_names_the_error(demo, proxy, tmp_path):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])])
+    bad = '{"service": "test",\n "versions": [{"name": "v1", "traffic_percent": 90, "endpoints": ["%s"]}]}' % v1.address
+    server.write_versions(bad)
+    wait_for(lambda: server.status()["last_reload"]["outcome"] == "error")
+    status = server.status()
+    assert status["generation"] == 1 and status["failed_reloads"] == 1
+    assert "sum to 90" in status["last_reload"]["errors"][0]
+    assert served_by(server.port) == (200, "v1")
+    check = subprocess.run([BINARY, "check", "--config", server.config_path], capture_output=True, text=True)
+    assert check.returncode != 0
+    assert re.search(r"versions\.json:2:\d+: traffic_percent values sum to 90, they must sum to 100", check.stderr), check.stderr
+
+
+def test_check_prints_a_summary(demo, proxy):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address]), ("dark", 0, [v1.address])])
+    check = subprocess.run([BINARY, "check", "--config", server.config_path], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert "v1: 100%" in check.stdout and "dark: 0% (dark" in check.stdout and v1.address in check.stdout
+
+
+def test_token_rotation_reloads(demo, proxy, tmp_path):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])])
+    (tmp_path / "tokens.txt.tmp").write_text(f"{TOKEN}\nnew-token\n")
+    os.rename(tmp_path / "tokens.txt.tmp", tmp_path / "tokens.txt")
+    wait_for(lambda: http_get(server.port, "/", {"Authorization": "Bearer new-token"})[0] == 200)
+    (tmp_path / "tokens.txt.tmp").write_text("new-token\n")
+    os.rename(tmp_path / "tokens.txt.tmp", tmp_path / "tokens.txt")
+    wait_for(lambda: http_get(server.port, "/", auth())[0] == 401)
+
+
+def test_fifty_rewrites_under_load_drop_nothing(demo, proxy):
+    v1, v2 = demo("v1"), demo("v2")
+    server = proxy([("v1", 50, [v1.address]), ("v2", 50, [v2.address])])
+    wrk = subprocess.Popen(
+        ["wrk", "-t2", "-c64", "-d8s", "-H", f"Authorization: Bearer {TOKEN}", f"http://127.0.0.1:{server.port}/"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)
+    for i in range(50):
+        share = 10 + (i % 9) * 10
+        server.write_versions([("v1", share, [v1.address]), ("v2", 100 - share, [v2.address])])
+        time.sleep(0.08)
+    output = wrk.communicate(timeout=60)[0]
+    assert server.status()["generation"] >= 40  # rewrites close together may coalesce
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    assert requests > 1000, output
+    assert "Socket errors" not in output, output
+    assert "Non-2xx" not in output, output
