@@ -1,0 +1,107 @@
+"""Start-up checks, backend failures, timeouts and graceful shutdown."""
+import json
+import socket
+import subprocess
+import threading
+import time
+
+from harness import BINARY, TOKEN, Proxy, auth, http_get, raw_exchange
+
+
+def free_port():
+    """A loopback port with nothing listening on it (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_refuses_to_start_without_tokens(tmp_path, demo):
+    v1 = demo("v1")
+    (tmp_path / "versions.json").write_text(json.dumps(
+        {"service": "s", "versions": [{"name": "v1", "traffic_percent": 100, "endpoints": [v1.address]}]}))
+    (tmp_path / "switchyard.json").write_text('{"listeners": [{"address": "127.0.0.1:0"}], "admin": {"address": "127.0.0.1:0"}}')
+    result = subprocess.run([BINARY, "serve", "--config", str(tmp_path / "switchyard.json")],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode != 0
+    assert "auth.tokens_file" in result.stderr and "auth.disabled" in result.stderr
+
+
+def test_auth_can_be_disabled_explicitly(demo, proxy):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])], extra={"auth": {"disabled": True}})
+    assert http_get(server.port, "/")[0] == 200
+
+
+def test_connect_failure_fails_over_to_the_next_endpoint(demo, proxy):
+    v1 = demo("v1")
+    dead = f"127.0.0.1:{free_port()}"
+    server = proxy([("v1", 100, [dead, v1.address])])
+    for _ in range(20):
+        status, headers, _ = http_get(server.port, "/", auth())
+        assert status == 200 and headers["x-anyscale-version"] == "v1"
+
+
+def test_all_endpoints_down_gives_502(proxy):
+    server = proxy([("v1", 100, [f"127.0.0.1:{free_port()}"])])
+    status, _, body = http_get(server.port, "/", auth())
+    assert status == 502
+    assert json.loads(body)["error"]["code"] == "upstream_connect_failed"
+
+
+def test_slow_backend_gives_504(demo, proxy):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])], extra={"timeouts": {"response_ms": 300}})
+    status, _, body = http_get(server.port, "/?delay_ms=2000", auth())
+    assert status == 504
+    assert json.loads(body)["error"]["code"] == "upstream_timeout"
+
+
+def test_incomplete_head_times_out_with_408(demo, proxy):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])], extra={"timeouts": {"request_head_ms": 300}})
+    start = time.monotonic()
+    response = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: a\r\n", timeout=5)
+    assert response.startswith(b"HTTP/1.1 408")
+    assert time.monotonic() - start < 2
+
+
+def test_sigterm_lets_in_flight_requests_finish_then_exits_0(demo, proxy):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])])
+    results = {}
+
+    def slow_request():
+        results["response"] = http_get(server.port, "/?delay_ms=1000", auth())
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.3)
+    server.process.terminate()
+    thread.join(timeout=10)
+    assert results["response"][0] == 200
+    assert results["response"][1].get("connection") == "close"
+    assert server.process.wait(timeout=10) == 0
+    try:
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+        assert False, "the listener must be closed after the drain"
+    except OSError:
+        pass
+
+
+def test_admin_api(demo, proxy):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])])
+    assert http_get(server.admin_port, "/healthz")[0] == 200
+    status = server.status()
+    assert status["service"] == "test"
+    assert status["versions"] == [{"name": "v1", "traffic_percent": 100, "endpoints": [v1.address]}]
+    assert http_get(server.admin_port, "/nope")[0] == 404
+    # The admin port never serves client traffic and the client port never serves admin.
+    assert http_get(server.port, "/status", auth())[1]["x-anyscale-version"] == "v1"
+
+
+def test_demo_backend_health_like_ray_serve(demo):
+    v1 = demo("v1")
+    host, port = v1.address.split(":")
+    status, _, body = http_get(int(port), "/-/healthz")
+    assert (status, body) == (200, b"success")
