@@ -22,6 +22,12 @@ public enum ASCII {
         return true
     }
 
+    /// Compares `bytes` with an ASCII literal, case-sensitively.
+    @inline(__always)
+    public static func equalsExact(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
+        bytes.count == literal.utf8CodeUnitCount && memcmp(bytes.baseAddress!, literal.utf8Start, bytes.count) == 0
+    }
+
     /// Exact byte comparison.
     @inline(__always)
     public static func equals(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {

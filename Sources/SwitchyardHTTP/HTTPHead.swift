@@ -44,11 +44,40 @@ public enum HTTPVersion: Equatable, Sendable {
     case http11
 }
 
+/// The request methods the proxy treats specially.
+public enum RequestMethod: Sendable {
+    case get, head, post, put, delete, options, connect, other
+
+    static func classify(_ bytes: UnsafeRawBufferPointer) -> RequestMethod {
+        switch bytes.count {
+        case 3:
+            if ASCII.equalsExact(bytes, "GET") { return .get }
+            if ASCII.equalsExact(bytes, "PUT") { return .put }
+        case 4:
+            if ASCII.equalsExact(bytes, "HEAD") { return .head }
+            if ASCII.equalsExact(bytes, "POST") { return .post }
+        case 6: if ASCII.equalsExact(bytes, "DELETE") { return .delete }
+        case 7:
+            if ASCII.equalsExact(bytes, "OPTIONS") { return .options }
+            if ASCII.equalsExact(bytes, "CONNECT") { return .connect }
+        default: break
+        }
+        return .other
+    }
+
+    /// RFC 9110 §9.2.2: repeating the request has the same effect as sending it once.
+    public var isIdempotent: Bool {
+        switch self {
+        case .get, .head, .put, .delete, .options: return true
+        case .post, .connect, .other: return false
+        }
+    }
+}
+
 /// What the parser learned about a request head, beyond its raw fields.
 public struct RequestHead: Sendable {
     public var method = ByteRange.empty
-    public var isHead = false
-    public var isConnect = false
+    public var methodKind = RequestMethod.other
     public var target = ByteRange.empty
     public var version = HTTPVersion.http11
     public var fields: [HeaderField] = []
@@ -71,8 +100,7 @@ public struct RequestHead: Sendable {
 
     mutating func reset() {
         self.method = .empty
-        self.isHead = false
-        self.isConnect = false
+        self.methodKind = .other
         self.target = .empty
         self.version = .http11
         self.fields.removeAll(keepingCapacity: true)

@@ -96,9 +96,7 @@ public struct HeadParser: Sendable {
             return .malformed("the request line must be: method SP target SP HTTP/1.1")
         }
         head.method = ByteRange(start: 0, end: index)
-        let method = head.method.bytes(in: bytes)
-        head.isHead = ASCII.equals(method, UnsafeRawBufferPointer(start: ("HEAD" as StaticString).utf8Start, count: 4))
-        head.isConnect = method.count == 7 && ASCII.equals(method, UnsafeRawBufferPointer(start: ("CONNECT" as StaticString).utf8Start, count: 7))
+        head.methodKind = RequestMethod.classify(head.method.bytes(in: bytes))
         index += 1
         // target: visible ASCII only
         let targetStart = index

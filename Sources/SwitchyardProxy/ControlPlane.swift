@@ -225,7 +225,7 @@ final class AdminConnection {
         let out = ByteBuffer(capacity: 1024)
         out.append("HTTP/1.1 \(status) \(status == 200 ? "OK" : ErrorResponse.reason(status))\r\n"
             + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n")
-        if !head.isHead { out.append(body) }
+        if head.methodKind != .head { out.append(body) }
         _ = try? out.flush(to: fd)
     }
 }

@@ -61,6 +61,10 @@ final class DownstreamConnection {
     /// `X-Request-Id` made for this request when the client sent none.
     var requestID: [UInt8] = Array(repeating: 0, count: 32)
     var generatedRequestID = false
+    /// The forwarded head of a request that may be sent once more on a fresh connection if
+    /// the reused one turns out to be closed (see `Worker.retryOnFreshConnection`).
+    var retryHead: ByteBuffer?
+    var retryable = false
 
     init(fd: Int32, clientAddress: [UInt8], limits: HeadLimits, now: UInt64, idleMs: Int) {
         self.fd = fd
@@ -81,6 +85,7 @@ final class DownstreamConnection {
         responseStarted = false
         triedEndpoints = 0
         generatedRequestID = false
+        retryable = false
         parser.reset()
     }
 }

@@ -96,7 +96,7 @@ extension Worker {
         let request = d.request
         d.keepAlive = request.keepAlive && !draining
         let hasBody = request.framing != .none
-        if request.isConnect {
+        if request.methodKind == .connect {
             d.input.consume(headLength)
             respondError(d, status: 405, code: "method_not_allowed", message: "CONNECT is not supported by this proxy", close: true)
             return
@@ -140,6 +140,13 @@ extension Worker {
             return
         }
         writeForwardedRequestHead(d, head: head, into: u.output)
+        d.retryable = u.reused && request.framing == .none && request.methodKind.isIdempotent && !request.upgrade
+        if d.retryable {
+            let copy = d.retryHead ?? ByteBuffer(capacity: 4096)
+            copy.clear()
+            copy.append(u.output.readableBytes)
+            d.retryHead = copy
+        }
         d.input.consume(headLength)
         d.requestFramer = BodyFramer(request.framing)
         d.requestComplete = d.requestFramer.isComplete

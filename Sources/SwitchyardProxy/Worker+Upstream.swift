@@ -15,30 +15,56 @@ extension Worker {
                 attach(d, idle)
                 return idle
             }
-            let fd: Int32
-            let progress: Socket.ConnectProgress
-            do {
-                (fd, progress) = try Socket.connect(to: pool.address)
-            } catch {
-                continue  // refused at once: try the next endpoint
-            }
-            let u = UpstreamConnection(
-                fd: fd, pool: pool, state: progress == .connected ? .awaitingHead : .connecting,
-                limits: settings.headLimits)
-            u.token = table.insert(.upstream(u))
-            do {
-                try selector.register(fd, token: u.token)
-            } catch {
-                table.remove(u.token)
-                Syscall.close(fd)
-                continue
-            }
-            let timeout = progress == .connected ? settings.timeouts.responseMs : settings.timeouts.connectMs
-            u.deadline = now + UInt64(timeout)
+            guard let u = openConnection(to: pool) else { continue }  // refused at once: next endpoint
             attach(d, u)
             return u
         }
         return nil
+    }
+
+    /// Starts a non-blocking connect to `pool`'s address; nil if it failed at once.
+    private func openConnection(to pool: UpstreamPool) -> UpstreamConnection? {
+        let fd: Int32
+        let progress: Socket.ConnectProgress
+        do {
+            (fd, progress) = try Socket.connect(to: pool.address)
+        } catch {
+            return nil
+        }
+        let u = UpstreamConnection(
+            fd: fd, pool: pool, state: progress == .connected ? .awaitingHead : .connecting, limits: settings.headLimits)
+        u.token = table.insert(.upstream(u))
+        do {
+            try selector.register(fd, token: u.token)
+        } catch {
+            table.remove(u.token)
+            Syscall.close(fd)
+            return nil
+        }
+        let timeout = progress == .connected ? settings.timeouts.responseMs : settings.timeouts.connectMs
+        u.deadline = now + UInt64(timeout)
+        return u
+    }
+
+    /// A reused keep-alive connection failed before any response byte: the backend closed it
+    /// just as it was reused (its idle timer won the race). An idempotent request without a
+    /// body cannot have been processed, so it is sent once more on a fresh connection.
+    private func retryOnFreshConnection(_ u: UpstreamConnection, _ d: DownstreamConnection) -> Bool {
+        guard d.retryable, u.reused, u.state == .awaitingHead, u.input.isEmpty, !d.responseStarted,
+              let head = d.retryHead else { return false }
+        d.retryable = false
+        let pool = u.pool
+        detach(d, u)
+        closeUpstream(u)
+        guard let fresh = openConnection(to: pool) else {
+            respondError(d, status: 502, code: "upstream_connect_failed",
+                         message: "could not reconnect to \(pool.address)", close: false)
+            return true
+        }
+        attach(d, fresh)
+        fresh.output.append(head.readableBytes)
+        if fresh.state != .connecting { flushToUpstream(d, fresh) }
+        return true
     }
 
     func attach(_ d: DownstreamConnection, _ u: UpstreamConnection) {
@@ -137,7 +163,7 @@ extension Worker {
         }
         u.deadline = now + UInt64(settings.timeouts.responseMs)
         while u.state == .awaitingHead {
-            let status = u.parser.parseResponse(u.input.readableBytes, requestWasHead: d.request.isHead, into: &u.response)
+            let status = u.parser.parseResponse(u.input.readableBytes, requestWasHead: d.request.methodKind == .head, into: &u.response)
             switch status {
             case .needMore:
                 if !d.output.isEmpty { flushToDownstream(d) }
@@ -235,6 +261,7 @@ extension Worker {
     /// The backend failed mid-exchange: answer 502 if the client has seen nothing yet,
     /// otherwise cut the client connection (a truncated response must not look complete).
     private func upstreamBroke(_ u: UpstreamConnection, _ d: DownstreamConnection, message: String) {
+        if retryOnFreshConnection(u, d) { return }
         if d.responseStarted {
             closeDownstream(d)
         } else {

@@ -1,6 +1,7 @@
 import CLinuxShims
 import Glibc
 import SwitchyardHTTP
+import ArgumentParser
 import SwitchyardIO
 
 /// A blocking, thread-per-connection HTTP/1.1 server: simple to read, good enough for demos
@@ -12,7 +13,12 @@ struct DemoBackend {
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        let listener = try Socket.listen(on: address, reusePort: false)
+        let listener: Int32
+        do {
+            listener = try Socket.listen(on: address, reusePort: false)
+        } catch {
+            throw ValidationError("cannot listen on \(address): \(error)")
+        }
         Socket.setBlocking(listener)
         let bound = Socket.localAddress(listener)?.description ?? address.description
         print("demo-backend \(name) listening on \(bound)")
