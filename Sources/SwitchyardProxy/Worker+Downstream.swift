@@ -120,7 +120,7 @@ extension Worker {
                 extraHeaders: "WWW-Authenticate: Bearer realm=\"switchyard\"\(error)\r\n", close: hasBody)
             return
         case .unknownVersion:
-            let name = String(decoding: request.pinnedVersion!.bytes(in: head), as: UTF8.self)
+            let name = request.pinnedVersion.map { String(decoding: $0.bytes(in: head), as: UTF8.self) } ?? ""
             d.input.consume(headLength)
             let known = routes.snapshot.versions.map(\.name).joined(separator: ", ")
             respondError(

@@ -171,3 +171,25 @@ def test_websocket_upgrade_becomes_a_tunnel(demo, proxy):
             rest = rest[expected:]
         sock.sendall(websocket_frame(0x8, b"\x03\xe8"))
         assert sock.recv(4096)[0] == 0x88
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_slow_reader_holds_back_the_backend_instead_of_filling_memory(demo, proxy):
+    backend = demo("v1")
+    server = proxy([("v1", 100, [backend.address])])
+    size = 60_000_000
+    before = rss_kib(server.process.pid)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(f"GET /bytes?n={size} HTTP/1.1\r\nHost: a\r\n{AUTH}Connection: close\r\n\r\n".encode())
+        time.sleep(2)  # read nothing: the proxy must stop reading from the backend
+        held = rss_kib(server.process.pid) - before
+        received = 0
+        while chunk := sock.recv(1 << 20):
+            received += len(chunk)
+    assert held < 16 * 1024, f"proxy grew by {held} KiB while the client did not read"
+    assert received > size
