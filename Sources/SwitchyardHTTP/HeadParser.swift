@@ -109,7 +109,7 @@ public struct HeadParser: Sendable {
         index += 1
         switch parseVersion(bytes, &index) {
         case .http11?: head.version = .http11
-        case .http10?: head.version = .http10; head.keepAlive = false
+        case .http10?: head.version = .http10
         case nil: return versionError(bytes, from: index)
         }
         guard index + 1 < bytes.count, bytes[index] == ASCII.cr, bytes[index + 1] == ASCII.lf else {
@@ -144,43 +144,15 @@ public struct HeadParser: Sendable {
 
     private func interpretRequestFields(_ bytes: UnsafeRawBufferPointer, _ head: inout RequestHead) -> HTTPParseError? {
         var hostCount = 0
-        var contentLength: Int?
-        var sawTransferEncoding = false
-        var chunkedLast = false
-        var connectionUpgrade = false
+        var framing = FramingFields(version: head.version)
         var sawUpgrade = false
         for field in head.fields {
             let value = field.value.bytes(in: bytes)
+            if let error = framing.add(field.kind, value) { return error }
             switch field.kind {
             case .host:
                 hostCount += 1
                 head.host = field.value
-            case .contentLength:
-                guard let length = Self.parseContentLength(value) else {
-                    return .malformed("Content-Length must be one non-negative decimal number")
-                }
-                if let previous = contentLength, previous != length {
-                    return .malformed("Content-Length values differ")
-                }
-                contentLength = length
-            case .transferEncoding:
-                sawTransferEncoding = true
-                switch Self.transferCodingsEndInChunked(value, previouslyChunked: chunkedLast) {
-                case .some(let last): chunkedLast = last
-                case .none: return .malformed("Transfer-Encoding must end with chunked, and chunked only once")
-                }
-            case .connection:
-                ASCII.forEachListElement(value) { option in
-                    if ASCII.equalsLowercased(option, "close") {
-                        head.keepAlive = false
-                    } else if ASCII.equalsLowercased(option, "keep-alive") {
-                        if head.version == .http10 { head.keepAlive = true }
-                    } else if ASCII.equalsLowercased(option, "upgrade") {
-                        connectionUpgrade = true
-                    } else {
-                        head.hasConnectionOptions = true
-                    }
-                }
             case .upgrade:
                 sawUpgrade = true
             case .expect:
@@ -204,15 +176,17 @@ public struct HeadParser: Sendable {
         }
         if hostCount == 0 { return .malformed("the Host header is missing") }
         if hostCount > 1 { return .malformed("the Host header is repeated") }
-        if sawTransferEncoding {
-            if contentLength != nil { return .malformed("both Content-Length and Transfer-Encoding are present") }
+        head.keepAlive = framing.keepAlive
+        head.hasConnectionOptions = framing.hasConnectionOptions
+        if framing.sawTransferEncoding {
+            if framing.contentLength != nil { return .malformed("both Content-Length and Transfer-Encoding are present") }
             if head.version == .http10 { return .malformed("Transfer-Encoding is not allowed in HTTP/1.0") }
-            if !chunkedLast { return .malformed("Transfer-Encoding must end with chunked, and chunked only once") }
+            if !framing.chunkedLast { return .malformed("Transfer-Encoding must end with chunked, and chunked only once") }
             head.framing = .chunked
-        } else if let contentLength, contentLength > 0 {
+        } else if let contentLength = framing.contentLength, contentLength > 0 {
             head.framing = .contentLength(contentLength)
         }
-        head.upgrade = connectionUpgrade && sawUpgrade && head.version == .http11
+        head.upgrade = framing.connectionUpgrade && sawUpgrade && head.version == .http11
         return nil
     }
 
@@ -234,7 +208,6 @@ public struct HeadParser: Sendable {
         var index = 0
         guard let version = parseVersion(bytes, &index) else { return .malformed("the status line must start with HTTP/1.x") }
         head.version = version
-        if version == .http10 { head.keepAlive = false }
         guard bytes.count - index >= 6, bytes[index] == ASCII.space else { return .malformed("bad status line") }
         var status = 0
         for offset in 1...3 {
@@ -261,43 +234,22 @@ public struct HeadParser: Sendable {
     }
 
     private func interpretResponseFields(_ bytes: UnsafeRawBufferPointer, requestWasHead: Bool, _ head: inout ResponseHead) -> HTTPParseError? {
-        var contentLength: Int?
-        var sawTransferEncoding = false
-        var chunkedLast = false
+        var framing = FramingFields(version: head.version)
         for field in head.fields {
-            let value = field.value.bytes(in: bytes)
-            switch field.kind {
-            case .contentLength:
-                guard let length = Self.parseContentLength(value) else { return .malformed("bad Content-Length") }
-                if let previous = contentLength, previous != length { return .malformed("Content-Length values differ") }
-                contentLength = length
-            case .transferEncoding:
-                sawTransferEncoding = true
-                chunkedLast = Self.transferCodingsEndInChunked(value, previouslyChunked: chunkedLast) ?? false
-            case .connection:
-                ASCII.forEachListElement(value) { option in
-                    if ASCII.equalsLowercased(option, "close") {
-                        head.keepAlive = false
-                    } else if ASCII.equalsLowercased(option, "keep-alive") {
-                        if head.version == .http10 { head.keepAlive = true }
-                    } else if !ASCII.equalsLowercased(option, "upgrade") {
-                        head.hasConnectionOptions = true
-                    }
-                }
-            default:
-                break
-            }
+            if let error = framing.add(field.kind, field.value.bytes(in: bytes)) { return error }
         }
-        if sawTransferEncoding && contentLength != nil {
+        if framing.sawTransferEncoding && framing.contentLength != nil {
             return .malformed("both Content-Length and Transfer-Encoding are present")
         }
+        head.keepAlive = framing.keepAlive
+        head.hasConnectionOptions = framing.hasConnectionOptions
         let status = head.status
         if requestWasHead || status < 200 || status == 204 || status == 304 {
             head.framing = .none
-        } else if sawTransferEncoding {
-            head.framing = chunkedLast ? .chunked : .untilClose
-            if !chunkedLast { head.keepAlive = false }
-        } else if let contentLength {
+        } else if framing.sawTransferEncoding {
+            head.framing = framing.chunkedLast ? .chunked : .untilClose
+            if !framing.chunkedLast { head.keepAlive = false }
+        } else if let contentLength = framing.contentLength {
             head.framing = contentLength > 0 ? .contentLength(contentLength) : .none
         } else {
             head.framing = .untilClose
@@ -356,48 +308,5 @@ public struct HeadParser: Sendable {
                 name: name, value: ByteRange(start: valueStart, end: valueEnd), kind: kind,
                 line: ByteRange(start: nameStart, end: index)))
         }
-    }
-
-    /// A Content-Length value: digits, or a list of identical digit strings ("5, 5").
-    static func parseContentLength(_ value: UnsafeRawBufferPointer) -> Int? {
-        var result: Int?
-        var valid = true
-        var elements = 0
-        ASCII.forEachListElement(value) { element in
-            elements += 1
-            guard valid, element.count <= 18 else { valid = false; return }
-            var number = 0
-            for byte in element {
-                let digit = byte &- 48
-                guard digit < 10 else { valid = false; return }
-                number = number * 10 + Int(digit)
-            }
-            if let result, result != number { valid = false }
-            result = number
-        }
-        // An empty element list, or stray commas around nothing, is not a length.
-        guard valid, elements > 0 else { return nil }
-        return result
-    }
-
-    /// Checks one Transfer-Encoding field: returns whether its last coding is `chunked`, or
-    /// nil if `chunked` is followed by another coding (also across fields) or a coding is
-    /// not a token.
-    static func transferCodingsEndInChunked(_ value: UnsafeRawBufferPointer, previouslyChunked: Bool) -> Bool? {
-        var lastIsChunked = previouslyChunked
-        var valid = true
-        var elements = 0
-        ASCII.forEachListElement(value) { coding in
-            elements += 1
-            if lastIsChunked { valid = false }
-            var name = coding
-            if let semicolon = coding.firstIndex(of: UInt8(ascii: ";")) {
-                name = UnsafeRawBufferPointer(rebasing: coding[0..<semicolon])
-            }
-            for byte in name where !ASCII.isTokenChar[Int(byte)] { valid = false }
-            lastIsChunked = ASCII.equalsLowercased(name, "chunked")
-        }
-        guard valid, elements > 0 else { return nil }
-        return lastIsChunked
     }
 }

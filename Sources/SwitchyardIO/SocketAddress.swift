@@ -43,12 +43,6 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
     }
 
-    /// Parses a numeric `a.b.c.d:port` or `[v6]:port`; nil for anything else.
-    public init?(numeric text: String) {
-        guard let (host, port) = Self.split(text) else { return nil }
-        if let address = Self.numericHost(host, port: port) { self = address } else { return nil }
-    }
-
     init(storage: Storage) { self.storage = storage }
 
     static func numericHost(_ host: String, port: UInt16) -> SocketAddress? {
@@ -60,27 +54,6 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
             return SocketAddress(storage: .v6(host: bytes, port: port))
         }
         return nil
-    }
-
-    /// Splits `host:port` or `[v6]:port`; nil when the shape or the port is wrong.
-    public static func split(_ text: String) -> (host: String, port: UInt16)? {
-        let host: Substring
-        let portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { return nil }
-            host = text[text.index(after: text.startIndex)..<close]
-            let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":") else { return nil }
-            portText = rest.dropFirst()
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
-            host = text[..<colon]
-            portText = text[text.index(after: colon)...]
-            if host.contains(":") { return nil }  // a bare IPv6 address needs brackets
-        }
-        guard !host.isEmpty, !portText.isEmpty, portText.allSatisfy(\.isASCII),
-              let port = UInt16(portText), port > 0 else { return nil }
-        return (String(host), port)
     }
 
     /// Resolves `host` (a name or a numeric address) with getaddrinfo. Blocking: only for

@@ -38,31 +38,28 @@ public struct ConfigLoader: Sendable {
 
     /// Reads and validates the versions file; also returns its bytes to detect unchanged content.
     public func loadVersions() throws(LoadError) -> (config: VersionsConfig, bytes: [UInt8]) {
-        let path = versionsPath
-        let bytes: [UInt8]
-        do {
-            bytes = try FileIO.readAll(path)
-        } catch {
-            throw LoadError("\(path): cannot read the versions file (\(error)); versions_file is relative to \(configPath)")
-        }
-        do {
-            return (try VersionsConfig.parse(bytes, file: path), bytes)
-        } catch {
-            throw LoadError(error.description)
-        }
+        let bytes = try read(versionsPath, what: "the versions file", field: "versions_file")
+        return (try parse(VersionsConfig.parse, bytes, versionsPath), bytes)
     }
 
     /// Reads the tokens file; nil when authentication is disabled.
     public func loadTokens() throws(LoadError) -> (tokens: TokenSet, bytes: [UInt8])? {
         guard let path = tokensPath else { return nil }
-        let bytes: [UInt8]
+        let bytes = try read(path, what: "the tokens file", field: "auth.tokens_file")
+        return (try parse(TokenSet.parse, bytes, path), bytes)
+    }
+
+    private func read(_ path: String, what: String, field: String) throws(LoadError) -> [UInt8] {
         do {
-            bytes = try FileIO.readAll(path)
+            return try FileIO.readAll(path)
         } catch {
-            throw LoadError("\(path): cannot read the tokens file (\(error)); auth.tokens_file is relative to \(configPath)")
+            throw LoadError("\(path): cannot read \(what) (\(error)); \(field) is relative to \(configPath)")
         }
+    }
+
+    private func parse<T>(_ parser: ([UInt8], String) throws(ConfigError) -> T, _ bytes: [UInt8], _ path: String) throws(LoadError) -> T {
         do {
-            return (try TokenSet.parse(bytes, file: path), bytes)
+            return try parser(bytes, path)
         } catch {
             throw LoadError(error.description)
         }

@@ -204,3 +204,35 @@ def auth(extra=None):
     headers = {"Authorization": f"Bearer {TOKEN}"}
     headers.update(extra or {})
     return headers
+
+
+class ThreadedSocketServer:
+    """A raw TCP server on a free loopback port; `serve(conn)` runs in a thread per connection."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            try:
+                self.serve(conn)
+            except OSError:
+                pass
+
+    def serve(self, conn):
+        raise NotImplementedError
+
+    def stop(self):
+        self.listener.close()

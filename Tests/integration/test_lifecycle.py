@@ -5,7 +5,7 @@ import subprocess
 import threading
 import time
 
-from harness import BINARY, TOKEN, Proxy, auth, http_get, raw_exchange
+from harness import BINARY, ThreadedSocketServer, auth, http_get, raw_exchange
 
 
 def free_port():
@@ -107,39 +107,20 @@ def test_demo_backend_health_like_ray_serve(demo):
     assert (status, body) == (200, b"success")
 
 
-class ClosingBackend:
+class ClosingBackend(ThreadedSocketServer):
     """Answers the first request of each connection with keep-alive, then closes the
     connection without a word when the second request arrives — like a backend whose idle
     timer fired just as the proxy reused the connection."""
 
-    def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.connections = 0
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
     def serve(self, conn):
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            conn.recv(65536)  # the second request: hang up on it
-
-    def stop(self):
-        self.listener.close()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        conn.recv(65536)  # the second request: hang up on it
 
 
 def test_a_reused_connection_closed_by_the_backend_is_retried_for_idempotent_requests(proxy, started):

@@ -1,10 +1,8 @@
 """Hot reload of the versions and tokens files, and `switchyard check`."""
-import json
 import os
 import re
 import signal
 import subprocess
-import threading
 import time
 
 from harness import BINARY, TOKEN, auth, http_get, versions_json

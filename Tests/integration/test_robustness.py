@@ -3,7 +3,7 @@ import random
 import socket
 import threading
 
-from harness import TOKEN, auth, http_get
+from harness import TOKEN, ThreadedSocketServer, auth, http_get
 
 VALID = [
     f"GET /a HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n".encode(),
@@ -58,7 +58,7 @@ def test_mutated_requests_never_crash_the_proxy(demo, proxy):
     assert http_get(server.port, "/", auth())[0] == 200
 
 
-class HostileBackend:
+class HostileBackend(ThreadedSocketServer):
     """Answers every request with seeded random mutations of a valid response."""
 
     RESPONSES = [
@@ -69,33 +69,16 @@ class HostileBackend:
     ]
 
     def __init__(self, seed):
+        super().__init__()
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
     def serve(self, conn):
-        with conn:
-            try:
-                conn.settimeout(2)
-                conn.recv(65536)
-                with self.lock:
-                    response = mutate(self.rng, self.rng.choice(self.RESPONSES))
-                conn.sendall(response)
-            except OSError:
-                pass
-
-    def stop(self):
-        self.listener.close()
+        conn.settimeout(2)
+        conn.recv(65536)
+        with self.lock:
+            response = mutate(self.rng, self.rng.choice(self.RESPONSES))
+        conn.sendall(response)
 
 
 def test_hostile_backend_responses_never_crash_the_proxy(proxy, started):
