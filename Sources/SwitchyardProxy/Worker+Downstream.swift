@@ -249,7 +249,7 @@ extension Worker {
             d.state = .readingHead
             d.deadline = now + UInt64(settings.timeouts.idleMs)
             flushToDownstream(d)
-            if !d.closed, !d.input.isEmpty { parseRequest(d) }
+            if !d.closed { continueWithNextRequest(d) }
         }
     }
 
@@ -282,14 +282,21 @@ extension Worker {
         }
         let keepAlive = d.keepAlive && d.requestComplete && !draining
         d.endExchange()
+        d.deadline = now + UInt64(settings.timeouts.idleMs)
         if !keepAlive {
             d.state = .closing
             flushToDownstream(d)
             return
         }
         d.state = .readingHead
-        d.deadline = now + UInt64(settings.timeouts.idleMs)
+        continueWithNextRequest(d)
+    }
+
+    /// Serves what the client sent while the last exchange ran: pipelined requests already
+    /// buffered, then bytes still in the socket (edge-triggered epoll will not report those again).
+    private func continueWithNextRequest(_ d: DownstreamConnection) {
         if !d.input.isEmpty { parseRequest(d) }
+        if !d.closed, d.readable { readDownstream(d) }
     }
 
     private func downstreamEndOfFile(_ d: DownstreamConnection) {

@@ -193,3 +193,14 @@ def test_a_slow_reader_holds_back_the_backend_instead_of_filling_memory(demo, pr
             received += len(chunk)
     assert held < 16 * 1024, f"proxy grew by {held} KiB while the client did not read"
     assert received > size
+
+
+def test_many_pipelined_requests_beyond_one_buffer_all_get_answers(demo, proxy):
+    backend = demo("v1")
+    server = proxy([("v1", 100, [backend.address])])
+    count = 1500  # about 150 KiB of requests: more than the proxy reads ahead while one is served
+    request = f"GET /pipelined HTTP/1.1\r\nHost: a\r\n{AUTH}X-Padding: {'p' * 40}\r\n\r\n".encode()
+    closing = f"GET /last HTTP/1.1\r\nHost: a\r\n{AUTH}Connection: close\r\n\r\n".encode()
+    response = raw_exchange(server.port, request * count + closing, timeout=30)
+    assert response.count(b"HTTP/1.1 200 OK") == count + 1
+    assert response.rstrip().endswith(b'"body_bytes":0}')
