@@ -21,6 +21,7 @@ public enum Server {
         for number in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&blocked, number) }
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
 
+        raiseDescriptorLimit(config: config, logger: logger)
         let listenerFDs = try bindListeners(config.listeners.map(\.address), workers: workerCount)
         let adminAddress = try resolveOne(config.admin, what: "admin.address")
         let adminFD: Int32
@@ -62,6 +63,22 @@ public enum Server {
         print("switchyard listening on \(clientAddresses.joined(separator: ", ")) with \(workerCount) workers; admin on \(adminBound)")
         fflush(nil)
         control.run()
+    }
+
+    /// Raises the soft descriptor limit to the hard one: each client connection needs a socket,
+    /// and each request in flight a backend socket too.
+    private static func raiseDescriptorLimit(config: ServerConfig, logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let needed = UInt64(config.limits.maxConnections) * 2 + 64
+        if limit.rlim_cur < needed {
+            logger.warning("""
+                limits.max_connections is \(config.limits.maxConnections) but only \(limit.rlim_cur) file descriptors \
+                are allowed (2 per busy connection); raise the limit (ulimit -n) or lower max_connections
+                """)
+        }
     }
 
     private static func resolveOne(_ endpoint: Endpoint, what: String) throws(LoadError) -> SocketAddress {

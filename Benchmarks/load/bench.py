@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Load comparison: Switchyard against HAProxy and nginx doing the same job, side by side.
+
+One nginx backend serves two versions. Each proxy checks the Bearer token, honours
+X-ANYSCALE-VERSION, splits 30/70 and keeps upstream connections alive, with one worker or
+thread. wrk runs the proxies in interleaved rounds (A B C A B C ...) so that the machine's
+noise spreads over all of them; figures are medians over rounds, and ratios compare them.
+
+    python3 Benchmarks/load/bench.py [--rounds 5] [--duration 5] [--quick] [--update-readme]
+"""
+import argparse
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BINARY = os.environ.get("SWITCHYARD_BIN", os.path.join(ROOT, ".build/release/switchyard"))
+TOKEN = "bench-token"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def render(template, directory, values):
+    with open(os.path.join(HERE, template)) as f:
+        text = f.read()
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", str(value))
+    path = os.path.join(directory, template)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def wait_for_port(port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Target:
+    """A process serving HTTP on `port`, measured through /proc."""
+
+    def __init__(self, name, command, port, directory):
+        self.name, self.port = name, port
+        self.log = open(os.path.join(directory, f"{name}.log"), "w")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=raise_fd_limit)
+        wait_for_port(port)
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+    def rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def run_wrk(port, path, connections, duration, close=False):
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s",
+               "-H", f"Authorization: Bearer {TOKEN}"]
+    if close:
+        command += ["-H", "Connection: close"]
+    output = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+                            preexec_fn=raise_fd_limit).stdout
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = re.search(r"Socket errors: (.*)", output)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "requests": requests,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": parse_latency(re.search(r"50%\s+(\S+)", output).group(1)),
+        "p99": parse_latency(re.search(r"99%\s+(\S+)", output).group(1)),
+        "errors": (errors.group(1) if errors else "") + (f" non-2xx {non2xx.group(1)}" if non2xx else ""),
+    }
+
+
+def parse_latency(text):
+    """wrk prints 812.00us, 1.23ms or 2.00s; returns milliseconds."""
+    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def measure(target, path, connections, duration, close=False):
+    """One wrk run against `target`, with the target's CPU time per request."""
+    rss_before = target.rss_kib() if target.process else 0
+    user0, system0 = target.cpu_seconds()
+    result = run_wrk(target.port, path, connections, duration, close)
+    user1, system1 = target.cpu_seconds()
+    result["user_us"] = (user1 - user0) * 1e6 / max(result["requests"], 1)
+    result["sys_us"] = (system1 - system0) * 1e6 / max(result["requests"], 1)
+    result["rss_kib"] = target.rss_kib()
+    result["rss_per_conn_kib"] = max(result["rss_kib"] - rss_before, 0) / connections
+    return result
+
+
+def syscalls_per_request(target, path, connections, close=False, seconds=2):
+    """A separate short run under `strace -c`: total syscalls of the target / requests served."""
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(target.process.pid), "-o", "/dev/stdout"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(0.5)
+    result = run_wrk(target.port, path, connections, seconds, close)
+    tracer.terminate()
+    summary = tracer.communicate(timeout=20)[0]
+    total = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)", summary, re.M)
+    if total is None:
+        return None
+    return int(total.group(1)) / max(result["requests"], 1)
+
+
+SCENARIOS = [
+    # name, path, connections, close per request
+    ("small response, keep-alive, 64 connections", "/", 64, False),
+    ("16 KiB response, keep-alive, 64 connections", "/16k", 64, False),
+    ("new connection per request, 64 clients", "/", 64, True),
+    ("1,000 keep-alive connections", "/", 1000, False),
+    # 9,000, not 10,000: a proxy holds a client and a backend socket per busy connection, and the
+    # hard descriptor limit on this machine is 20,000 per process.
+    ("9,000 keep-alive connections", "/", 9000, False),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--quick", action="store_true", help="first scenario only, 3 rounds of 3 s")
+    parser.add_argument("--no-strace", action="store_true")
+    parser.add_argument("--update-readme", action="store_true", help="put the table into README.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration = 3, 3
+    scenarios = SCENARIOS[:1] if args.quick else SCENARIOS
+    for tool in ("nginx", "haproxy", "wrk", "strace"):
+        if shutil.which(tool) is None and not (tool == "strace" and args.no_strace):
+            sys.exit(f"{tool} is missing: run `make bench`, which installs it")
+    raise_fd_limit()
+
+    directory = tempfile.mkdtemp(prefix="switchyard-bench-")
+    ports = {"V1": free_port(), "V2": free_port(), "DIR": directory, "TOKEN": TOKEN}
+    with open(os.path.join(directory, "16k.bin"), "wb") as f:
+        f.write(b"x" * 16384)
+    with open(os.path.join(directory, "tokens.txt"), "w") as f:
+        f.write(TOKEN + "\n")
+    targets = []
+    try:
+        backend = Target("backend", ["nginx", "-c", render("backend.nginx.conf", directory, ports), "-p", directory],
+                         ports["V1"], directory)
+        backend_only = Target.__new__(Target)
+        backend_only.name, backend_only.port, backend_only.process = "backend alone", ports["V1"], backend.process
+        values = dict(ports, PORT=free_port(), ADMIN=free_port())
+        render("versions.json", directory, values)
+        targets.append(Target("switchyard", [BINARY, "serve", "--config", render("switchyard.json", directory, values),
+                                             "--log-level", "warning"], values["PORT"], directory))
+        values = dict(ports, PORT=free_port())
+        targets.append(Target("haproxy", ["haproxy", "-db", "-f", render("haproxy.cfg", directory, values)],
+                              values["PORT"], directory))
+        values = dict(ports, PORT=free_port())
+        targets.append(Target("nginx", ["nginx", "-c", render("nginx.conf", directory, values), "-p", directory],
+                              values["PORT"], directory))
+        for target in targets:  # every proxy must do the job before it is timed
+            check = run_wrk(target.port, "/", 4, 1)
+            assert not check["errors"], f"{target.name}: {check['errors']}"
+
+        report = [f"Switchyard against HAProxy {tool_version('haproxy')} and nginx {tool_version('nginx')}: "
+                  f"one worker/thread each, wrk -t1, medians of {args.rounds} interleaved rounds of {args.duration} s "
+                  f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores).", ""]
+        for name, path, connections, close in scenarios:
+            print(f"== {name}", file=sys.stderr)
+            runs = {t.name: [] for t in targets + [backend_only]}
+            for round_index in range(args.rounds):
+                for target in targets + [backend_only]:
+                    result = measure(target, path, connections, args.duration, close)
+                    runs[target.name].append(result)
+                    print(f"   round {round_index + 1} {target.name:13} {result['rps']:>10.0f} req/s "
+                          f"p99 {result['p99']:.2f} ms {result['errors']}", file=sys.stderr)
+            syscalls = {}
+            if not args.no_strace:
+                for target in targets:
+                    syscalls[target.name] = syscalls_per_request(target, path, min(connections, 64), close)
+            report += table(name, runs, syscalls, connections)
+        text = "\n".join(report)
+        print(text)
+        with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+            f.write(f"# Load comparison\n\nMade by `make bench` (`python3 Benchmarks/load/bench.py`).\n\n{text}\n")
+        if args.update_readme:
+            update_readme(text)
+    finally:
+        for target in reversed(targets):
+            target.stop()
+        if "backend" in locals():
+            backend.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def tool_version(tool):
+    output = subprocess.run([tool, "-v"], capture_output=True, text=True)
+    match = re.search(r"(\d+\.\d+\.\d+)", output.stdout + output.stderr)
+    return match.group(1) if match else "?"
+
+
+def table(name, runs, syscalls, connections):
+    median = {target: {key: statistics.median(r[key] for r in results) for key in
+                       ("rps", "p50", "p99", "user_us", "sys_us", "rss_kib", "rss_per_conn_kib")}
+              for target, results in runs.items()}
+    haproxy, nginx = median["haproxy"], median["nginx"]
+    lines = [f"### {name}", "",
+             "| | req/s | p50 ms | p99 ms | user µs/req | sys µs/req | syscalls/req | RSS MiB | RSS/conn KiB "
+             "| req/s vs HAProxy | req/s vs nginx | user CPU vs HAProxy |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for target, m in median.items():
+        proxy = target != "backend alone"
+        lines.append(
+            f"| {target} | {m['rps']:,.0f} | {m['p50']:.2f} | {m['p99']:.2f} | "
+            + (f"{m['user_us']:.2f} | {m['sys_us']:.2f} | " if proxy else "– | – | ")
+            + (f"{syscalls[target]:.2f} | " if syscalls.get(target) else "– | ")
+            + (f"{m['rss_kib'] / 1024:.1f} | {m['rss_per_conn_kib']:.1f} | " if proxy else "– | – | ")
+            + f"{m['rps'] / haproxy['rps']:.2f} | {m['rps'] / nginx['rps']:.2f} | "
+            + (f"{m['user_us'] / haproxy['user_us']:.2f} |" if proxy and haproxy["user_us"] else "– |"))
+    errors = {t: [r["errors"] for r in results if r["errors"]] for t, results in runs.items()}
+    for target, messages in errors.items():
+        if messages:
+            lines.append(f"\n{target} errors: {'; '.join(messages)}")
+    return lines + [""]
+
+
+def update_readme(text):
+    path = os.path.join(ROOT, "README.md")
+    with open(path) as f:
+        readme = f.read()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start not in readme:
+        return
+    before, rest = readme.split(start, 1)
+    after = rest.split(end, 1)[1]
+    with open(path, "w") as f:
+        f.write(f"{before}{start}\n{text}\n{end}{after}")
+
+
+if __name__ == "__main__":
+    main()
