@@ -1,6 +1,11 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// The request path lives in worker-confined classes; Swift's dynamic exclusivity checks on
+// their properties cost over a third of the proxy's user-space instructions per request
+// (measured with callgrind), so release builds check exclusivity statically only.
+let hotPathSettings: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 let package = Package(
     name: "switchyard",
     platforms: [.macOS(.v15)],
@@ -17,15 +22,16 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
 
-        .target(name: "SwitchyardIO", dependencies: ["CLinuxShims"]),
-        .target(name: "SwitchyardHTTP"),
-        .target(name: "SwitchyardRouting"),
+        .target(name: "SwitchyardIO", dependencies: ["CLinuxShims"], swiftSettings: hotPathSettings),
+        .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
+        .target(name: "SwitchyardRouting", swiftSettings: hotPathSettings),
         .target(
             name: "SwitchyardProxy",
             dependencies: [
                 "SwitchyardIO", "SwitchyardHTTP", "SwitchyardRouting", "CLinuxShims",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: hotPathSettings
         ),
         .executableTarget(
             name: "switchyard",

@@ -36,15 +36,16 @@ public enum ASCII {
         return memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0
     }
 
-    /// RFC 9110 `tchar`.
-    public static let isTokenChar: [Bool] = {
-        var table = [Bool](repeating: false, count: 256)
-        for byte in UInt8(ascii: "0")...UInt8(ascii: "9") { table[Int(byte)] = true }
-        for byte in UInt8(ascii: "a")...UInt8(ascii: "z") { table[Int(byte)] = true }
-        for byte in UInt8(ascii: "A")...UInt8(ascii: "Z") { table[Int(byte)] = true }
-        for char in "!#$%&'*+-.^_`|~".utf8 { table[Int(char)] = true }
-        return table
-    }()
+    /// RFC 9110 `tchar`, as a 128-bit set: no table to initialise or bounds-check.
+    @inline(__always)
+    public static func isTokenChar(_ byte: UInt8) -> Bool {
+        // ! # $ % & ' * + - . 0-9 A-Z ^ _ ` a-z | ~
+        let low: UInt64 = 0x03FF_6CFA_0000_0000
+        let high: UInt64 = 0x57FF_FFFF_C7FF_FFFE
+        if byte < 64 { return low >> UInt64(byte) & 1 != 0 }
+        if byte < 128 { return high >> UInt64(byte - 64) & 1 != 0 }
+        return false
+    }
 
     /// Splits a comma-separated header value into trimmed, non-empty elements.
     public static func forEachListElement(_ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {

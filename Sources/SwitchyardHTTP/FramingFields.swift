@@ -85,7 +85,7 @@ struct FramingFields {
             if let semicolon = coding.firstIndex(of: UInt8(ascii: ";")) {
                 name = UnsafeRawBufferPointer(rebasing: coding[0..<semicolon])
             }
-            for byte in name where !ASCII.isTokenChar[Int(byte)] { valid = false }
+            for byte in name where !ASCII.isTokenChar(byte) { valid = false }
             lastIsChunked = ASCII.equalsLowercased(name, "chunked")
         }
         guard valid, elements > 0 else { return nil }

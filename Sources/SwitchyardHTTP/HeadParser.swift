@@ -91,7 +91,7 @@ public struct HeadParser: Sendable {
     private func parseRequestHead(_ bytes: UnsafeRawBufferPointer, _ head: inout RequestHead) -> HTTPParseError? {
         var index = 0
         // method
-        while index < bytes.count, ASCII.isTokenChar[Int(bytes[index])] { index += 1 }
+        while index < bytes.count, ASCII.isTokenChar(bytes[index]) { index += 1 }
         guard index > 0, index < bytes.count, bytes[index] == ASCII.space else {
             return .malformed("the request line must be: method SP target SP HTTP/1.1")
         }
@@ -277,7 +277,7 @@ public struct HeadParser: Sendable {
             }
             if fields.count == limits.maxHeaders { return .tooManyHeaders }
             let nameStart = index
-            while index < end, ASCII.isTokenChar[Int(bytes[index])] { index += 1 }
+            while index < end, ASCII.isTokenChar(bytes[index]) { index += 1 }
             guard index < end, bytes[index] == ASCII.colon else {
                 if index < end, bytes[index] == ASCII.space || bytes[index] == ASCII.tab {
                     return .malformed("whitespace between a header name and the colon")

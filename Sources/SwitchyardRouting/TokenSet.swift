@@ -60,10 +60,10 @@ public struct TokenSet: Sendable, Equatable {
     /// The token of an `Authorization: Bearer <token>` value, or nil for another scheme.
     public static func bearerToken(in value: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
         guard value.count > 7 else { return nil }
-        let scheme = "bearer".utf8
-        for (offset, expected) in scheme.enumerated() {
+        let scheme: StaticString = "bearer"
+        for offset in 0..<6 {
             let byte = value[offset]
-            guard (byte &- 65 < 26 ? byte | 0x20 : byte) == expected else { return nil }
+            guard (byte &- 65 < 26 ? byte | 0x20 : byte) == scheme.utf8Start[offset] else { return nil }
         }
         var index = 6
         guard value[index] == 0x20 else { return nil }

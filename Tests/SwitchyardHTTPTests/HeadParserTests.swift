@@ -158,3 +158,12 @@ func field(_ range: ByteRange?, in text: String) -> String? {
         }
     }
 }
+
+@Suite struct ASCIITests {
+    @Test func tokenCharactersAreExactlyRFC9110s() {
+        let tchar = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        for byte in UInt8.min...UInt8.max {
+            #expect(ASCII.isTokenChar(byte) == tchar.contains(byte), "byte \(byte)")
+        }
+    }
+}
