@@ -5,26 +5,59 @@ import Glibc
 /// Written by hand rather than using `[UInt8]` because the hot path needs raw pointers for
 /// `read`/`send` without copy-on-write checks, and buffers are reused for the life of a
 /// connection so a steady keep-alive exchange allocates nothing.
+///
+/// A buffer made with a `BufferPool` holds memory only while it holds bytes: an empty buffer
+/// gives its block back (`releaseIfEmpty`) and takes one again when it is written to. So an
+/// idle keep-alive connection costs no buffer memory, and the pool's blocks are reused, so a
+/// busy connection does not call malloc either.
 public final class ByteBuffer {
-    public private(set) var storage: UnsafeMutableRawPointer
+    private var storage: UnsafeMutableRawPointer?
     public private(set) var capacity: Int
     public private(set) var readerIndex = 0
     public private(set) var writerIndex = 0
+    private let pool: BufferPool?
 
+    /// A buffer with its own storage of `capacity` bytes.
     public init(capacity: Int) {
         precondition(capacity > 0)
+        self.pool = nil
         self.capacity = capacity
         self.storage = .allocate(byteCount: capacity, alignment: 16)
     }
 
-    deinit { storage.deallocate() }
+    /// A buffer that borrows blocks from `pool` while it holds bytes.
+    public init(pool: BufferPool) {
+        self.pool = pool
+        self.capacity = 0
+    }
+
+    deinit { giveBack() }
+
+    /// Returns the storage of an empty buffer to its pool.
+    @inline(__always)
+    public func releaseIfEmpty() {
+        if pool != nil, storage != nil, readerIndex == writerIndex { giveBack() }
+    }
+
+    private func giveBack() {
+        guard let storage else { return }
+        if let pool, capacity == pool.blockSize {
+            pool.release(storage)
+        } else {
+            storage.deallocate()
+        }
+        self.storage = nil
+        capacity = 0
+        readerIndex = 0
+        writerIndex = 0
+    }
 
     public var readableCount: Int { writerIndex - readerIndex }
     public var isEmpty: Bool { readerIndex == writerIndex }
     public var writableCount: Int { capacity - writerIndex }
 
     public var readableBytes: UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: storage + readerIndex, count: readableCount)
+        UnsafeRawBufferPointer(start: storage.map { $0 + readerIndex }, count: readableCount)
     }
 
     public func clear() {
@@ -42,6 +75,18 @@ public final class ByteBuffer {
     /// front, then by doubling the storage.
     public func reserveWritable(_ count: Int) {
         if writableCount >= count { return }
+        guard let storage else {
+            if let pool, count <= pool.blockSize {
+                self.storage = pool.take()
+                capacity = pool.blockSize
+            } else {
+                var newCapacity = pool?.blockSize ?? 4096
+                while newCapacity < count { newCapacity *= 2 }
+                self.storage = .allocate(byteCount: newCapacity, alignment: 16)
+                capacity = newCapacity
+            }
+            return
+        }
         if readerIndex > 0 {
             let unread = readableCount
             if unread > 0 { (storage).copyMemory(from: storage + readerIndex, byteCount: unread) }
@@ -53,15 +98,15 @@ public final class ByteBuffer {
         while newCapacity - writerIndex < count { newCapacity *= 2 }
         let newStorage = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
         newStorage.copyMemory(from: storage, byteCount: writerIndex)
-        storage.deallocate()
-        storage = newStorage
+        if let pool, capacity == pool.blockSize { pool.release(storage) } else { storage.deallocate() }
+        self.storage = newStorage
         capacity = newCapacity
     }
 
     public func append(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         reserveWritable(bytes.count)
-        (storage + writerIndex).copyMemory(from: base, byteCount: bytes.count)
+        (storage.unsafelyUnwrapped + writerIndex).copyMemory(from: base, byteCount: bytes.count)
         writerIndex += bytes.count
     }
 
@@ -80,7 +125,7 @@ public final class ByteBuffer {
 
     public func append(byte: UInt8) {
         reserveWritable(1)
-        storage.storeBytes(of: byte, toByteOffset: writerIndex, as: UInt8.self)
+        storage.unsafelyUnwrapped.storeBytes(of: byte, toByteOffset: writerIndex, as: UInt8.self)
         writerIndex += 1
     }
 
@@ -120,7 +165,7 @@ public final class ByteBuffer {
     /// Reads once from `fd` into the free space (make room first with `reserveWritable`).
     public func read(from fd: Int32) throws(SystemError) -> IOResult {
         precondition(writableCount > 0)
-        let result = try Syscall.read(fd, storage + writerIndex, writableCount)
+        let result = try Syscall.read(fd, storage.unsafelyUnwrapped + writerIndex, writableCount)
         if case .processed(let count) = result { writerIndex += count }
         return result
     }
@@ -128,20 +173,40 @@ public final class ByteBuffer {
     /// Writes as much as the socket takes; returns true when the buffer is empty afterwards.
     public func flush(to fd: Int32) throws(SystemError) -> Bool {
         while readableCount > 0 {
-            switch try Syscall.write(fd, storage + readerIndex, readableCount) {
+            switch try Syscall.write(fd, storage.unsafelyUnwrapped + readerIndex, readableCount) {
             case .processed(let count): consume(count)
             case .wouldBlock: return false
             }
         }
         return true
     }
+}
 
-    /// Shrinks back to `capacity` bytes when an unusually large message grew the buffer and
-    /// it is now empty, so one big request does not pin memory for the connection's life.
-    public func shrinkIfEmpty(to baseline: Int) {
-        guard isEmpty, capacity > baseline * 4 else { return }
-        storage.deallocate()
-        storage = .allocate(byteCount: baseline, alignment: 16)
-        capacity = baseline
+/// Fixed-size blocks for the buffers of one event loop. Blocks come back to the pool and are
+/// handed out again, so in a steady state no buffer is allocated. Not thread-safe: one per loop.
+public final class BufferPool {
+    public let blockSize: Int
+    private var free: [UnsafeMutableRawPointer] = []
+    /// Blocks kept beyond this many are freed: a burst of connections does not pin memory.
+    private let maxFree: Int
+
+    public init(blockSize: Int, maxFree: Int = 1024) {
+        self.blockSize = blockSize
+        self.maxFree = maxFree
+        free.reserveCapacity(maxFree)
+    }
+
+    deinit {
+        for block in free { block.deallocate() }
+    }
+
+    @inline(__always)
+    func take() -> UnsafeMutableRawPointer {
+        free.popLast() ?? .allocate(byteCount: blockSize, alignment: 16)
+    }
+
+    @inline(__always)
+    func release(_ block: UnsafeMutableRawPointer) {
+        if free.count < maxFree { free.append(block) } else { block.deallocate() }
     }
 }

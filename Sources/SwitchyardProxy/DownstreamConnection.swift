@@ -66,11 +66,11 @@ final class DownstreamConnection {
     var retryHead: ByteBuffer?
     var retryable = false
 
-    init(fd: Int32, clientAddress: [UInt8], limits: HeadLimits, now: UInt64, idleMs: Int) {
+    init(fd: Int32, clientAddress: [UInt8], buffers: BufferPools, limits: HeadLimits, now: UInt64, idleMs: Int) {
         self.fd = fd
         self.clientAddress = clientAddress
-        self.input = ByteBuffer(capacity: 16384)
-        self.output = ByteBuffer(capacity: 4096)
+        self.input = ByteBuffer(pool: buffers.input)
+        self.output = ByteBuffer(pool: buffers.output)
         self.parser = HeadParser(limits: limits)
         self.deadline = now + UInt64(idleMs)
     }
@@ -129,12 +129,12 @@ final class UpstreamConnection {
     /// Whether this connection came from the pool (served an earlier request).
     var reused = false
 
-    init(fd: Int32, pool: UpstreamPool, state: State, limits: HeadLimits) {
+    init(fd: Int32, pool: UpstreamPool, state: State, buffers: BufferPools, limits: HeadLimits) {
         self.fd = fd
         self.pool = pool
         self.state = state
-        self.input = ByteBuffer(capacity: 16384)
-        self.output = ByteBuffer(capacity: 4096)
+        self.input = ByteBuffer(pool: buffers.input)
+        self.output = ByteBuffer(pool: buffers.output)
         self.parser = HeadParser(limits: limits)
     }
 
@@ -146,4 +146,10 @@ final class UpstreamConnection {
         parser.reset()
         downstream = nil
     }
+}
+
+/// A worker's buffer blocks: bytes read from sockets, and proxy-made bytes (heads, errors).
+struct BufferPools {
+    let input = BufferPool(blockSize: 16384)
+    let output = BufferPool(blockSize: 4096)
 }

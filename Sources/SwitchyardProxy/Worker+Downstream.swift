@@ -16,6 +16,7 @@ extension Worker {
 
     /// Reads while the socket has bytes and the connection's state lets it take more.
     func readDownstream(_ d: DownstreamConnection) {
+        defer { d.input.releaseIfEmpty() }
         while d.readable && !d.closed {
             guard downstreamMayRead(d) else { return }  // backpressure: `readable` stays set
             switch fill(d.input, from: d.fd, peerHungUp: d.peerHungUp) {
@@ -213,6 +214,8 @@ extension Worker {
             return
         }
         guard drained else { return }
+        d.output.releaseIfEmpty()
+        d.upstream?.input.releaseIfEmpty()
         switch d.state {
         case .closing:
             startLingering(d)

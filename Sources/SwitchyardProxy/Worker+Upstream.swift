@@ -32,7 +32,8 @@ extension Worker {
             return nil
         }
         let u = UpstreamConnection(
-            fd: fd, pool: pool, state: progress == .connected ? .awaitingHead : .connecting, limits: settings.headLimits)
+            fd: fd, pool: pool, state: progress == .connected ? .awaitingHead : .connecting, buffers: buffers,
+            limits: settings.headLimits)
         u.token = table.insert(.upstream(u))
         do {
             try selector.register(fd, token: u.token)
@@ -132,12 +133,14 @@ extension Worker {
             let before = u.output.readableCount + d.requestBodyPending
             _ = try relay(to: u.fd, head: u.output, source: d.input, pending: &d.requestBodyPending)
             if u.output.readableCount + d.requestBodyPending < before { u.sentAnything = true }
+            u.output.releaseIfEmpty()
         } catch {
             upstreamBroke(u, d, message: "the backend closed the connection while the request was sent")
         }
     }
 
     func readUpstream(_ u: UpstreamConnection) {
+        defer { u.input.releaseIfEmpty() }
         while u.readable && !u.closed {
             // Backpressure: stop reading while the client has not taken what is waiting.
             guard u.responseBodyPending < Self.highWaterMark else { return }

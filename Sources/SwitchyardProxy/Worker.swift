@@ -35,6 +35,7 @@ final class Worker: @unchecked Sendable {
     var routes: WorkerRoutes
     var pools: [SocketAddress: UpstreamPool] = [:]
     var random: FastRandom
+    let buffers = BufferPools()
     /// Milliseconds on the monotonic clock, taken once per wake-up.
     var now: UInt64
     var downstreamCount = 0
@@ -130,7 +131,7 @@ final class Worker: @unchecked Sendable {
             }
             Socket.setNoDelay(fd)
             let connection = DownstreamConnection(
-                fd: fd, clientAddress: Array((peer?.host ?? "unknown").utf8), limits: settings.headLimits,
+                fd: fd, clientAddress: Array((peer?.host ?? "unknown").utf8), buffers: buffers, limits: settings.headLimits,
                 now: now, idleMs: settings.timeouts.idleMs)
             connection.token = table.insert(.downstream(connection))
             do {
