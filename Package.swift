@@ -11,6 +11,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "switchyard", targets: ["switchyard"]),
+        // For the micro benchmarks in Benchmarks/micro; not a stable API.
+        .library(name: "SwitchyardCore", targets: ["SwitchyardIO", "SwitchyardHTTP", "SwitchyardRouting", "SwitchyardProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

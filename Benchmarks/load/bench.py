@@ -100,8 +100,8 @@ def run_wrk(port, path, connections, duration, close=False):
     return {
         "requests": requests,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50": parse_latency(re.search(r"50%\s+(\S+)", output).group(1)),
-        "p99": parse_latency(re.search(r"99%\s+(\S+)", output).group(1)),
+        "p50": parse_latency(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
+        "p99": parse_latency(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
         "errors": (errors.group(1) if errors else "") + (f" non-2xx {non2xx.group(1)}" if non2xx else ""),
     }
 
@@ -156,12 +156,15 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--quick", action="store_true", help="first scenario only, 3 rounds of 3 s")
+    parser.add_argument("--scenario", help="run only scenarios whose name contains this text")
     parser.add_argument("--no-strace", action="store_true")
     parser.add_argument("--update-readme", action="store_true", help="put the table into README.md")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration = 3, 3
     scenarios = SCENARIOS[:1] if args.quick else SCENARIOS
+    if args.scenario:
+        scenarios = [s for s in SCENARIOS if args.scenario in s[0]]
     for tool in ("nginx", "haproxy", "wrk", "strace"):
         if shutil.which(tool) is None and not (tool == "strace" and args.no_strace):
             sys.exit(f"{tool} is missing: run `make bench`, which installs it")

@@ -171,10 +171,12 @@ final class ControlPlane {
                 + "\"endpoints\":[\(version.endpoints.map { JSONText.quote($0.description) }.joined(separator: ","))]}"
         }
         let applied = workers.map { String($0.appliedGeneration.load(ordering: .relaxed)) }
+        let appliedAt = workers.map { String($0.appliedAtNs.load(ordering: .relaxed)) }
         let errors = outcome.errors.map(JSONText.quote).joined(separator: ",")
         return """
             {"service":\(JSONText.quote(state.versions.service)),"generation":\(state.generation),\
-            "workers":{"count":\(workers.count),"applied_generation":[\(applied.joined(separator: ","))]},\
+            "workers":{"count":\(workers.count),"applied_generation":[\(applied.joined(separator: ","))],\
+            "applied_at_monotonic_ns":[\(appliedAt.joined(separator: ","))]},\
             "draining":\(draining),\
             "auth":{"enabled":\(state.tokens != nil),"tokens":\(state.tokens?.count ?? 0)},\
             "last_reload":{"time":"\(outcome.time)","trigger":\(JSONText.quote(outcome.trigger)),"outcome":"\(outcome.result)","errors":[\(errors)]},\

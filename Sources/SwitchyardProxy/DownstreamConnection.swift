@@ -133,7 +133,7 @@ final class UpstreamConnection {
         self.fd = fd
         self.pool = pool
         self.state = state
-        self.input = ByteBuffer(pool: buffers.input)
+        self.input = ByteBuffer(pool: buffers.response)
         self.output = ByteBuffer(pool: buffers.output)
         self.parser = HeadParser(limits: limits)
     }
@@ -148,8 +148,12 @@ final class UpstreamConnection {
     }
 }
 
-/// A worker's buffer blocks: bytes read from sockets, and proxy-made bytes (heads, errors).
+/// A worker's buffer blocks: bytes read from clients, bytes read from backends, and
+/// proxy-made bytes (heads, errors). Backend blocks are larger so that a typical response
+/// (head and a 16–32 KiB body) arrives in one read and leaves in one write; a block is held
+/// only while it holds bytes.
 struct BufferPools {
     let input = BufferPool(blockSize: 16384)
+    let response = BufferPool(blockSize: 65536, maxFree: 256)
     let output = BufferPool(blockSize: 4096)
 }

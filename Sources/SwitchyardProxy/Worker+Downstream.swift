@@ -256,9 +256,14 @@ extension Worker {
         }
     }
 
-    /// After the last response: stop sending, and read (discarding) what the client still
-    /// sends for a moment, so that closing does not reset the connection under the response.
+    /// After the last response: close at once if the client sent nothing more; otherwise stop
+    /// sending and read (discarding) what it still sends for a moment, so that closing with
+    /// unread bytes does not reset the connection under the response.
     private func startLingering(_ d: DownstreamConnection) {
+        if d.input.isEmpty && !d.readable {
+            closeDownstream(d)
+            return
+        }
         Syscall.shutdownWrite(d.fd)
         d.state = .lingering
         d.input.clear()

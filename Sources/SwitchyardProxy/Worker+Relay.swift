@@ -12,7 +12,7 @@ extension Worker {
 
     /// Reads once into `buffer`. A failed read (reset) counts as end of file.
     func fill(_ buffer: ByteBuffer, from fd: Int32, peerHungUp: Bool) -> FillResult {
-        buffer.reserveWritable(8192)
+        buffer.reserveWritable(4096)
         let requested = buffer.writableCount
         let result: IOResult
         do {

@@ -27,6 +27,8 @@ final class Worker: @unchecked Sendable {
     private let controlMailbox: Mailbox<ControlMessage>
     /// The snapshot generation this worker routes with, for `/status` and reload measurements.
     let appliedGeneration = Atomic<UInt64>(0)
+    /// When it started routing with that generation (CLOCK_MONOTONIC, ns).
+    let appliedAtNs = Atomic<UInt64>(0)
 
     let selector: Selector
     private let tickFD: Int32
@@ -152,6 +154,7 @@ final class Worker: @unchecked Sendable {
             switch message {
             case .publish(let publication):
                 routes = makeRoutes(publication)
+                appliedAtNs.store(Clock.nowNs(), ordering: .relaxed)
                 appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
             case .drain:
                 startDraining()

@@ -1,0 +1,83 @@
+import Benchmark
+import Glibc
+import Logging
+import SwitchyardHTTP
+import SwitchyardIO
+import SwitchyardProxy
+import SwitchyardRouting
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput, .mallocCountTotal],
+        timeUnits: .nanoseconds,
+        thresholds: [
+            // Allocations are exact: none may appear.
+            .mallocCountTotal: .init(absolute: [.p0: 0, .p50: 0, .p90: 0, .p99: 0, .p100: 0]),
+            // Time is noisy on a shared machine: flag only large regressions.
+            .wallClock: .init(relative: [.p50: 50.0]),
+        ],
+        maxDuration: .seconds(2),
+        maxIterations: 100_000
+    )
+
+    let sampler = WeightedSampler(weights: [3000, 7000])
+    Benchmark("Sampler pick", configuration: .init(scalingFactor: .mega)) { benchmark in
+        var random = FastRandom(seed: 1)
+        for _ in benchmark.scaledIterations {
+            blackHole(sampler.pick(random.next()))
+        }
+    }
+
+    let head = Array(("GET /v1/models/summarize?stream=true HTTP/1.1\r\nHost: api.example.com\r\n"
+        + "User-Agent: bench/1.0\r\nAccept: */*\r\nAuthorization: Bearer bench-token\r\n"
+        + "X-ANYSCALE-VERSION: v2\r\nContent-Type: application/json\r\n\r\n").utf8)
+    Benchmark("HTTP/1.1 request head parse", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        var parser = HeadParser(limits: HeadLimits())
+        var request = RequestHead()
+        head.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations {
+                parser.reset()
+                blackHole(parser.parseRequest(bytes, into: &request))
+            }
+        }
+    }
+
+    let snapshot = RoutingSnapshot(
+        generation: 1,
+        config: VersionsConfig(service: "bench", versions: [
+            .init(name: "v1", trafficBasisPoints: 3000, endpoints: [Endpoint(host: "127.0.0.1", port: 1)]),
+            .init(name: "v2", trafficBasisPoints: 7000, endpoints: [Endpoint(host: "127.0.0.1", port: 2)]),
+        ]),
+        tokens: TokenSet(tokens: ["old-token", "bench-token"]))
+    let authorization = Array("Bearer bench-token".utf8)
+    let pinned = Array("v2".utf8)
+    Benchmark("Route decision (auth + sample)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        var random = FastRandom(seed: 2)
+        authorization.withUnsafeBytes { auth in
+            for _ in benchmark.scaledIterations {
+                blackHole(snapshot.decide(authorization: auth, pinned: nil, random: random.next()))
+            }
+        }
+    }
+    Benchmark("Route decision (auth + pin)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        authorization.withUnsafeBytes { auth in
+            pinned.withUnsafeBytes { pin in
+                for _ in benchmark.scaledIterations {
+                    blackHole(snapshot.decide(authorization: auth, pinned: pin, random: 0))
+                }
+            }
+        }
+    }
+
+    Benchmark(
+        "Keep-alive request through the proxy",
+        configuration: .init(metrics: [.wallClock, .mallocCountTotal], maxDuration: .seconds(3), maxIterations: 20_000)
+    ) { benchmark in
+        let client = EndToEnd.shared.client
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            client.roundTrip()
+        }
+        benchmark.stopMeasurement()
+    }
+}
