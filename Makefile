@@ -9,7 +9,7 @@ SUDO      := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Build: libnghttp2-dev, libssl-dev, pkg-config. Tests: curl, wrk, python3 (pytest via pip).
 DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk
 
-.PHONY: all deps build run test unit-test integration-test check clean
+.PHONY: all deps bench-deps build run test unit-test integration-test check bench micro-bench clean
 
 all: build
 
@@ -54,5 +54,25 @@ integration-test: deps
 	$(SWIFT) build
 	SWITCHYARD_BIN=$(abspath $(DEBUG)) python3 -m pytest -q Tests/integration
 
+# Load comparison against HAProxy and nginx (about 15 minutes; `BENCH_ARGS=--quick` for 1),
+# then reload latency. Writes Benchmarks/load/RESULTS.md; BENCH_ARGS=--update-readme also
+# puts the table into README.md.
+bench: build bench-deps
+	python3 Benchmarks/load/bench.py $(BENCH_ARGS)
+	python3 Benchmarks/reload/reload_latency.py
+
+bench-deps: deps
+	@missing=""; for p in nginx haproxy wrk strace; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# Micro benchmarks (ordo-one/benchmark) checked against the thresholds in
+# Benchmarks/micro/Thresholds: any allocation in a keep-alive request, or a tripled p90 time,
+# fails. Not part of `make test` (its first build takes a few minutes).
+micro-bench: deps
+	cd Benchmarks/micro && swift package benchmark thresholds check --path "$$PWD/Thresholds" --no-progress
+
 clean:
-	rm -rf .build
+	rm -rf .build Benchmarks/micro/.build
