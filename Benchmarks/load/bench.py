@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,30 +114,48 @@ def parse_latency(text):
 
 
 def measure(target, path, connections, duration, close=False):
-    """One wrk run against `target`, with the target's CPU time per request."""
-    rss_before = target.rss_kib() if target.process else 0
+    """One wrk run against `target`: CPU time per request and peak RSS over the run."""
+    peak = [target.rss_kib()]
+    done = threading.Event()
+
+    def sample_rss():
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], target.rss_kib())
+
+    sampler = threading.Thread(target=sample_rss)
+    sampler.start()
     user0, system0 = target.cpu_seconds()
     result = run_wrk(target.port, path, connections, duration, close)
     user1, system1 = target.cpu_seconds()
+    done.set()
+    sampler.join()
     result["user_us"] = (user1 - user0) * 1e6 / max(result["requests"], 1)
     result["sys_us"] = (system1 - system0) * 1e6 / max(result["requests"], 1)
-    result["rss_kib"] = target.rss_kib()
-    result["rss_per_conn_kib"] = max(result["rss_kib"] - rss_before, 0) / connections
+    result["rss_kib"] = peak[0]
+    # Memory per connection: the peak over the run against the process's size at start.
+    result["rss_per_conn_kib"] = max(peak[0] - target.baseline_rss_kib, 0) / connections
     return result
 
 
-def syscalls_per_request(target, path, connections, close=False, seconds=2):
-    """A separate short run under `strace -c`: total syscalls of the target / requests served."""
-    tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(target.process.pid), "-o", "/dev/stdout"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    time.sleep(0.5)
-    result = run_wrk(target.port, path, connections, seconds, close)
-    tracer.terminate()
-    summary = tracer.communicate(timeout=20)[0]
-    total = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)", summary, re.M)
-    if total is None:
-        return None
-    return int(total.group(1)) / max(result["requests"], 1)
+def idle_connection_kib(target, count):
+    """Opens `count` keep-alive connections one after another, each completing one request and
+    then staying open and idle; returns the target's RSS growth per connection."""
+    before = target.rss_kib()
+    request = f"GET / HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+            sock.sendall(request)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(65536)
+            sockets.append(sock)
+        time.sleep(1)
+        return (target.rss_kib() - before) / count
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 SCENARIOS = [
@@ -157,6 +176,7 @@ def main():
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--quick", action="store_true", help="first scenario only, 3 rounds of 3 s")
     parser.add_argument("--scenario", help="run only scenarios whose name contains this text")
+    parser.add_argument("--idle", action="store_true", help="measure idle-connection memory even with --quick/--scenario")
     parser.add_argument("--no-strace", action="store_true")
     parser.add_argument("--update-readme", action="store_true", help="put the table into README.md")
     args = parser.parse_args()
@@ -195,10 +215,18 @@ def main():
         for target in targets:  # every proxy must do the job before it is timed
             check = run_wrk(target.port, "/", 4, 1)
             assert not check["errors"], f"{target.name}: {check['errors']}"
+            target.baseline_rss_kib = target.rss_kib()
+        backend_only.baseline_rss_kib = backend.rss_kib()
 
         report = [f"Switchyard against HAProxy {tool_version('haproxy')} and nginx {tool_version('nginx')}: "
                   f"one worker/thread each, wrk -t1, medians of {args.rounds} interleaved rounds of {args.duration} s "
                   f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores).", ""]
+        if args.idle or not (args.quick or args.scenario):
+            idle = {target.name: idle_connection_kib(target, 5000) for target in targets}
+            report += ["### Memory per idle keep-alive connection (5,000 connections opened one after another, one request each)", "",
+                       "| | KiB per connection | vs HAProxy | vs nginx |", "|---|---:|---:|---:|"]
+            report += [f"| {name} | {kib:.1f} | {kib / idle['haproxy']:.2f} | {kib / idle['nginx']:.2f} |"
+                       for name, kib in idle.items()] + [""]
         for name, path, connections, close in scenarios:
             print(f"== {name}", file=sys.stderr)
             runs = {t.name: [] for t in targets + [backend_only]}

@@ -7,14 +7,11 @@ limited by how fast this script polls.
     python3 Benchmarks/reload/reload_latency.py [--reloads 100] [--workers 2]
 """
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))

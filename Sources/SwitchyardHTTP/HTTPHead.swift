@@ -95,7 +95,7 @@ public struct RequestHead: Sendable {
     public var isGRPC = false
 
     public init() {
-        fields.reserveCapacity(32)
+        fields.reserveCapacity(16)
     }
 
     mutating func reset() {
@@ -129,7 +129,7 @@ public struct ResponseHead: Sendable {
     public var statusLine = ByteRange.empty
 
     public init() {
-        fields.reserveCapacity(32)
+        fields.reserveCapacity(16)
     }
 
     mutating func reset() {

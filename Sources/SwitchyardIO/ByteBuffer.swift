@@ -145,6 +145,17 @@ public final class ByteBuffer {
         }
     }
 
+    /// Appends `value` as exactly 16 lowercase hex digits.
+    public func append(hex16 value: UInt64) {
+        reserveWritable(16)
+        let digits: StaticString = "0123456789abcdef"
+        let target = storage.unsafelyUnwrapped + writerIndex
+        for index in 0..<16 {
+            target.storeBytes(of: digits.utf8Start[Int(value >> UInt64(60 - 4 * index) & 0xF)], toByteOffset: index, as: UInt8.self)
+        }
+        writerIndex += 16
+    }
+
     /// Appends `value` in lowercase hexadecimal (chunk sizes).
     public func append(hex value: Int) {
         precondition(value >= 0)

@@ -59,7 +59,7 @@ final class DownstreamConnection {
     /// Endpoints of the version already tried for this request (bit per endpoint index).
     var triedEndpoints: UInt64 = 0
     /// `X-Request-Id` made for this request when the client sent none.
-    var requestID: [UInt8] = Array(repeating: 0, count: 32)
+    var requestID = RequestID()
     var generatedRequestID = false
     /// The forwarded head of a request that may be sent once more on a fresh connection if
     /// the reused one turns out to be closed (see `Worker.retryOnFreshConnection`).
@@ -86,6 +86,10 @@ final class DownstreamConnection {
         triedEndpoints = 0
         generatedRequestID = false
         retryable = false
+        if let retryHead {
+            retryHead.clear()
+            retryHead.releaseIfEmpty()
+        }
         parser.reset()
     }
 }
@@ -152,8 +156,23 @@ final class UpstreamConnection {
 /// proxy-made bytes (heads, errors). Backend blocks are larger so that a typical response
 /// (head and a 16–32 KiB body) arrives in one read and leaves in one write; a block is held
 /// only while it holds bytes.
+///
+/// The pools keep enough free blocks for the requests in flight of a busy worker; blocks freed
+/// in a burst beyond that go back to malloc, so a burst does not pin memory.
 struct BufferPools {
-    let input = BufferPool(blockSize: 16384)
-    let response = BufferPool(blockSize: 65536, maxFree: 256)
-    let output = BufferPool(blockSize: 4096)
+    let input = BufferPool(blockSize: 16384, maxFree: 128)
+    let response = BufferPool(blockSize: 65536, maxFree: 32)
+    let output = BufferPool(blockSize: 4096, maxFree: 256)
+}
+
+/// A generated `X-Request-Id`: 128 random bits, written as 32 hex digits. Stored inline, so a
+/// connection carries no extra heap object for it.
+struct RequestID {
+    var high: UInt64 = 0
+    var low: UInt64 = 0
+
+    func write(to out: ByteBuffer) {
+        out.append(hex16: high)
+        out.append(hex16: low)
+    }
 }

@@ -23,13 +23,13 @@ enum ErrorResponse {
     /// Appends a complete JSON error response to `out`.
     static func write(
         into out: ByteBuffer, status: Int, code: String, message: String,
-        extraHeaders: String = "", requestID: ArraySlice<UInt8>? = nil, close: Bool
+        extraHeaders: String = "", requestID: RequestID? = nil, close: Bool
     ) {
         let body = "{\"error\":{\"code\":\"\(code)\",\"message\":\"\(JSONText.escape(message))\"}}\n"
         out.append("HTTP/1.1 \(status) \(reason(status))\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n")
         if let requestID {
-            out.append("X-Request-Id: ")
-            out.append(Array(requestID))
+            out.append("X-Request-Id: " as StaticString)
+            requestID.write(to: out)
             out.append("\r\n" as StaticString)
         }
         out.append(extraHeaders)

@@ -143,8 +143,7 @@ extension Worker {
         writeForwardedRequestHead(d, head: head, into: u.output)
         d.retryable = u.reused && request.framing == .none && request.methodKind.isIdempotent && !request.upgrade
         if d.retryable {
-            let copy = d.retryHead ?? ByteBuffer(capacity: 4096)
-            copy.clear()
+            let copy = d.retryHead ?? ByteBuffer(pool: buffers.output)
             copy.append(u.output.readableBytes)
             d.retryHead = copy
         }
@@ -180,13 +179,7 @@ extension Worker {
     }
 
     private func generateRequestID(_ d: DownstreamConnection) {
-        let hex: StaticString = "0123456789abcdef"
-        var bits = nextRandom()
-        for index in 0..<32 {
-            if index == 16 { bits = nextRandom() }
-            d.requestID[index] = hex.utf8Start[Int(bits & 0xF)]
-            bits >>= 4
-        }
+        d.requestID = RequestID(high: nextRandom(), low: nextRandom())
         d.generatedRequestID = true
     }
 
@@ -239,7 +232,7 @@ extension Worker {
         let closing = close || !d.keepAlive || draining
         ErrorResponse.write(
             into: d.output, status: status, code: code, message: message, extraHeaders: extraHeaders,
-            requestID: d.generatedRequestID ? d.requestID[...] : nil, close: closing)
+            requestID: d.generatedRequestID ? d.requestID : nil, close: closing)
         if !closing, d.requestComplete {
             d.input.consume(d.requestBodyPending)
         }

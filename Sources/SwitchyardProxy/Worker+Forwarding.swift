@@ -54,7 +54,7 @@ extension Worker {
         out.append("\r\n" as StaticString)
         if d.generatedRequestID {
             out.append("X-Request-Id: " as StaticString)
-            out.append(d.requestID)
+            d.requestID.write(to: out)
             out.append("\r\n" as StaticString)
         }
         out.append("\r\n" as StaticString)
@@ -88,7 +88,7 @@ extension Worker {
         if let routes = d.routes { out.append(routes.publication.versionHeaderLines[d.versionIndex]) }
         if d.generatedRequestID && !sawRequestID {
             out.append("X-Request-Id: " as StaticString)
-            out.append(d.requestID)
+            d.requestID.write(to: out)
             out.append("\r\n" as StaticString)
         }
         if switching {
