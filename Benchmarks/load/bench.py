@@ -158,6 +158,20 @@ def idle_connection_kib(target, count):
             sock.close()
 
 
+def syscalls_per_request(target, path, connections, close=False, seconds=2):
+    """A separate short run under `strace -c`: total syscalls of the target / requests served."""
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(target.process.pid), "-o", "/dev/stdout"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(0.5)
+    result = run_wrk(target.port, path, connections, seconds, close)
+    tracer.terminate()
+    summary = tracer.communicate(timeout=20)[0]
+    total = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)", summary, re.M)
+    if total is None:
+        return None
+    return int(total.group(1)) / max(result["requests"], 1)
+
+
 SCENARIOS = [
     # name, path, connections, close per request
     ("small response, keep-alive, 64 connections", "/", 64, False),
@@ -267,7 +281,7 @@ def table(name, runs, syscalls, connections):
               for target, results in runs.items()}
     haproxy, nginx = median["haproxy"], median["nginx"]
     lines = [f"### {name}", "",
-             "| | req/s | p50 ms | p99 ms | user µs/req | sys µs/req | syscalls/req | RSS MiB | RSS/conn KiB "
+             "| | req/s | p50 ms | p99 ms | user µs/req | sys µs/req | syscalls/req | peak RSS MiB | RSS/conn KiB "
              "| req/s vs HAProxy | req/s vs nginx | user CPU vs HAProxy |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for target, m in median.items():
@@ -276,7 +290,9 @@ def table(name, runs, syscalls, connections):
             f"| {target} | {m['rps']:,.0f} | {m['p50']:.2f} | {m['p99']:.2f} | "
             + (f"{m['user_us']:.2f} | {m['sys_us']:.2f} | " if proxy else "– | – | ")
             + (f"{syscalls[target]:.2f} | " if syscalls.get(target) else "– | ")
-            + (f"{m['rss_kib'] / 1024:.1f} | {m['rss_per_conn_kib']:.1f} | " if proxy else "– | – | ")
+            # Per connection only where connections dominate memory (not buffer pools and arenas).
+            + (f"{m['rss_kib'] / 1024:.1f} | " if proxy else "– | ")
+            + (f"{m['rss_per_conn_kib']:.1f} | " if proxy and connections >= 1000 else "– | ")
             + f"{m['rps'] / haproxy['rps']:.2f} | {m['rps'] / nginx['rps']:.2f} | "
             + (f"{m['user_us'] / haproxy['user_us']:.2f} |" if proxy and haproxy["user_us"] else "– |"))
     errors = {t: [r["errors"] for r in results if r["errors"]] for t, results in runs.items()}

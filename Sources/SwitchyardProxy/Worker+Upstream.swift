@@ -34,14 +34,8 @@ extension Worker {
         let u = UpstreamConnection(
             fd: fd, pool: pool, state: progress == .connected ? .awaitingHead : .connecting, buffers: buffers,
             limits: settings.headLimits)
-        u.token = table.insert(.upstream(u))
-        do {
-            try selector.register(fd, token: u.token)
-        } catch {
-            table.remove(u.token)
-            Syscall.close(fd)
-            return nil
-        }
+        guard let token = register(fd, .upstream(u)) else { return nil }
+        u.token = token
         let timeout = progress == .connected ? settings.timeouts.responseMs : settings.timeouts.connectMs
         u.deadline = now + UInt64(timeout)
         return u

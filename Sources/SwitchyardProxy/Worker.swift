@@ -135,15 +135,23 @@ final class Worker: @unchecked Sendable {
             let connection = DownstreamConnection(
                 fd: fd, clientAddress: Array((peer?.host ?? "unknown").utf8), buffers: buffers, limits: settings.headLimits,
                 now: now, idleMs: settings.timeouts.idleMs)
-            connection.token = table.insert(.downstream(connection))
-            do {
-                try selector.register(fd, token: connection.token)
-            } catch {
-                table.remove(connection.token)
-                Syscall.close(fd)
-                continue
-            }
+            guard let token = register(fd, .downstream(connection)) else { continue }
+            connection.token = token
             downstreamCount += 1
+        }
+    }
+
+    /// Adds a connection's socket to the table and the selector; on failure closes the socket
+    /// and returns nil.
+    func register(_ fd: Int32, _ registration: Registration) -> UInt64? {
+        let token = table.insert(registration)
+        do {
+            try selector.register(fd, token: token)
+            return token
+        } catch {
+            table.remove(token)
+            Syscall.close(fd)
+            return nil
         }
     }
 
