@@ -92,7 +92,6 @@ public struct RequestHead: Sendable {
     /// `Connection` header options naming further hop-by-hop headers (rare).
     public var hasConnectionOptions = false
     public var hasRequestID = false
-    public var isGRPC = false
 
     public init() {
         fields.reserveCapacity(16)
@@ -113,7 +112,6 @@ public struct RequestHead: Sendable {
         self.pinnedVersion = nil
         self.hasConnectionOptions = false
         self.hasRequestID = false
-        self.isGRPC = false
     }
 }
 

@@ -168,8 +168,6 @@ public struct HeadParser: Sendable {
                 head.pinnedVersion = field.value
             case .requestID:
                 head.hasRequestID = true
-            case .contentType:
-                head.isGRPC = value.count >= 16 && ASCII.equalsLowercased(UnsafeRawBufferPointer(rebasing: value[0..<16]), "application/grpc")
             default:
                 break
             }

@@ -17,7 +17,6 @@ public enum KnownHeader: UInt8, Sendable {
     case forwardedFor
     case forwardedProto
     case forwardedHost
-    case contentType
 
     /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
     /// `Transfer-Encoding` is kept because bodies are relayed in their received framing, and
@@ -42,7 +41,6 @@ public enum KnownHeader: UInt8, Sendable {
             if ASCII.equalsLowercased(name, "keep-alive") { return .keepAlive }
         case 12:
             if ASCII.equalsLowercased(name, "x-request-id") { return .requestID }
-            if ASCII.equalsLowercased(name, "content-type") { return .contentType }
         case 13: if ASCII.equalsLowercased(name, "authorization") { return .authorization }
         case 14: if ASCII.equalsLowercased(name, "content-length") { return .contentLength }
         case 15: if ASCII.equalsLowercased(name, "x-forwarded-for") { return .forwardedFor }

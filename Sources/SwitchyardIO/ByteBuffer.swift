@@ -123,12 +123,6 @@ public final class ByteBuffer {
         string.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
-    public func append(byte: UInt8) {
-        reserveWritable(1)
-        storage.unsafelyUnwrapped.storeBytes(of: byte, toByteOffset: writerIndex, as: UInt8.self)
-        writerIndex += 1
-    }
-
     /// Appends `value` in decimal without going through `String`.
     public func append(decimal value: Int) {
         precondition(value >= 0)
@@ -154,23 +148,6 @@ public final class ByteBuffer {
             target.storeBytes(of: digits.utf8Start[Int(value >> UInt64(60 - 4 * index) & 0xF)], toByteOffset: index, as: UInt8.self)
         }
         writerIndex += 16
-    }
-
-    /// Appends `value` in lowercase hexadecimal (chunk sizes).
-    public func append(hex value: Int) {
-        precondition(value >= 0)
-        var digits: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &digits) { scratch in
-            var n = value
-            var index = scratch.count
-            repeat {
-                index -= 1
-                let digit = n & 0xF
-                scratch[index] = UInt8(truncatingIfNeeded: digit < 10 ? 48 + digit : 87 + digit)
-                n >>= 4
-            } while n > 0
-            append(UnsafeRawBufferPointer(rebasing: scratch[index...]))
-        }
     }
 
     /// Reads once from `fd` into the free space (make room first with `reserveWritable`).

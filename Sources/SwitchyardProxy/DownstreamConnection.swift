@@ -128,8 +128,6 @@ final class UpstreamConnection {
     /// Body bytes at the front of `input` already checked and waiting to be sent to the client.
     var responseBodyPending = 0
     var responseComplete = false
-    /// Whether any byte of the current request reached the socket (no failover after that).
-    var sentAnything = false
     /// Whether this connection came from the pool (served an earlier request).
     var reused = false
 
@@ -146,7 +144,6 @@ final class UpstreamConnection {
         responseFramer = BodyFramer(.none)
         responseBodyPending = 0
         responseComplete = false
-        sentAnything = false
         parser.reset()
         downstream = nil
     }

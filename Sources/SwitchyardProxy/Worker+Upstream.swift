@@ -124,9 +124,7 @@ extension Worker {
     func flushToUpstream(_ d: DownstreamConnection, _ u: UpstreamConnection) {
         guard !u.closed, u.state != .connecting else { return }
         do {
-            let before = u.output.readableCount + d.requestBodyPending
             _ = try relay(to: u.fd, head: u.output, source: d.input, pending: &d.requestBodyPending)
-            if u.output.readableCount + d.requestBodyPending < before { u.sentAnything = true }
             u.output.releaseIfEmpty()
         } catch {
             upstreamBroke(u, d, message: "the backend closed the connection while the request was sent")
