@@ -257,10 +257,11 @@ def main():
             report += table(name, runs, syscalls, connections)
         text = "\n".join(report)
         print(text)
-        with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
-            f.write(f"# Load comparison\n\nMade by `make bench` (`python3 Benchmarks/load/bench.py`).\n\n{text}\n")
-        if args.update_readme:
-            update_readme(text)
+        if not (args.quick or args.scenario):  # partial runs do not replace the recorded results
+            with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+                f.write(f"# Load comparison\n\nMade by `make bench` (`python3 Benchmarks/load/bench.py`).\n\n{text}\n")
+            if args.update_readme:
+                update_readme(text)
     finally:
         for target in reversed(targets):
             target.stop()
