@@ -19,6 +19,7 @@ final class ControlPlane {
         case watcher
         case mailbox
         case drainTimer
+        case sweepTimer
         case adminListener
         case admin(AdminConnection)
     }
@@ -33,6 +34,9 @@ final class ControlPlane {
     private let watcher: FileWatcher
     private let adminFD: Int32
     private var drainTimerFD: Int32 = -1
+    private let sweepTimerFD: Int32
+    /// An admin request must arrive complete within this time.
+    private static let adminRequestMs: UInt64 = 5000
     private var sources: [UInt64: Source] = [:]
     private var nextToken: UInt64 = 1
     private var finishedWorkers = 0
@@ -54,10 +58,13 @@ final class ControlPlane {
             Int(signalfd(-1, &mask, Int32(SFD_NONBLOCK) | Int32(SFD_CLOEXEC)))
         })
         self.watcher = try FileWatcher(paths: [loader.versionsPath] + (loader.tokensPath.map { [$0] } ?? []))
+        self.sweepTimerFD = try Syscall.timerfd()
         try add(signalFD, .signals)
         try add(watcher.fd, .watcher)
         try add(mailbox.eventFD, .mailbox)
         try add(adminFD, .adminListener)
+        try Syscall.armPeriodic(sweepTimerFD, intervalMs: 1000)
+        try add(sweepTimerFD, .sweepTimer)
     }
 
     private func add(_ fd: Int32, _ source: Source) throws(SystemError) {
@@ -83,6 +90,9 @@ final class ControlPlane {
                     logger.warning("drain timeout reached; closing the remaining connections")
                     for worker in workers { worker.mailbox.post(.stop) }
                     Syscall.drainCounter(drainTimerFD)
+                case .sweepTimer:
+                    Syscall.drainCounter(sweepTimerFD)
+                    closeStalledAdminConnections()
                 case .adminListener: acceptAdmin()
                 case .admin(let connection): serveAdmin(connection, token: token)
                 }
@@ -128,9 +138,30 @@ final class ControlPlane {
 
     private func acceptAdmin() {
         while let accepted = try? Syscall.accept(adminFD) {
-            let connection = AdminConnection(fd: accepted.fd)
-            try? add(accepted.fd, .admin(connection))
+            let connection = AdminConnection(fd: accepted.fd, acceptedAt: Clock.nowMs())
+            do {
+                try add(accepted.fd, .admin(connection))
+            } catch {
+                Syscall.close(accepted.fd)
+            }
         }
+    }
+
+    /// Closes admin connections that did not send a complete request in time, so an idle or
+    /// slow client cannot hold descriptors.
+    private func closeStalledAdminConnections() {
+        let now = Clock.nowMs()
+        for (token, source) in sources {
+            if case .admin(let connection) = source, now - connection.acceptedAt > Self.adminRequestMs {
+                closeAdmin(connection, token: token)
+            }
+        }
+    }
+
+    private func closeAdmin(_ connection: AdminConnection, token: UInt64) {
+        sources[token] = nil
+        selector.deregister(connection.fd)
+        Syscall.close(connection.fd)
     }
 
     private func serveAdmin(_ connection: AdminConnection, token: UInt64) {
@@ -145,9 +176,7 @@ final class ControlPlane {
         case .invalid(let status):
             connection.respond(status: status, body: "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed request\"}}\n")
         }
-        sources[token] = nil
-        selector.deregister(connection.fd)
-        Syscall.close(connection.fd)
+        closeAdmin(connection, token: token)
     }
 
     private func adminResponse(method: String, path: String) -> (Int, String) {
@@ -197,11 +226,15 @@ final class AdminConnection {
     }
 
     let fd: Int32
+    let acceptedAt: UInt64
     private let input = ByteBuffer(capacity: 4096)
     private var parser = HeadParser(limits: HeadLimits(maxHeadBytes: 16384, maxHeaders: 64, maxURIBytes: 2048))
     private var head = RequestHead()
 
-    init(fd: Int32) { self.fd = fd }
+    init(fd: Int32, acceptedAt: UInt64) {
+        self.fd = fd
+        self.acceptedAt = acceptedAt
+    }
 
     func readRequest() -> ReadResult {
         input.reserveWritable(4096)

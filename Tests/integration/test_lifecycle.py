@@ -136,3 +136,14 @@ def test_a_reused_connection_closed_by_the_backend_is_retried_for_idempotent_req
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     connection.request("POST", "/", body=b"x", headers=auth())
     assert connection.getresponse().status == 502
+
+
+def test_stalled_admin_connections_are_closed(demo, proxy):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])])
+    with socket.create_connection(("127.0.0.1", server.admin_port), timeout=10) as sock:
+        sock.sendall(b"GET /status HTTP/1.1\r\n")  # never finished
+        start = time.monotonic()
+        assert sock.recv(1024) == b""
+        assert time.monotonic() - start < 8
+    assert http_get(server.admin_port, "/healthz")[0] == 200
