@@ -3,8 +3,8 @@ import Glibc
 /// A growable byte buffer with a read and a write cursor, owned by one connection.
 ///
 /// Written by hand rather than using `[UInt8]` because the hot path needs raw pointers for
-/// `read`/`send` without copy-on-write checks, and buffers are reused for the life of a
-/// connection so a steady keep-alive exchange allocates nothing.
+/// `read`/`send` without copy-on-write checks, and memory that is reused rather than
+/// reallocated, so a steady keep-alive exchange allocates nothing.
 ///
 /// A buffer made with a `BufferPool` holds memory only while it holds bytes: an empty buffer
 /// gives its block back (`releaseIfEmpty`) and takes one again when it is written to. So an
