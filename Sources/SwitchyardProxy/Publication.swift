@@ -7,35 +7,35 @@ public final class Publication: Sendable {
     public let snapshot: RoutingSnapshot
     /// `targets[version]`: the resolved addresses of that version's endpoints, in file order.
     public let targets: [[SocketAddress]]
-    /// Precomputed `X-ANYSCALE-VERSION: <name>\r\n` lines, one per version.
-    let versionHeaderLines: [[UInt8]]
 
     public init(snapshot: RoutingSnapshot, targets: [[SocketAddress]]) {
         precondition(targets.count == snapshot.versions.count)
         self.snapshot = snapshot
         self.targets = targets
-        self.versionHeaderLines = snapshot.versions.map { Array("X-ANYSCALE-VERSION: \($0.name)\r\n".utf8) }
     }
 }
 
-/// A worker's view of one publication: the shared snapshot plus worker-local endpoint state.
+/// A worker's view of one publication: its own copy of the routing snapshot plus worker-local
+/// endpoint state.
 ///
-/// Requests hold this object, not the shared `Publication`, so the reference counting they do
-/// touches a cache line only this worker writes.
+/// Everything a request touches — this object, the snapshot copy, the header lines, the pools —
+/// belongs to one worker, so the reference counting a request does never touches a cache line
+/// another worker writes. The shared `Publication` is only read when this object is built.
 final class WorkerRoutes {
-    let publication: Publication
+    let snapshot: RoutingSnapshot
     /// `pools[version][endpoint]`.
     let pools: [[UpstreamPool]]
+    /// `X-ANYSCALE-VERSION: <name>\r\n`, one per version.
+    let versionHeaderLines: [[UInt8]]
     /// Round-robin cursor per version, for ties between equally loaded endpoints.
     var cursors: [Int]
 
     init(publication: Publication, pools: [[UpstreamPool]]) {
-        self.publication = publication
+        self.snapshot = publication.snapshot.workerCopy()
         self.pools = pools
+        self.versionHeaderLines = snapshot.versions.map { Array("X-ANYSCALE-VERSION: \($0.name)\r\n".utf8) }
         self.cursors = pools.map { _ in 0 }
     }
-
-    var snapshot: RoutingSnapshot { publication.snapshot }
 
     /// The least loaded endpoint of `version` not yet tried for this request; ties go round robin.
     func pickPool(version: Int, excluding tried: UInt64) -> (index: Int, pool: UpstreamPool)? {

@@ -85,7 +85,7 @@ extension Worker {
             }
             out.append(field.line.bytes(in: head))
         }
-        if let routes = d.routes { out.append(routes.publication.versionHeaderLines[d.versionIndex]) }
+        if let routes = d.routes { out.append(routes.versionHeaderLines[d.versionIndex]) }
         if d.generatedRequestID && !sawRequestID {
             out.append("X-Request-Id: " as StaticString)
             d.requestID.write(to: out)

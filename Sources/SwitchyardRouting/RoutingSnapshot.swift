@@ -21,6 +21,13 @@ public final class RoutingSnapshot: Sendable {
 
     public var versions: [VersionsConfig.Version] { config.versions }
 
+    /// The same snapshot with its own sampler table, names and tokens. Each worker routes with
+    /// such a copy: retaining or reading shared arrays would make workers bump reference
+    /// counts on the same cache lines with every request.
+    public func workerCopy() -> RoutingSnapshot {
+        RoutingSnapshot(generation: generation, config: config, tokens: tokens?.deepCopy())
+    }
+
     /// The index of the version called `name` (exact, case-sensitive match).
     public func versionIndex(named name: UnsafeRawBufferPointer) -> Int? {
         for index in names.indices {

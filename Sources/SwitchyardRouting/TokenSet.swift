@@ -8,6 +8,15 @@ public struct TokenSet: Sendable, Equatable {
         self.tokens = tokens.map { Array($0.utf8) }
     }
 
+    /// A copy that shares no storage with this one (see `RoutingSnapshot.workerCopy`).
+    public func deepCopy() -> TokenSet {
+        TokenSet(storage: tokens.map { token in token.map { $0 } })
+    }
+
+    private init(storage: [[UInt8]]) {
+        self.tokens = storage
+    }
+
     /// Parses a tokens file: one token per line; blank lines and lines starting with `#` are
     /// ignored; surrounding whitespace is trimmed.
     public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> TokenSet {

@@ -86,6 +86,23 @@ import Testing
         #expect(decide("Bearer wrong", "dark") == .unauthorized(.invalid))
     }
 
+    @Test func aWorkerCopyDecidesTheSame() {
+        let copy = snapshot.workerCopy()
+        #expect(copy !== snapshot)
+        #expect(copy.generation == snapshot.generation)
+        var random = FastRandom(seed: 3)
+        for (auth, pin) in [("Bearer secret", nil), ("Bearer secret", "dark"), ("Bearer nope", nil), ("Bearer secret", "x")] {
+            let value = random.next()
+            let a = Array(auth.utf8), p = pin.map { Array($0.utf8) }
+            a.withUnsafeBytes { authBytes in
+                p.withUnsafeBytesIfPresent { pinBytes in
+                    #expect(copy.decide(authorization: authBytes, pinned: pinBytes, random: value)
+                        == snapshot.decide(authorization: authBytes, pinned: pinBytes, random: value))
+                }
+            }
+        }
+    }
+
     @Test func darkVersionsGetNoSampledTraffic() {
         var random = FastRandom(seed: 7)
         for _ in 0..<10_000 { #expect(snapshot.sampler.pick(random.next()) == 0) }
