@@ -5,6 +5,8 @@ public enum ASCII {
     public static let space: UInt8 = 32
     public static let tab: UInt8 = 9
     public static let colon: UInt8 = 58
+    public static let quote: UInt8 = 34
+    public static let backslash: UInt8 = 92
 
     @inline(__always)
     public static func lower(_ byte: UInt8) -> UInt8 {

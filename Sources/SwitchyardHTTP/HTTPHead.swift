@@ -79,12 +79,24 @@ public struct RequestHead: Sendable {
     public var method = ByteRange.empty
     public var methodKind = RequestMethod.other
     public var target = ByteRange.empty
+    /// The target to forward, in origin-form (RFC 9112 §3.2.1): the whole target, or the path
+    /// and query of an absolute-form target.
+    public var originTarget = ByteRange.empty
+    /// An absolute-form target without a path (`http://host?q`): "/" goes before `originTarget`.
+    public var originNeedsSlash = false
+    /// The target was in absolute-form: `host` is its authority, which replaces the Host field
+    /// (RFC 9112 §3.2.2).
+    public var hostFromTarget = false
     public var version = HTTPVersion.http11
     public var fields: [HeaderField] = []
     public var framing = BodyFraming.none
     public var keepAlive = true
     public var expectContinue = false
+    /// A WebSocket upgrade (`Connection: upgrade` and `Upgrade: websocket`, no body). Other
+    /// upgrade tokens (h2c, TLS) are not honoured: their headers are dropped.
     public var upgrade = false
+    /// `TE: trailers`: the client accepts trailer fields in a chunked response.
+    public var acceptsTrailers = false
     public var host = ByteRange.empty
     public var authorization: ByteRange?
     /// The `X-ANYSCALE-VERSION` value, trimmed; repeated headers must agree.
@@ -101,12 +113,16 @@ public struct RequestHead: Sendable {
         self.method = .empty
         self.methodKind = .other
         self.target = .empty
+        self.originTarget = .empty
+        self.originNeedsSlash = false
+        self.hostFromTarget = false
         self.version = .http11
         self.fields.removeAll(keepingCapacity: true)
         self.framing = .none
         self.keepAlive = true
         self.expectContinue = false
         self.upgrade = false
+        self.acceptsTrailers = false
         self.host = .empty
         self.authorization = nil
         self.pinnedVersion = nil

@@ -106,6 +106,7 @@ public struct HeadParser: Sendable {
         }
         if index - targetStart > limits.maxURIBytes { return .uriTooLong }
         head.target = ByteRange(start: targetStart, end: index)
+        if let error = classifyTarget(bytes, &head) { return error }
         index += 1
         switch parseVersion(bytes, &index) {
         case .http11?: head.version = .http11
@@ -118,6 +119,40 @@ public struct HeadParser: Sendable {
         index += 2
         if let error = parseFields(bytes, from: index, into: &head.fields) { return error }
         return interpretRequestFields(bytes, &head)
+    }
+
+    /// Origin-form (`/path?query`), absolute-form (`http://authority/path`) or `*` for OPTIONS
+    /// (RFC 9112 §3.2). Authority-form belongs to CONNECT, which the proxy refuses later.
+    private func classifyTarget(_ bytes: UnsafeRawBufferPointer, _ head: inout RequestHead) -> HTTPParseError? {
+        let target = head.target.bytes(in: bytes)
+        let start = Int(head.target.start)
+        head.originTarget = head.target
+        if target[0] == UInt8(ascii: "/") { return nil }
+        if target.count == 1, target[0] == UInt8(ascii: "*"), head.methodKind == .options { return nil }
+        if head.methodKind == .connect { return nil }
+        var schemeEnd = 0
+        if target.count > 7, ASCII.equalsLowercased(UnsafeRawBufferPointer(rebasing: target[0..<7]), "http://") {
+            schemeEnd = 7
+        } else if target.count > 8, ASCII.equalsLowercased(UnsafeRawBufferPointer(rebasing: target[0..<8]), "https://") {
+            schemeEnd = 8
+        } else {
+            return .malformed("the request target must be a path starting with / or an absolute http(s) URI")
+        }
+        var authorityEnd = schemeEnd
+        while authorityEnd < target.count, target[authorityEnd] != UInt8(ascii: "/"), target[authorityEnd] != UInt8(ascii: "?") {
+            let byte = target[authorityEnd]
+            // No userinfo (RFC 9110 §4.2.4), no fragment.
+            guard byte != UInt8(ascii: "@"), byte != UInt8(ascii: "#") else {
+                return .malformed("the authority of an absolute request target must be host[:port]")
+            }
+            authorityEnd += 1
+        }
+        guard authorityEnd > schemeEnd else { return .malformed("the absolute request target has no host") }
+        head.hostFromTarget = true
+        head.host = ByteRange(start: start + schemeEnd, end: start + authorityEnd)
+        head.originTarget = ByteRange(start: start + authorityEnd, end: Int(head.target.end))
+        head.originNeedsSlash = authorityEnd == target.count || target[authorityEnd] != UInt8(ascii: "/")
+        return nil
     }
 
     private func versionError(_ bytes: UnsafeRawBufferPointer, from index: Int) -> HTTPParseError {
@@ -145,16 +180,22 @@ public struct HeadParser: Sendable {
     private func interpretRequestFields(_ bytes: UnsafeRawBufferPointer, _ head: inout RequestHead) -> HTTPParseError? {
         var hostCount = 0
         var framing = FramingFields(version: head.version)
-        var sawUpgrade = false
+        var upgradeToWebSocket = false
         for field in head.fields {
             let value = field.value.bytes(in: bytes)
             if let error = framing.add(field.kind, value) { return error }
             switch field.kind {
             case .host:
                 hostCount += 1
-                head.host = field.value
+                if !head.hostFromTarget { head.host = field.value }
             case .upgrade:
-                sawUpgrade = true
+                ASCII.forEachListElement(value) { token in
+                    if ASCII.equalsLowercased(token, "websocket") { upgradeToWebSocket = true }
+                }
+            case .te:
+                ASCII.forEachListElement(value) { coding in
+                    if ASCII.equalsLowercased(coding, "trailers") { head.acceptsTrailers = true }
+                }
             case .expect:
                 if ASCII.equalsLowercased(value, "100-continue") { head.expectContinue = true }
             case .authorization:
@@ -184,7 +225,7 @@ public struct HeadParser: Sendable {
         } else if let contentLength = framing.contentLength, contentLength > 0 {
             head.framing = .contentLength(contentLength)
         }
-        head.upgrade = framing.connectionUpgrade && sawUpgrade && head.version == .http11
+        head.upgrade = framing.connectionUpgrade && upgradeToWebSocket && head.version == .http11 && head.framing == .none
         return nil
     }
 

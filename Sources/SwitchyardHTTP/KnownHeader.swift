@@ -19,7 +19,8 @@ public enum KnownHeader: UInt8, Sendable {
     case forwardedHost
 
     /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
-    /// `Transfer-Encoding` is kept because bodies are relayed in their received framing, and
+    /// `Transfer-Encoding` is kept because bodies leave in the framing they arrived in (a chunked
+    /// body re-encoded by the proxy), and
     /// `Upgrade` is handled separately (kept for upgrade requests and 101 responses).
     public var isHopByHop: Bool {
         switch self {

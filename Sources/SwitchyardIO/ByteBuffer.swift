@@ -60,6 +60,33 @@ public final class ByteBuffer {
         UnsafeRawBufferPointer(start: storage.map { $0 + readerIndex }, count: readableCount)
     }
 
+    /// Calls `body` with the readable bytes from `offset` on, writable in place.
+    public func withUnsafeMutableReadableBytes<Result>(
+        from offset: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> Result
+    ) rethrows -> Result {
+        precondition(offset <= readableCount)
+        return try body(UnsafeMutableRawBufferPointer(start: storage.map { $0 + readerIndex + offset }, count: readableCount - offset))
+    }
+
+    /// Removes `count` readable bytes starting `offset` bytes after the reader index; the bytes
+    /// after them move down.
+    public func removeReadable(at offset: Int, count: Int) {
+        precondition(offset >= 0 && count >= 0 && offset + count <= readableCount)
+        guard count > 0 else { return }
+        if offset == 0 { return consume(count) }
+        let start = storage.unsafelyUnwrapped + readerIndex + offset
+        let after = readableCount - offset - count
+        if after > 0 { start.copyMemory(from: start + count, byteCount: after) }
+        writerIndex -= count
+    }
+
+    /// Drops readable bytes beyond the first `count`.
+    public func truncateReadable(to count: Int) {
+        precondition(count >= 0 && count <= readableCount)
+        writerIndex = readerIndex + count
+        if readerIndex == writerIndex { clear() }
+    }
+
     public func clear() {
         readerIndex = 0
         writerIndex = 0
@@ -148,6 +175,21 @@ public final class ByteBuffer {
             target.storeBytes(of: digits.utf8Start[Int(value >> UInt64(60 - 4 * index) & 0xF)], toByteOffset: index, as: UInt8.self)
         }
         writerIndex += 16
+    }
+
+    /// Appends `value` in lowercase hex without leading zeros (a chunk size).
+    public func append(hex value: Int) {
+        precondition(value >= 0)
+        var digits = 1
+        while digits < 16, value >> (4 * digits) != 0 { digits += 1 }
+        reserveWritable(digits)
+        let alphabet: StaticString = "0123456789abcdef"
+        let target = storage.unsafelyUnwrapped + writerIndex
+        for index in 0..<digits {
+            let nibble = value >> (4 * (digits - 1 - index)) & 0xF
+            target.storeBytes(of: alphabet.utf8Start[nibble], toByteOffset: index, as: UInt8.self)
+        }
+        writerIndex += digits
     }
 
     /// Reads once from `fd` into the free space (make room first with `reserveWritable`).

@@ -50,6 +50,12 @@ public final class Selector {
         try control(EPOLL_CTL_ADD, descriptor, mask: EPOLLIN.rawValue, token: token)
     }
 
+    /// Stops or restarts reporting input on a descriptor registered with `registerInput`
+    /// (a listener that ran out of descriptors waits for the next timer tick).
+    public func setInputEnabled(_ descriptor: Int32, token: UInt64, _ enabled: Bool) throws(SystemError) {
+        try control(EPOLL_CTL_MOD, descriptor, mask: enabled ? EPOLLIN.rawValue : 0, token: token)
+    }
+
     public func deregister(_ descriptor: Int32) {
         var event = epoll_event()
         _ = epoll_ctl(fd, EPOLL_CTL_DEL, descriptor, &event)

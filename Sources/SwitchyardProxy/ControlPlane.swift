@@ -9,6 +9,9 @@ import SwitchyardRouting
 /// What workers tell the control thread.
 enum ControlMessage: Sendable {
     case workerFinished(Int)
+    /// A worker could not accept connections (out of descriptors or memory) and paused its
+    /// listener briefly; sent at most once a second per worker.
+    case acceptFailed(worker: Int, error: String)
 }
 
 /// The control thread: signals, file watching and reloads, the admin API, shutdown.
@@ -85,7 +88,16 @@ final class ControlPlane {
                 case .signals: handleSignals()
                 case .watcher: if watcher.drainRelevant() { reload(trigger: "file change") }
                 case .mailbox:
-                    for case .workerFinished in mailbox.drain() { finishedWorkers += 1 }
+                    for message in mailbox.drain() {
+                        switch message {
+                        case .workerFinished: finishedWorkers += 1
+                        case .acceptFailed(let worker, let error):
+                            logger.warning("""
+                                worker \(worker) cannot accept connections (\(error)); retrying every \(Worker.tickMs) ms. \
+                                Raise the descriptor limit (ulimit -n) or lower limits.max_connections
+                                """)
+                        }
+                    }
                 case .drainTimer:
                     logger.warning("drain timeout reached; closing the remaining connections")
                     for worker in workers { worker.mailbox.post(.stop) }

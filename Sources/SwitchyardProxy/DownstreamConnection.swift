@@ -50,14 +50,21 @@ final class DownstreamConnection {
     var upstream: UpstreamConnection?
     var routes: WorkerRoutes?
     var versionIndex = 0
-    var requestFramer = BodyFramer(.none)
-    /// Body bytes at the front of `input` already checked and waiting to be sent upstream.
-    var requestBodyPending = 0
-    var requestComplete = true
+    /// The request body: decoded in `input`, sent to the backend (re-encoded if chunked).
+    var requestBody = BodyRelay(.none)
     var keepAlive = true
+    /// The response head has been queued in `output`, at stream offset `responseHeadAt`.
     var responseStarted = false
-    /// Endpoints of the version already tried for this request (bit per endpoint index).
-    var triedEndpoints: UInt64 = 0
+    /// Bytes written to the client over the connection's life.
+    var bytesSent = 0
+    /// Where the current response head starts in the connection's output stream: while
+    /// `bytesSent` has not passed it, nothing of the response reached the client and a
+    /// backend failure can still become a 502.
+    var responseHeadAt = 0
+    /// Endpoints of the version already tried for this request.
+    var triedEndpoints = EndpointSet()
+    /// The keyed hash of the token that opened a tunnel, to close it when the token is removed.
+    var tunnelTokenHash: UInt64?
     /// `X-Request-Id` made for this request when the client sent none.
     var requestID = RequestID()
     var generatedRequestID = false
@@ -79,11 +86,9 @@ final class DownstreamConnection {
     func endExchange() {
         upstream = nil
         routes = nil
-        requestFramer = BodyFramer(.none)
-        requestBodyPending = 0
-        requestComplete = true
+        requestBody = BodyRelay(.none)
         responseStarted = false
-        triedEndpoints = 0
+        triedEndpoints = EndpointSet()
         generatedRequestID = false
         retryable = false
         if let retryHead {
@@ -124,10 +129,12 @@ final class UpstreamConnection {
     var downstream: DownstreamConnection?
     var parser: HeadParser
     var response = ResponseHead()
-    var responseFramer = BodyFramer(.none)
-    /// Body bytes at the front of `input` already checked and waiting to be sent to the client.
-    var responseBodyPending = 0
-    var responseComplete = false
+    /// The response body: decoded in `input`, sent to the client (re-encoded if chunked).
+    var responseBody = BodyRelay(.none)
+    /// Interim (1xx) responses of the current exchange and their bytes: capped, so a backend
+    /// cannot stream them forever.
+    var interimResponses = 0
+    var interimBytes = 0
     /// Whether this connection came from the pool (served an earlier request).
     var reused = false
 
@@ -141,9 +148,9 @@ final class UpstreamConnection {
     }
 
     func resetForReuse() {
-        responseFramer = BodyFramer(.none)
-        responseBodyPending = 0
-        responseComplete = false
+        responseBody = BodyRelay(.none)
+        interimResponses = 0
+        interimBytes = 0
         parser.reset()
         downstream = nil
     }

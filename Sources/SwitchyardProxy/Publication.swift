@@ -38,13 +38,13 @@ final class WorkerRoutes {
     }
 
     /// The least loaded endpoint of `version` not yet tried for this request; ties go round robin.
-    func pickPool(version: Int, excluding tried: UInt64) -> (index: Int, pool: UpstreamPool)? {
+    func pickPool(version: Int, excluding tried: EndpointSet) -> (index: Int, pool: UpstreamPool)? {
         let candidates = pools[version]
         let start = cursors[version]
         var best: (index: Int, pool: UpstreamPool)?
         for offset in 0..<candidates.count {
             let index = (start + offset) % candidates.count
-            if index < 64, tried & (1 << UInt64(index)) != 0 { continue }
+            if tried.contains(index) { continue }
             let pool = candidates[index]
             if best == nil || pool.active < best!.pool.active { best = (index, pool) }
         }

@@ -9,16 +9,22 @@ extension Worker {
         if readiness.contains(.readable) || readiness.contains(.hangup) { d.readable = true }
         if readiness.contains(.writable) {
             downstreamWritable(d)
-            if d.closed { return }
         }
-        if d.readable { readDownstream(d) }
+        serveDownstream(d)
     }
 
-    /// Reads while the socket has bytes and the connection's state lets it take more.
-    func readDownstream(_ d: DownstreamConnection) {
+    /// The client side's one loop: parses the next request once the previous answer has left,
+    /// and reads while the connection's state lets it take more bytes.
+    ///
+    /// Exchanges that end (a response relayed, a proxy-made answer) only change the state; the
+    /// event handlers call this loop afterwards. Nothing calls back into the parser from an
+    /// ending exchange, so a client pipelining requests drives neither recursion nor output:
+    /// at most one answer per connection waits in `output`, and reading pauses until it left.
+    func serveDownstream(_ d: DownstreamConnection) {
         defer { d.input.releaseIfEmpty() }
-        while d.readable && !d.closed {
-            guard downstreamMayRead(d) else { return }  // backpressure: `readable` stays set
+        while !d.closed {
+            if d.state == .readingHead, d.output.isEmpty, !d.input.isEmpty, parseRequest(d) { continue }
+            guard d.readable, downstreamMayRead(d) else { return }  // backpressure: `readable` stays set
             switch fill(d.input, from: d.fd, peerHungUp: d.peerHungUp) {
             case .data(let drained):
                 if drained { d.readable = false }
@@ -27,7 +33,9 @@ extension Worker {
                 d.readable = false
             case .endOfFile:
                 d.readable = false
-                downstreamEndOfFile(d)
+                // A client that goes away mid-exchange cancels it: closing the backend
+                // connection is how Ray Serve learns to stop a generator.
+                closeDownstream(d)
                 return
             }
         }
@@ -36,15 +44,16 @@ extension Worker {
     private func downstreamMayRead(_ d: DownstreamConnection) -> Bool {
         switch d.state {
         case .readingHead:
-            return d.input.readableCount <= settings.headLimits.maxHeadBytes
+            // The previous answer must leave before more requests are read.
+            return d.output.isEmpty && d.input.readableCount <= settings.headLimits.maxHeadBytes
         case .proxying:
             // While the request body flows, unsent bytes are bounded by the high-water mark;
             // after it, a pipelined request may wait (and a close is noticed).
-            return d.requestComplete
+            return d.requestBody.complete
                 ? d.input.readableCount <= settings.headLimits.maxHeadBytes
-                : d.requestBodyPending < Self.highWaterMark
+                : d.requestBody.buffered < Self.highWaterMark
         case .tunnel:
-            return d.requestBodyPending < Self.highWaterMark
+            return d.requestBody.buffered < Self.highWaterMark
         case .closing:
             return false
         case .lingering:
@@ -52,43 +61,44 @@ extension Worker {
         }
     }
 
-    func processDownstreamInput(_ d: DownstreamConnection) {
+    private func processDownstreamInput(_ d: DownstreamConnection) {
         switch d.state {
-        case .readingHead:
-            parseRequest(d)
+        case .readingHead, .closing:
+            break
         case .proxying:
-            guard !d.requestComplete, let u = d.upstream else { return }
-            scanRequestBody(d)
-            if !d.closed, u.state != .connecting { flushToUpstream(d, u) }
+            guard !d.requestBody.complete, let u = d.upstream else { return }
+            decodeRequestBody(d)
+            if !d.closed, d.upstream === u, u.state != .connecting { flushToUpstream(d, u) }
         case .tunnel:
             guard let u = d.upstream else { return }
             d.deadline = now + UInt64(settings.timeouts.idleMs)
-            d.requestBodyPending = d.input.readableCount
+            _ = d.requestBody.decode(d.input)
             flushToUpstream(d, u)
-        case .closing:
-            break
         case .lingering:
             d.input.clear()
         }
     }
 
-    private func parseRequest(_ d: DownstreamConnection) {
+    /// Parses a request head at the front of the input and starts its exchange or answers it.
+    /// False when the head is not complete yet.
+    private func parseRequest(_ d: DownstreamConnection) -> Bool {
         let skip = HeadParser.leadingEmptyLines(d.input.readableBytes)
         if skip > 0 { d.input.consume(skip) }
-        if d.input.isEmpty { return }
+        if d.input.isEmpty { return false }
         if !d.headStarted {
             d.headStarted = true
             d.deadline = now + UInt64(settings.timeouts.requestHeadMs)
         }
         switch d.parser.parseRequest(d.input.readableBytes, into: &d.request) {
         case .needMore:
-            return
+            return false
         case .error(let error):
             respondError(d, status: error.status, code: "\(error.code)", message: "\(error.message)", close: true)
         case .complete(let length):
             d.headStarted = false
             startExchange(d, headLength: length)
         }
+        return true
     }
 
     /// Authenticates and routes a complete request head, then starts relaying it.
@@ -116,9 +126,11 @@ extension Worker {
             let (error, message) = failure == .missing
                 ? ("", "missing Authorization: Bearer <token> header")
                 : (", error=\"invalid_token\"", "the Bearer token is not valid")
+            // Closed once answered (as nginx does): a client without a valid token gets no
+            // keep-alive connection to pipeline more guesses on.
             respondError(
                 d, status: 401, code: "unauthorized", message: message,
-                extraHeaders: "WWW-Authenticate: Bearer realm=\"switchyard\"\(error)\r\n", close: hasBody)
+                extraHeaders: "WWW-Authenticate: Bearer realm=\"switchyard\"\(error)\r\n", close: true)
             return
         case .unknownVersion:
             let name = request.pinnedVersion.map { String(decoding: $0.bytes(in: head), as: UTF8.self) } ?? ""
@@ -131,6 +143,7 @@ extension Worker {
         }
         d.routes = routes
         d.versionIndex = versionIndex
+        if request.upgrade { d.tunnelTokenHash = tokenHash(request, head: head) }
         if !request.hasRequestID { generateRequestID(d) }
         guard let u = connectUpstream(d) else {
             d.input.consume(headLength)
@@ -148,33 +161,29 @@ extension Worker {
             d.retryHead = copy
         }
         d.input.consume(headLength)
-        d.requestFramer = BodyFramer(request.framing)
-        d.requestComplete = d.requestFramer.isComplete
-        d.requestBodyPending = 0
+        d.requestBody = BodyRelay(request.framing)
         d.state = .proxying
         d.deadline = 0  // the backend's deadlines govern the exchange now
-        scanRequestBody(d)
-        if !d.closed, u.state != .connecting { flushToUpstream(d, u) }
+        decodeRequestBody(d)
+        if !d.closed, d.upstream === u, u.state != .connecting { flushToUpstream(d, u) }
     }
 
-    /// Checks newly arrived request body bytes and marks them ready to send.
-    private func scanRequestBody(_ d: DownstreamConnection) {
-        guard !d.requestComplete, d.input.readableCount > d.requestBodyPending else { return }
-        let unscanned = UnsafeRawBufferPointer(rebasing: d.input.readableBytes[d.requestBodyPending...])
-        switch d.requestFramer.scan(unscanned) {
-        case .body(let count):
-            d.requestBodyPending += count
-        case .end(let count):
-            d.requestBodyPending += count
-            d.requestComplete = true
-        case .error(let error):
-            // Part of the body may already be upstream: that request cannot be completed.
-            d.keepAlive = false
-            if d.responseStarted {
-                closeDownstream(d)
-            } else {
-                respondError(d, status: 400, code: "bad_request", message: "\(error.message)", close: true)
-            }
+    /// The keyed hash of the request's Bearer token (nil without authentication).
+    private func tokenHash(_ request: RequestHead, head: UnsafeRawBufferPointer) -> UInt64? {
+        guard routes.snapshot.tokens != nil, let value = request.authorization?.bytes(in: head),
+              let token = TokenSet.bearerToken(in: value) else { return nil }
+        return TokenSet.hash(token)
+    }
+
+    /// Decodes newly arrived request body bytes, ready to send.
+    private func decodeRequestBody(_ d: DownstreamConnection) {
+        guard let error = d.requestBody.decode(d.input) else { return }
+        // Part of the body may already be upstream: that request cannot be completed.
+        d.keepAlive = false
+        if d.responseStarted {
+            closeDownstream(d)
+        } else {
+            respondError(d, status: 400, code: "bad_request", message: "\(error.message)", close: true)
         }
     }
 
@@ -197,10 +206,10 @@ extension Worker {
         let drained: Bool
         do {
             if let u = d.upstream {
-                drained = try relay(to: d.fd, head: d.output, source: u.input, pending: &u.responseBodyPending)
+                drained = try pump(&u.responseBody, head: d.output, source: u.input, to: d.fd, written: &d.bytesSent)
             } else {
                 var none = 0
-                drained = try relay(to: d.fd, head: d.output, source: d.output, pending: &none)
+                drained = try relay(to: d.fd, head: d.output, source: d.output, pending: &none, written: &d.bytesSent)
             }
         } catch {
             closeDownstream(d)
@@ -213,14 +222,15 @@ extension Worker {
         case .closing:
             startLingering(d)
         case .proxying:
-            if let u = d.upstream, u.responseComplete { finishExchange(d, u) }
+            if let u = d.upstream, u.state == .streamingBody, u.responseBody.isFinished { finishExchange(d, u) }
         case .readingHead, .tunnel, .lingering:
             break
         }
     }
 
-    /// Answers with a proxy-made error. With `close` (or when keep-alive is off) the
-    /// connection closes once the answer is out.
+    /// Answers with a proxy-made error. The connection closes once the answer is out with
+    /// `close`, without keep-alive, or when the request body has not fully arrived; otherwise
+    /// the next request is read after it (by `serveDownstream`).
     func respondError(
         _ d: DownstreamConnection, status: Int, code: String, message: String,
         extraHeaders: String = "", close: Bool
@@ -229,24 +239,15 @@ extension Worker {
             detach(d, u)
             closeUpstream(u)
         }
-        let closing = close || !d.keepAlive || draining
+        let closing = close || !d.keepAlive || draining || !d.requestBody.complete
         ErrorResponse.write(
             into: d.output, status: status, code: code, message: message, extraHeaders: extraHeaders,
             requestID: d.generatedRequestID ? d.requestID : nil, close: closing)
-        if !closing, d.requestComplete {
-            d.input.consume(d.requestBodyPending)
-        }
+        if !closing { d.input.consume(d.requestBody.buffered) }
         d.endExchange()
-        if closing {
-            d.state = .closing
-            d.deadline = now + UInt64(settings.timeouts.idleMs)
-            flushToDownstream(d)
-        } else {
-            d.state = .readingHead
-            d.deadline = now + UInt64(settings.timeouts.idleMs)
-            flushToDownstream(d)
-            if !d.closed { continueWithNextRequest(d) }
-        }
+        d.state = closing ? .closing : .readingHead
+        d.deadline = now + UInt64(settings.timeouts.idleMs)
+        flushToDownstream(d)
     }
 
     /// After the last response: close at once if the client sent nothing more; otherwise stop
@@ -266,11 +267,14 @@ extension Worker {
 
     // MARK: - Ending
 
-    /// The response is complete and flushed: recycle the backend connection and read the
-    /// next request (or close).
+    /// The response is complete and flushed: recycle the backend connection and let
+    /// `serveDownstream` read the next request (or close).
     func finishExchange(_ d: DownstreamConnection, _ u: UpstreamConnection) {
-        let reusable = u.response.keepAlive && d.requestComplete && u.input.isEmpty
+        // A backend connection goes back to the pool only when it got this whole request,
+        // sent exactly this response and nothing after it.
+        let reusable = u.response.keepAlive && d.requestBody.isFinished && u.input.isEmpty
             && u.response.framing != .untilClose && !u.pool.retired && !draining && !u.peerHungUp
+            && socketIsQuiet(u)
         detach(d, u)
         if reusable {
             u.resetForReuse()
@@ -281,7 +285,9 @@ extension Worker {
         } else {
             closeUpstream(u)
         }
-        let keepAlive = d.keepAlive && d.requestComplete && !draining
+        let keepAlive = d.keepAlive && d.requestBody.complete && !draining
+        // Body bytes the backend answered without reading belong to this request, not the next.
+        if keepAlive { d.input.consume(d.requestBody.buffered) }
         d.endExchange()
         d.deadline = now + UInt64(settings.timeouts.idleMs)
         if !keepAlive {
@@ -290,20 +296,20 @@ extension Worker {
             return
         }
         d.state = .readingHead
-        continueWithNextRequest(d)
     }
 
-    /// Serves what the client sent while the last exchange ran: pipelined requests already
-    /// buffered, then bytes still in the socket (edge-triggered epoll will not report those again).
-    private func continueWithNextRequest(_ d: DownstreamConnection) {
-        if !d.input.isEmpty { parseRequest(d) }
-        if !d.closed, d.readable { readDownstream(d) }
-    }
-
-    private func downstreamEndOfFile(_ d: DownstreamConnection) {
-        // A client that goes away mid-exchange cancels it: closing the backend connection is
-        // how Ray Serve learns to stop a generator.
-        closeDownstream(d)
+    /// True when a read finds the backend's socket empty: edge-triggered epoll reports bytes
+    /// that arrive later, but not ones already waiting after a read that stopped early.
+    private func socketIsQuiet(_ u: UpstreamConnection) -> Bool {
+        guard u.readable else { return true }
+        switch fill(u.input, from: u.fd, peerHungUp: u.peerHungUp) {
+        case .drained:
+            u.readable = false
+            u.input.releaseIfEmpty()
+            return true
+        case .data, .endOfFile:
+            return false
+        }
     }
 
     func downstreamTimedOut(_ d: DownstreamConnection) {

@@ -3,18 +3,32 @@ import SwitchyardIO
 
 /// Rewriting heads on their way through: hop-by-hop fields out, forwarding fields in.
 extension Worker {
-    /// Writes the request head for the backend: the request line unchanged, end-to-end
-    /// fields, a normalised Content-Length, and `X-Forwarded-*` / `X-Request-Id`.
+    /// Writes the request head for the backend: the request line with the target in
+    /// origin-form, end-to-end fields, a normalised Content-Length, and `X-Forwarded-*` /
+    /// `X-Request-Id`.
     func writeForwardedRequestHead(_ d: DownstreamConnection, head: UnsafeRawBufferPointer, into out: ByteBuffer) {
         let request = d.request
-        // method SP target SP HTTP/1.x CRLF
-        out.append(UnsafeRawBufferPointer(rebasing: head[0..<(Int(request.target.end) + 11)]))
+        if !request.hostFromTarget {
+            // method SP target SP HTTP/1.x CRLF, as received
+            out.append(UnsafeRawBufferPointer(rebasing: head[0..<(Int(request.target.end) + 11)]))
+        } else {
+            // An absolute-form target goes on as its path; its authority becomes the Host.
+            out.append(UnsafeRawBufferPointer(rebasing: head[0..<Int(request.target.start)]))
+            if request.originNeedsSlash { out.append("/" as StaticString) }
+            out.append(request.originTarget.bytes(in: head))
+            out.append(UnsafeRawBufferPointer(rebasing: head[Int(request.target.end)..<(Int(request.target.end) + 11)]))
+            out.append("Host: " as StaticString)
+            out.append(request.host.bytes(in: head))
+            out.append("\r\n" as StaticString)
+        }
         var hadContentLength = false
         var forwardedFor = 0
         for field in request.fields {
             switch field.kind {
             case .connection, .keepAlive, .proxyConnection, .te, .proxyAuthorization, .forwardedProto, .forwardedHost:
                 continue
+            case .host:
+                if request.hostFromTarget { continue }
             case .upgrade:
                 if !request.upgrade { continue }
             case .contentLength:

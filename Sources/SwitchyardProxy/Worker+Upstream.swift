@@ -7,8 +7,9 @@ extension Worker {
     /// request's version not tried yet. Nil when every endpoint failed.
     func connectUpstream(_ d: DownstreamConnection) -> UpstreamConnection? {
         guard let routes = d.routes else { return nil }
+        // Each pass marks one endpoint tried, so the loop ends after at most every endpoint.
         while let (index, pool) = routes.pickPool(version: d.versionIndex, excluding: d.triedEndpoints) {
-            if index < 64 { d.triedEndpoints |= 1 << UInt64(index) }
+            d.triedEndpoints.insert(index)
             if let idle = pool.idle.popLast() {
                 idle.state = .awaitingHead
                 idle.deadline = now + UInt64(settings.timeouts.responseMs)
@@ -77,27 +78,28 @@ extension Worker {
     func upstreamEvent(_ u: UpstreamConnection, _ readiness: Readiness) {
         if readiness.contains(.hangup) { u.peerHungUp = true }
         if readiness.contains(.readable) || readiness.contains(.hangup) { u.readable = true }
+        let d = u.downstream
         switch u.state {
         case .connecting:
             guard readiness.contains(.writable) || readiness.contains(.hangup) else { return }
             if Socket.pendingError(u.fd) != 0 {
                 connectFailed(u)
-                return
+            } else {
+                u.state = .awaitingHead
+                u.deadline = now + UInt64(settings.timeouts.responseMs)
+                if let d { flushToUpstream(d, u) }
             }
-            u.state = .awaitingHead
-            u.deadline = now + UInt64(settings.timeouts.responseMs)
-            if let d = u.downstream { flushToUpstream(d, u) }
         case .idle:
-            // An idle connection has nothing to say: the backend closed it (or misbehaves).
+            // Bytes or a close from a backend with no request outstanding: it cannot be trusted
+            // with the next one.
             closeUpstream(u)
             return
         case .awaitingHead, .streamingBody, .tunnel:
-            if readiness.contains(.writable), let d = u.downstream {
-                flushToUpstream(d, u)
-                if !d.closed, d.readable { readDownstream(d) }
-            }
+            if readiness.contains(.writable), let d { flushToUpstream(d, u) }
         }
         if u.readable && !u.closed { readUpstream(u) }
+        // The exchange may have ended: the client side reads on (pipelined requests, a close).
+        if let d, !d.closed { serveDownstream(d) }
     }
 
     /// The connect failed or timed out before any request byte was sent: try the version's
@@ -117,14 +119,15 @@ extension Worker {
         }
         let name = d.routes.map { $0.snapshot.versions[d.versionIndex].name } ?? "?"
         respondError(d, status: 502, code: "upstream_connect_failed",
-                     message: "could not connect to any endpoint of version \(name)", close: !d.requestComplete)
+                     message: "could not connect to any endpoint of version \(name)", close: false)
     }
 
     /// Sends the rewritten head and pending request body bytes to the backend.
     func flushToUpstream(_ d: DownstreamConnection, _ u: UpstreamConnection) {
         guard !u.closed, u.state != .connecting else { return }
+        var written = 0
         do {
-            _ = try relay(to: u.fd, head: u.output, source: d.input, pending: &d.requestBodyPending)
+            _ = try pump(&d.requestBody, head: u.output, source: d.input, to: u.fd, written: &written)
             u.output.releaseIfEmpty()
         } catch {
             upstreamBroke(u, d, message: "the backend closed the connection while the request was sent")
@@ -135,8 +138,16 @@ extension Worker {
         defer { u.input.releaseIfEmpty() }
         while u.readable && !u.closed {
             // Backpressure: stop reading while the client has not taken what is waiting.
-            guard u.responseBodyPending < Self.highWaterMark else { return }
-            if u.state == .awaitingHead, u.input.readableCount > settings.headLimits.maxHeadBytes { return }
+            guard u.responseBody.buffered < Self.highWaterMark else { return }
+            switch u.state {
+            case .awaitingHead:
+                if u.input.readableCount > settings.headLimits.maxHeadBytes { return }
+            case .streamingBody:
+                // Nothing after a complete response is read: `finishExchange` checks for it.
+                if u.responseBody.complete { return }
+            default:
+                break
+            }
             switch fill(u.input, from: u.fd, peerHungUp: u.peerHungUp) {
             case .data(let drained):
                 if drained { u.readable = false }
@@ -151,12 +162,15 @@ extension Worker {
         }
     }
 
+    /// Interim (1xx) responses accepted per exchange; more is a backend stuck in a loop (or
+    /// hostile), and their bytes are capped by `limits.max_head_bytes` as well.
+    static let maxInterimResponses = 16
+
     private func processUpstreamInput(_ u: UpstreamConnection) {
         guard let d = u.downstream else {
             closeUpstream(u)
             return
         }
-        u.deadline = now + UInt64(settings.timeouts.responseMs)
         while u.state == .awaitingHead {
             let status = u.parser.parseResponse(u.input.readableBytes, requestWasHead: d.request.methodKind == .head, into: &u.response)
             switch status {
@@ -171,54 +185,51 @@ extension Worker {
                 let code = u.response.status
                 if code == 101 {
                     guard d.request.upgrade else {
-                        upstreamBroke(u, d, message: "the backend switched protocols without an Upgrade request")
+                        upstreamBroke(u, d, message: "the backend switched protocols without a WebSocket upgrade request")
                         return
                     }
                     startTunnel(d, u, headLength: length)
                     return
                 }
                 if code < 200 {
-                    // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they are.
+                    // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as
+                    // they are. They do not extend the response deadline.
+                    u.interimResponses += 1
+                    u.interimBytes += length
+                    guard u.interimResponses <= Self.maxInterimResponses,
+                          u.interimBytes <= settings.headLimits.maxHeadBytes else {
+                        upstreamBroke(u, d, message: "the backend sent too many interim (1xx) responses")
+                        return
+                    }
                     if d.request.version == .http11 {
                         d.output.append(UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<length]))
                     }
                     u.input.consume(length)
                     continue
                 }
+                d.responseHeadAt = d.bytesSent + d.output.readableCount
                 writeResponseHead(d, u, headLength: length)
                 u.input.consume(length)
-                u.responseFramer = BodyFramer(u.response.framing)
-                u.responseComplete = u.responseFramer.isComplete
+                u.responseBody = BodyRelay(u.response.framing, keepTrailers: d.request.acceptsTrailers)
                 d.responseStarted = true
                 u.state = .streamingBody
             }
         }
         switch u.state {
         case .streamingBody:
-            scanResponseBody(d, u)
+            // Body bytes keep a slow response alive (the deadline is the gap between them).
+            u.deadline = now + UInt64(settings.timeouts.responseMs)
+            if let error = u.responseBody.decode(u.input) {
+                upstreamBroke(u, d, message: "the backend sent a malformed response body (\(error.message))")
+                return
+            }
         case .tunnel:
             d.deadline = now + UInt64(settings.timeouts.idleMs)
-            u.responseBodyPending = u.input.readableCount
+            _ = u.responseBody.decode(u.input)
         default:
             break
         }
         if !d.closed { flushToDownstream(d) }
-    }
-
-    private func scanResponseBody(_ d: DownstreamConnection, _ u: UpstreamConnection) {
-        guard !u.responseComplete, u.input.readableCount > u.responseBodyPending else { return }
-        let unscanned = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[u.responseBodyPending...])
-        switch u.responseFramer.scan(unscanned) {
-        case .body(let count):
-            u.responseBodyPending += count
-        case .end(let count):
-            u.responseBodyPending += count
-            u.responseComplete = true
-            // Bytes after the end of a response: the connection cannot be trusted again.
-            if count < unscanned.count { u.response.keepAlive = false }
-        case .error:
-            closeDownstream(d)
-        }
     }
 
     private func startTunnel(_ d: DownstreamConnection, _ u: UpstreamConnection, headLength: Int) {
@@ -229,9 +240,11 @@ extension Worker {
         u.state = .tunnel
         u.deadline = 0
         d.deadline = now + UInt64(settings.timeouts.idleMs)
-        d.requestComplete = true
-        d.requestBodyPending = d.input.readableCount
-        u.responseBodyPending = u.input.readableCount
+        // From here bytes flow both ways as they are; what either side sent early is tunnel data.
+        d.requestBody = BodyRelay(.untilClose)
+        _ = d.requestBody.decode(d.input)
+        u.responseBody = BodyRelay(.untilClose)
+        _ = u.responseBody.decode(u.input)
         flushToDownstream(d)
         if !d.closed { flushToUpstream(d, u) }
     }
@@ -243,7 +256,7 @@ extension Worker {
         }
         switch u.state {
         case .streamingBody where u.response.framing == .untilClose:
-            u.responseComplete = true
+            u.responseBody.endOfInput()
             flushToDownstream(d)
         case .tunnel:
             flushToDownstream(d)
@@ -253,18 +266,25 @@ extension Worker {
         }
     }
 
-    /// The backend failed mid-exchange: answer 502 if the client has seen nothing yet,
-    /// otherwise cut the client connection (a truncated response must not look complete).
+    /// The backend failed mid-exchange: answer 502 if nothing of the response reached the
+    /// client yet (dropping a queued head), otherwise cut the client connection (a truncated
+    /// response must not look complete).
     private func upstreamBroke(_ u: UpstreamConnection, _ d: DownstreamConnection, message: String) {
         if retryOnFreshConnection(u, d) { return }
         if d.responseStarted {
-            closeDownstream(d)
-        } else {
-            respondError(d, status: 502, code: "upstream_protocol_error", message: message, close: !d.requestComplete)
+            guard d.bytesSent <= d.responseHeadAt else {
+                closeDownstream(d)
+                return
+            }
+            d.output.truncateReadable(to: d.responseHeadAt - d.bytesSent)
+            d.responseStarted = false
         }
+        respondError(d, status: 502, code: "upstream_protocol_error", message: message, close: false)
     }
 
     func upstreamTimedOut(_ u: UpstreamConnection) {
+        let d = u.downstream
+        defer { if let d, !d.closed { serveDownstream(d) } }
         switch u.state {
         case .idle:
             closeUpstream(u)
@@ -273,7 +293,7 @@ extension Worker {
         case .awaitingHead:
             guard let d = u.downstream else { return closeUpstream(u) }
             respondError(d, status: 504, code: "upstream_timeout",
-                         message: "the backend did not answer within timeouts.response_ms", close: !d.requestComplete)
+                         message: "the backend did not answer within timeouts.response_ms", close: false)
         case .streamingBody, .tunnel:
             if let d = u.downstream { closeDownstream(d) } else { closeUpstream(u) }
         }

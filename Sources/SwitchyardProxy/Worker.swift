@@ -32,7 +32,12 @@ final class Worker: @unchecked Sendable {
 
     let selector: Selector
     private let tickFD: Int32
-    private var listenerFDs: [Int32]
+    /// This worker's listening sockets and their table tokens.
+    private var listeners: [(fd: Int32, token: UInt64)] = []
+    /// Listeners paused because accepting failed for lack of descriptors or memory; they are
+    /// re-enabled on the next tick (a level-triggered listener would otherwise spin).
+    private var pausedListeners: [(fd: Int32, token: UInt64)] = []
+    private var lastExhaustionReportMs: UInt64 = 0
     var table: ConnectionTable
     var routes: WorkerRoutes
     var pools: [SocketAddress: UpstreamPool] = [:]
@@ -58,7 +63,6 @@ final class Worker: @unchecked Sendable {
         self.id = id
         self.controlMailbox = controlMailbox
         self.settings = settings
-        self.listenerFDs = listenerFDs
         self.mailbox = try Mailbox()
         self.selector = try Selector()
         self.tickFD = try Syscall.timerfd()
@@ -70,7 +74,9 @@ final class Worker: @unchecked Sendable {
         appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
 
         for fd in listenerFDs {
-            try selector.registerInput(fd, token: table.insert(.listener(fd)))
+            let token = table.insert(.listener(fd))
+            try selector.registerInput(fd, token: token)
+            listeners.append((fd, token))
         }
         try selector.registerInput(mailbox.eventFD, token: table.insert(.mailbox))
         try Syscall.armPeriodic(tickFD, intervalMs: Self.tickMs)
@@ -105,10 +111,11 @@ final class Worker: @unchecked Sendable {
         switch table.lookup(token) {
         case .downstream(let connection): downstreamEvent(connection, readiness)
         case .upstream(let connection): upstreamEvent(connection, readiness)
-        case .listener(let fd): acceptConnections(fd)
+        case .listener(let fd): acceptConnections(fd, token: token)
         case .mailbox: handleMailbox()
         case .tick:
             Syscall.drainCounter(tickFD)
+            resumeListeners()
             expireDeadlines()
         case .free: break
         }
@@ -116,14 +123,16 @@ final class Worker: @unchecked Sendable {
 
     // MARK: - Accepting
 
-    private func acceptConnections(_ listenerFD: Int32) {
+    private func acceptConnections(_ listenerFD: Int32, token: UInt64) {
         // A bounded batch keeps one busy listener from starving the connections already open.
         for _ in 0..<64 {
             let accepted: (fd: Int32, peer: SocketAddress?)?
             do {
                 accepted = try Syscall.accept(listenerFD)
             } catch {
-                // EMFILE/ENFILE/ENOBUFS: out of resources; the next tick tries again.
+                // EMFILE/ENFILE/ENOBUFS/ENOMEM: out of resources. The listener stays readable,
+                // so it is paused until the next tick rather than reported again at once.
+                pauseListener(listenerFD, token: token, error: error)
                 return
             }
             guard let (fd, peer) = accepted else { return }
@@ -139,6 +148,22 @@ final class Worker: @unchecked Sendable {
             connection.token = token
             downstreamCount += 1
         }
+    }
+
+    private func pauseListener(_ fd: Int32, token: UInt64, error: SystemError) {
+        guard (try? selector.setInputEnabled(fd, token: token, false)) != nil else { return }
+        pausedListeners.append((fd, token))
+        if now >= lastExhaustionReportMs + 1000 {
+            lastExhaustionReportMs = now
+            controlMailbox.post(.acceptFailed(worker: id, error: error.description))
+        }
+    }
+
+    private func resumeListeners() {
+        for listener in pausedListeners where !draining {
+            try? selector.setInputEnabled(listener.fd, token: listener.token, true)
+        }
+        pausedListeners.removeAll(keepingCapacity: true)
     }
 
     /// Adds a connection's socket to the table and the selector; on failure closes the socket
@@ -162,6 +187,7 @@ final class Worker: @unchecked Sendable {
             switch message {
             case .publish(let publication):
                 routes = makeRoutes(publication)
+                closeTunnelsOfRemovedTokens()
                 appliedAtNs.store(Clock.nowNs(), ordering: .relaxed)
                 appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
             case .drain:
@@ -193,14 +219,35 @@ final class Worker: @unchecked Sendable {
 
     // MARK: - Draining and stopping
 
+    /// A tunnel outlives its request, so its token is checked again when the tokens change.
+    private func closeTunnelsOfRemovedTokens() {
+        guard let tokens = routes.snapshot.tokens else { return }
+        var revoked: [DownstreamConnection] = []
+        table.forEach { registration in
+            if case .downstream(let connection) = registration, connection.state == .tunnel,
+               let hash = connection.tunnelTokenHash, !tokens.contains(hash: hash) {
+                revoked.append(connection)
+            }
+        }
+        for connection in revoked { closeDownstream(connection) }
+    }
+
+    /// Closes the listeners. Their table slots go too: an event for one still queued in this
+    /// `epoll_wait` batch must not reach `accept` on a closed descriptor.
+    private func closeListeners() {
+        for listener in listeners {
+            selector.deregister(listener.fd)
+            table.remove(listener.token)
+            Syscall.close(listener.fd)
+        }
+        listeners.removeAll()
+        pausedListeners.removeAll()
+    }
+
     private func startDraining() {
         guard !draining else { return }
         draining = true
-        for fd in listenerFDs {
-            selector.deregister(fd)
-            Syscall.close(fd)
-        }
-        listenerFDs.removeAll()
+        closeListeners()
         // Idle client connections close now; busy ones close after their current response.
         var idle: [DownstreamConnection] = []
         table.forEach { registration in
@@ -223,8 +270,7 @@ final class Worker: @unchecked Sendable {
         }
         for connection in downstreams { closeDownstream(connection) }
         for connection in upstreams where connection.token != 0 { closeUpstream(connection) }
-        for fd in listenerFDs { Syscall.close(fd) }
-        listenerFDs.removeAll()
+        closeListeners()
     }
 
     // MARK: - Timeouts

@@ -96,10 +96,11 @@ final class DemoConnection {
         var total = 0
         while !framer.isComplete {
             if input.isEmpty, !readMore() { return nil }
-            switch framer.scan(input.readableBytes) {
-            case .body(let count), .end(let count):
-                total += count
-                input.consume(count)
+            let step = input.withUnsafeMutableReadableBytes(from: 0) { framer.decode($0) }
+            switch step {
+            case .decoded(let decoded):
+                total += decoded.data
+                input.consume(decoded.consumed)
             case .error:
                 return nil
             }

@@ -42,8 +42,28 @@ import Testing
             _ = try TokenSet.parse(Array("good\nbad token\n".utf8), file: "tokens.txt")
             Issue.record("a token with a space was accepted")
         } catch {
-            #expect(error.description.hasPrefix("tokens.txt:2:1:"))
+            #expect(error.description.hasPrefix("tokens.txt:2:4:"), "the column of the space")
         }
+    }
+
+    @Test func acceptsCRLFLineEnds() throws {
+        let tokens = try TokenSet.parse(Array("# comment\r\nalpha\r\n\r\nbeta\r\n".utf8), file: "tokens.txt")
+        #expect(tokens.count == 2)
+        #expect(Array("alpha".utf8).withUnsafeBytes { tokens.contains($0) })
+        #expect(Array("beta".utf8).withUnsafeBytes { tokens.contains($0) })
+    }
+
+    @Test func manyTokensAreEachFoundAndNothingElse() throws {
+        let text = (0..<100_000).map { "token-\($0)" }.joined(separator: "\n")
+        let tokens = try TokenSet.parse(Array(text.utf8), file: "tokens.txt")
+        #expect(tokens.count == 100_000)
+        for index in stride(from: 0, to: 100_000, by: 997) {
+            #expect(Array("token-\(index)".utf8).withUnsafeBytes { tokens.contains($0) })
+            #expect(Array("token-\(index)".utf8).withUnsafeBytes { tokens.contains(hash: TokenSet.hash($0)) })
+        }
+        #expect(!Array("token-100000".utf8).withUnsafeBytes { tokens.contains($0) })
+        #expect(!Array("token-".utf8).withUnsafeBytes { tokens.contains($0) })
+        #expect(tokens.deepCopy() == tokens)
     }
 
     @Test func bearerSchemeIsCaseInsensitive() {

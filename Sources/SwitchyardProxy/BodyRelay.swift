@@ -1,0 +1,115 @@
+import SwitchyardHTTP
+import SwitchyardIO
+
+/// One direction of a message body on its way through the proxy.
+///
+/// The peer's bytes are decoded in the buffer they were read into (`BodyFramer`); what leaves
+/// is built from what was parsed. A chunked body goes out with chunk framing the proxy writes
+/// itself — canonical sizes, no extensions, the validated trailer section — so the next hop
+/// never sees a framing byte this proxy did not parse as part of this message. Content-Length,
+/// close-delimited and tunnelled bytes go out as they came.
+///
+///     source buffer: [ data | tail | bytes after this body (next request) ]
+///                      │      └─ after the last chunk: trailer fields, CRLF
+///                      └─ sent as chunks: size CRLF data CRLF
+struct BodyRelay {
+    private var framer: BodyFramer
+    private let chunked: Bool
+    /// Decoded body bytes at the front of the source buffer, not sent yet.
+    private(set) var data = 0
+    /// Trailer section bytes right after them (chunked only), sent after the last chunk.
+    private(set) var tail = 0
+    /// The decoder has seen the end of the body.
+    private(set) var complete: Bool
+    /// Data bytes of the chunk being sent that have not gone out yet.
+    private var chunkRemaining = 0
+    /// A data chunk went out whose closing CRLF has not been written yet.
+    private var chunkOpen = false
+    /// The last chunk has been written; only `tail` is left.
+    private var terminated = false
+
+    /// Data up to this size is copied behind the framing in the head buffer, so one send
+    /// carries both (cheaper for the kernel than a two-part writev).
+    static let copyLimit = 2048
+
+    init(_ framing: BodyFraming, keepTrailers: Bool = true) {
+        framer = BodyFramer(framing, keepTrailers: keepTrailers)
+        chunked = framing == .chunked
+        complete = framer.isComplete
+    }
+
+    /// Body bytes waiting in the source buffer.
+    var buffered: Int { data + tail }
+
+    /// The whole body has been decoded and sent.
+    var isFinished: Bool { complete && data == 0 && tail == 0 && (!chunked || terminated) }
+
+    /// Decodes the bytes of `source` after the ones already taken.
+    mutating func decode(_ source: ByteBuffer) -> HTTPParseError? {
+        let start = data + tail
+        guard !complete, source.readableCount > start else { return nil }
+        let step = source.withUnsafeMutableReadableBytes(from: start) { framer.decode($0) }
+        switch step {
+        case .error(let error):
+            return error
+        case .decoded(let decoded):
+            // Drop the framing around the output, the later range first.
+            let outputEnd = decoded.skipped + decoded.data + decoded.trailer
+            source.removeReadable(at: start + outputEnd, count: decoded.consumed - outputEnd)
+            source.removeReadable(at: start, count: decoded.skipped)
+            data += decoded.data
+            tail += decoded.trailer
+            complete = decoded.complete
+            return nil
+        }
+    }
+
+    /// A close-delimited body ends when its sender closes.
+    mutating func endOfInput() {
+        complete = true
+    }
+
+    /// Writes the framing that must go before the next body bytes into `head` (copying small
+    /// data behind it) and returns how many bytes at the front of `source` may follow `head` now.
+    mutating func prepare(head: ByteBuffer, source: ByteBuffer) -> Int {
+        guard chunked else { return data }
+        while true {
+            if chunkRemaining > 0 { return chunkRemaining }
+            if data > 0 {
+                head.append(chunkOpen ? "\r\n" as StaticString : "")
+                head.append(hex: data)
+                head.append("\r\n" as StaticString)
+                chunkOpen = true
+                if data <= Self.copyLimit, data + 7 <= head.writableCount {
+                    head.append(UnsafeRawBufferPointer(rebasing: source.readableBytes[0..<data]))
+                    source.consume(data)
+                    data = 0
+                    continue
+                }
+                chunkRemaining = data
+                return data
+            }
+            if complete && !terminated {
+                head.append(chunkOpen ? "\r\n0\r\n" as StaticString : "0\r\n")
+                chunkOpen = false
+                terminated = true
+                if tail <= head.writableCount {
+                    head.append(UnsafeRawBufferPointer(rebasing: source.readableBytes[0..<tail]))
+                    source.consume(tail)
+                    tail = 0
+                }
+            }
+            return terminated ? tail : 0
+        }
+    }
+
+    /// `count` bytes from the front of the source went out after the head.
+    mutating func sent(_ count: Int) {
+        if terminated {
+            tail -= count
+        } else {
+            data -= count
+            if chunked { chunkRemaining -= count }
+        }
+    }
+}
