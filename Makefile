@@ -6,10 +6,11 @@ CONFIG    ?= config/switchyard.json
 RELEASE   := .build/release/switchyard
 DEBUG     := .build/debug/switchyard
 SUDO      := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# Build: libnghttp2-dev, libssl-dev, pkg-config. Tests: curl, wrk, python3 (pytest via pip).
+# Build: libnghttp2-dev, libssl-dev, pkg-config. Tests: curl, wrk, python3 (pytest and uvicorn,
+# the server Ray Serve runs, via pip).
 DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk
 
-.PHONY: all deps bench-deps build run test unit-test integration-test check bench micro-bench clean
+.PHONY: all deps bench-deps build run test unit-test integration-test check bench micro-bench fuzz sanitize clean
 
 all: build
 
@@ -19,7 +20,7 @@ deps:
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest
+	@python3 -c "import pytest, uvicorn" 2>/dev/null || python3 -m pip install -q pytest uvicorn
 
 build: deps
 	$(SWIFT) build -c release
@@ -74,5 +75,24 @@ bench-deps: deps
 micro-bench: deps
 	cd Benchmarks/micro && swift package benchmark thresholds check --path "$$PWD/Thresholds" --no-progress
 
+# Differential fuzzing of the chunked body framer against a strict reference (libFuzzer), both
+# directions: decoding what peers send and re-encoding what the proxy sends on. New inputs are
+# kept in Fuzz/corpus; FUZZ_SECONDS sets the run time.
+FUZZ_SECONDS ?= 300
+FUZZ_BIN     := .build/fuzz/framer-differential
+fuzz: deps
+	@mkdir -p .build/fuzz Fuzz/corpus/framer-differential
+	swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name FramerDifferential \
+		Sources/SwitchyardHTTP/*.swift Fuzz/FramerDifferential/*.swift -o $(FUZZ_BIN) 2>&1 | grep -v "ld.gold: warning" || true
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+		Fuzz/corpus/framer-differential Fuzz/seeds/framer-differential
+
+# Unit tests and the integration tests against a build with AddressSanitizer (own build folder).
+ASAN_BUILD := .build-asan
+sanitize: deps
+	$(SWIFT) build --sanitize=address --scratch-path $(ASAN_BUILD)
+	$(SWIFT) test --sanitize=address --scratch-path $(ASAN_BUILD)
+	SWITCHYARD_BIN=$(abspath $(ASAN_BUILD)/debug/switchyard) python3 -m pytest -q Tests/integration
+
 clean:
-	rm -rf .build Benchmarks/micro/.build
+	rm -rf .build .build-asan Benchmarks/micro/.build

@@ -177,21 +177,6 @@ public final class ByteBuffer {
         writerIndex += 16
     }
 
-    /// Appends `value` in lowercase hex without leading zeros (a chunk size).
-    public func append(hex value: Int) {
-        precondition(value >= 0)
-        var digits = 1
-        while digits < 16, value >> (4 * digits) != 0 { digits += 1 }
-        reserveWritable(digits)
-        let alphabet: StaticString = "0123456789abcdef"
-        let target = storage.unsafelyUnwrapped + writerIndex
-        for index in 0..<digits {
-            let nibble = value >> (4 * (digits - 1 - index)) & 0xF
-            target.storeBytes(of: alphabet.utf8Start[nibble], toByteOffset: index, as: UInt8.self)
-        }
-        writerIndex += digits
-    }
-
     /// Reads once from `fd` into the free space (make room first with `reserveWritable`).
     public func read(from fd: Int32) throws(SystemError) -> IOResult {
         precondition(writableCount > 0)

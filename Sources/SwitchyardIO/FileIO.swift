@@ -1,17 +1,36 @@
 import Glibc
 
-/// Whole-file reads for configuration (control thread only: this blocks).
+/// Whole-file reads for configuration (control thread only).
 public enum FileIO {
+    /// Reads a regular file. Anything else is refused before a byte is read: opening a FIFO
+    /// blocks until a writer comes, and a device or a socket may never end. The file is opened
+    /// non-blocking, so even a FIFO swapped in between the check and the open cannot stall the
+    /// control thread.
     public static func readAll(_ path: String) throws(SystemError) -> [UInt8] {
-        let fd = Int32(try Syscall.call("open \(path)") { Int(open(path, O_RDONLY | O_CLOEXEC)) })
+        let fd = Int32(try Syscall.call("open \(path)") { Int(open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) })
         defer { Syscall.close(fd) }
+        var status = stat()
+        _ = try Syscall.call("fstat \(path)") { Int(fstat(fd, &status)) }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw SystemError("read \(path)", errno: EINVAL, detail: "not a regular file (\(kind(status.st_mode))); give a path to a file")
+        }
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let count = try Syscall.call("read \(path)") { chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
             if count == 0 { return result }
             result.append(contentsOf: chunk[0..<count])
-            if result.count > 64 << 20 { throw SystemError("read \(path) (file larger than 64 MiB)", errno: EFBIG) }
+            if result.count > 64 << 20 { throw SystemError("read \(path)", errno: EFBIG, detail: "file larger than 64 MiB") }
+        }
+    }
+
+    private static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: return "a FIFO"
+        case S_IFDIR: return "a directory"
+        case S_IFCHR, S_IFBLK: return "a device"
+        case S_IFSOCK: return "a socket"
+        default: return "not a file"
         }
     }
 }

@@ -5,14 +5,17 @@ import Glibc
 public struct SystemError: Error, CustomStringConvertible, Equatable {
     public let call: String
     public let errno: Int32
+    /// Said instead of `strerror(errno)` when the call succeeded but its result is refused.
+    public let detail: String?
 
-    public init(_ call: String, errno: Int32) {
+    public init(_ call: String, errno: Int32, detail: String? = nil) {
         self.call = call
         self.errno = errno
+        self.detail = detail
     }
 
     public var description: String {
-        "\(call): \(String(cString: strerror(errno)))"
+        "\(call): \(detail ?? String(cString: strerror(errno)))"
     }
 }
 

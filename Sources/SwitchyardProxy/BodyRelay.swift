@@ -21,12 +21,8 @@ struct BodyRelay {
     private(set) var tail = 0
     /// The decoder has seen the end of the body.
     private(set) var complete: Bool
-    /// Data bytes of the chunk being sent that have not gone out yet.
-    private var chunkRemaining = 0
-    /// A data chunk went out whose closing CRLF has not been written yet.
-    private var chunkOpen = false
-    /// The last chunk has been written; only `tail` is left.
-    private var terminated = false
+    /// Chunk framing for what leaves (chunked bodies only).
+    private var encoder = ChunkedEncoder()
 
     /// Data up to this size is copied behind the framing in the head buffer, so one send
     /// carries both (cheaper for the kernel than a two-part writev).
@@ -42,7 +38,7 @@ struct BodyRelay {
     var buffered: Int { data + tail }
 
     /// The whole body has been decoded and sent.
-    var isFinished: Bool { complete && data == 0 && tail == 0 && (!chunked || terminated) }
+    var isFinished: Bool { complete && data == 0 && tail == 0 && (!chunked || encoder.isFinished) }
 
     /// Decodes the bytes of `source` after the ones already taken.
     mutating func decode(_ source: ByteBuffer) -> HTTPParseError? {
@@ -74,42 +70,37 @@ struct BodyRelay {
     mutating func prepare(head: ByteBuffer, source: ByteBuffer) -> Int {
         guard chunked else { return data }
         while true {
-            if chunkRemaining > 0 { return chunkRemaining }
+            if encoder.remainingInChunk > 0 { return encoder.remainingInChunk }
             if data > 0 {
-                head.append(chunkOpen ? "\r\n" as StaticString : "")
-                head.append(hex: data)
-                head.append("\r\n" as StaticString)
-                chunkOpen = true
+                encoder.startChunk(size: data) { head.append($0) }
                 if data <= Self.copyLimit, data + 7 <= head.writableCount {
                     head.append(UnsafeRawBufferPointer(rebasing: source.readableBytes[0..<data]))
                     source.consume(data)
+                    encoder.sent(data)
                     data = 0
                     continue
                 }
-                chunkRemaining = data
                 return data
             }
-            if complete && !terminated {
-                head.append(chunkOpen ? "\r\n0\r\n" as StaticString : "0\r\n")
-                chunkOpen = false
-                terminated = true
+            if complete && !encoder.isFinished {
+                encoder.finish { head.append($0) }
                 if tail <= head.writableCount {
                     head.append(UnsafeRawBufferPointer(rebasing: source.readableBytes[0..<tail]))
                     source.consume(tail)
                     tail = 0
                 }
             }
-            return terminated ? tail : 0
+            return encoder.isFinished ? tail : 0
         }
     }
 
     /// `count` bytes from the front of the source went out after the head.
     mutating func sent(_ count: Int) {
-        if terminated {
+        if encoder.isFinished {
             tail -= count
         } else {
             data -= count
-            if chunked { chunkRemaining -= count }
+            if chunked { encoder.sent(count) }
         }
     }
 }

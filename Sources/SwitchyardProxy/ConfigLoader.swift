@@ -79,6 +79,12 @@ public struct ConfigLoader: Sendable {
                     throw LoadError("\(versionsPath): version \"\(version.name)\": endpoint \(endpoint): \(error)")
                 }
             }
+            guard addresses.count <= VersionsConfig.maxEndpoints else {
+                throw LoadError("""
+                    \(versionsPath): version "\(version.name)": its endpoints resolve to \(addresses.count) addresses; \
+                    at most \(VersionsConfig.maxEndpoints) are allowed
+                    """)
+            }
             result.append(addresses)
         }
         return result

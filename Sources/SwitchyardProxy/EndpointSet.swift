@@ -1,9 +1,11 @@
+import SwitchyardRouting
+
 /// A set of endpoint indexes of one version, stored inline (no allocation per request).
 ///
-/// Versions are capped at `capacity` resolved endpoints when the versions file is loaded, so
-/// every index fits.
+/// Versions are capped at `VersionsConfig.maxEndpoints` resolved endpoints when the versions
+/// file is loaded, so every index fits.
 struct EndpointSet: Equatable {
-    static let capacity = 256
+    static let capacity = VersionsConfig.maxEndpoints
     private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
 
     func contains(_ index: Int) -> Bool {

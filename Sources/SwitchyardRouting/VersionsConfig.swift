@@ -87,6 +87,12 @@ public struct VersionsConfig: Sendable, Equatable {
         guard !endpointNodes.isEmpty else {
             throw reader.error(endpointsNode, "version \"\(name)\" has no endpoints; give at least one \"host:port\"")
         }
+        guard endpointNodes.count <= maxEndpoints else {
+            throw reader.error(endpointsNode, """
+                version "\(name)" has \(endpointNodes.count) endpoints; at most \(maxEndpoints) are allowed \
+                (put a load balancer in front of larger pools)
+                """)
+        }
         var endpoints: [Endpoint] = []
         for endpointNode in endpointNodes {
             guard case .string(let text) = endpointNode.value, let endpoint = Endpoint(parsing: text) else {
@@ -100,6 +106,10 @@ public struct VersionsConfig: Sendable, Equatable {
         try reader.finish()
         return Version(name: name, trafficBasisPoints: basisPoints, endpoints: endpoints)
     }
+
+    /// Most endpoints (resolved addresses) per version: a request tracks the ones it tried
+    /// in a fixed-size set.
+    public static let maxEndpoints = 256
 
     public static func isValidName(_ name: String) -> Bool {
         (1...63).contains(name.utf8.count) && name.utf8.allSatisfy { byte in

@@ -46,6 +46,25 @@ class DemoBackend:
         self.process.wait()
 
 
+class UvicornBackend:
+    """uvicorn with h11 (what Ray Serve's HTTP proxy runs), recording what reaches it."""
+
+    def __init__(self):
+        import sys
+        script = os.path.join(os.path.dirname(__file__), "uvicorn_backend.py")
+        self.process = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        match = read_line_matching(self.process, r"listening on (\S+):(\d+)")
+        self.address = f"{match.group(1)}:{match.group(2)}"
+        self.port = int(match.group(2))
+
+    def requests(self):
+        return json.loads(http_get(self.port, "/__requests")[2])
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
 class RecordingBackend:
     """A Python HTTP/1.1 server that records every request it receives."""
 
@@ -127,7 +146,7 @@ def versions_json(versions, service="test"):
 class Proxy:
     """The real `switchyard serve` with a config written to a temporary directory."""
 
-    def __init__(self, directory, versions, tokens=(TOKEN,), extra=None, workers=2):
+    def __init__(self, directory, versions, tokens=(TOKEN,), extra=None, workers=2, preexec_fn=None):
         self.directory = directory
         config = {
             "listeners": [{"address": "127.0.0.1:0"}],
@@ -146,7 +165,7 @@ class Proxy:
             f.write("# test tokens\n" + "\n".join(tokens) + "\n")
         self.process = subprocess.Popen(
             [BINARY, "serve", "--config", self.config_path],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
         match = read_line_matching(self.process, r"listening on 127\.0\.0\.1:(\d+) .*admin on 127\.0\.0\.1:(\d+)")
         self.port = int(match.group(1))
         self.admin_port = int(match.group(2))
