@@ -47,5 +47,6 @@ let package = Package(
 
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting"]),
+        .testTarget(name: "SwitchyardProxyTests", dependencies: ["SwitchyardProxy", "SwitchyardHTTP", "SwitchyardIO"]),
     ]
 )

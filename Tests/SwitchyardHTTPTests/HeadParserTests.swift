@@ -121,6 +121,42 @@ func field(_ range: ByteRange?, in text: String) -> String? {
         #expect(HTTPParseError.uriTooLong.status == 414)
     }
 
+    @Test func absoluteFormTargetsGiveOriginFormAndHost() {
+        let text = "GET HTTP://api.example:8080/v1/x?y=1 HTTP/1.1\r\nHost: other\r\n\r\n"
+        let (status, head) = parseRequest(text)
+        #expect(status == .complete(length: text.utf8.count))
+        #expect(head.hostFromTarget)
+        #expect(field(head.host, in: text) == "api.example:8080")
+        #expect(field(head.originTarget, in: text) == "/v1/x?y=1")
+        #expect(!head.originNeedsSlash)
+        let noPath = "GET https://api.example?q HTTP/1.1\r\nHost: x\r\n\r\n"
+        let (_, bare) = parseRequest(noPath)
+        #expect(field(bare.originTarget, in: noPath) == "?q" && bare.originNeedsSlash)
+    }
+
+    @Test(arguments: ["http://user@h/p", "http:///p", "ftp://h/p", "relative/path", "*"])
+    func refusesOtherTargetForms(_ target: String) {
+        let (status, _) = parseRequest("GET \(target) HTTP/1.1\r\nHost: a\r\n\r\n")
+        guard case .error(.malformed) = status else {
+            Issue.record("\(target) was accepted: \(status)")
+            return
+        }
+    }
+
+    @Test func onlyWebSocketUpgradesWithoutABodyAreHonoured() {
+        let websocket = parseRequest("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").1
+        #expect(websocket.upgrade)
+        let h2c = parseRequest("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n").1
+        #expect(!h2c.upgrade)
+        let withBody = parseRequest("POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\n").1
+        #expect(!withBody.upgrade)
+    }
+
+    @Test func teTrailersIsRecognised() {
+        #expect(parseRequest("GET / HTTP/1.1\r\nHost: a\r\nTE: gzip, Trailers\r\n\r\n").1.acceptsTrailers)
+        #expect(!parseRequest("GET / HTTP/1.1\r\nHost: a\r\nTE: gzip\r\n\r\n").1.acceptsTrailers)
+    }
+
     @Test func skipsEmptyLinesBeforeARequest() {
         let bytes = Array("\r\n\r\nGET".utf8)
         #expect(bytes.withUnsafeBytes { HeadParser.leadingEmptyLines($0) } == 4)
