@@ -204,3 +204,54 @@ def test_many_pipelined_requests_beyond_one_buffer_all_get_answers(demo, proxy):
     response = raw_exchange(server.port, request * count + closing, timeout=30)
     assert response.count(b"HTTP/1.1 200 OK") == count + 1
     assert response.rstrip().endswith(b'"body_bytes":0}')
+
+
+def test_large_upload_while_the_backend_connect_is_pending(started, proxy):
+    """The client's body fills the proxy's read-ahead while the backend connect is pending; once
+    connected, the proxy must read the rest of the body (this stalled when the connect did
+    not complete at once)."""
+    import threading
+    from harness import read_chunked
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    started.append(type("Closer", (), {"stop": lambda self: listener.close()})())
+    # Fill the accept queue: the proxy's SYN is dropped and retried about a second later.
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(listener.getsockname())
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    received = {}
+
+    def backend():
+        time.sleep(0.5)
+        for filler in fillers:
+            filler.close()
+        while "body" not in received:
+            conn, _ = listener.accept()
+            with conn:
+                stream = conn.makefile("rb")
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = stream.readline()
+                    if not line:
+                        break
+                    head += line
+                if not head.startswith(b"POST"):
+                    continue
+                received["body"] = read_chunked(stream)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    threading.Thread(target=backend, daemon=True).start()
+    server = proxy([("v1", 100, [f"127.0.0.1:{listener.getsockname()[1]}"])], extra={"timeouts": {"connect_ms": 5000}})
+    body = os.urandom(3 * 1024 * 1024)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 70000]), body[i:i + 70000]) for i in range(0, len(body), 70000))
+    request = f"POST /chunked HTTP/1.1\r\nHost: a\r\n{AUTH}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+    response = raw_exchange(server.port, request + chunks + b"0\r\n\r\n", timeout=10)
+    assert status_of(response) == 200, response[:200]
+    assert received["body"] == body

@@ -69,6 +69,20 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // Authentication must cost the same with one token as with 100,000 (and so must a wrong
+    // guess): compare the p90s of these two.
+    let presented = Array("token-77777".utf8)
+    for count in [1, 100_000] {
+        let tokens = TokenSet(tokens: (0..<count).map { "token-\($0 == 0 ? 77777 : $0)" })
+        Benchmark("TokenLookup\(count)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+            presented.withUnsafeBytes { token in
+                for _ in benchmark.scaledIterations {
+                    blackHole(tokens.contains(token))
+                }
+            }
+        }
+    }
+
     Benchmark(
         "KeepAliveRequestThroughProxy",
         configuration: .init(metrics: [.wallClock, .mallocCountTotal], maxDuration: .seconds(3), maxIterations: 20_000)
