@@ -75,17 +75,25 @@ bench-deps: deps
 micro-bench: deps
 	cd Benchmarks/micro && swift package benchmark thresholds check --path "$$PWD/Thresholds" --no-progress
 
-# Differential fuzzing of the chunked body framer against a strict reference (libFuzzer), both
-# directions: decoding what peers send and re-encoding what the proxy sends on. New inputs are
-# kept in Fuzz/corpus; FUZZ_SECONDS sets the run time.
+# libFuzzer targets (with AddressSanitizer), each run for FUZZ_SECONDS: framer-differential
+# checks the chunked body decoder against a strict reference written separately, in both
+# directions (decoding what peers send, re-encoding what the proxy sends on); head-parser
+# feeds hostile bytes to the request and response head parser. New inputs are kept in
+# Fuzz/corpus/<target>.
 FUZZ_SECONDS ?= 300
-FUZZ_BIN     := .build/fuzz/framer-differential
+FUZZ_TARGETS := framer-differential head-parser
 fuzz: deps
-	@mkdir -p .build/fuzz Fuzz/corpus/framer-differential
-	swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name FramerDifferential \
-		Sources/SwitchyardHTTP/*.swift Fuzz/FramerDifferential/*.swift -o $(FUZZ_BIN) 2>&1 | grep -v "ld.gold: warning" || true
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
-		Fuzz/corpus/framer-differential Fuzz/seeds/framer-differential
+	@mkdir -p .build/fuzz
+	@for target in $(FUZZ_TARGETS); do \
+		case $$target in framer-differential) dir=FramerDifferential;; head-parser) dir=HeadParser;; esac; \
+		echo "== $$target: building"; \
+		swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name $$dir \
+			Sources/SwitchyardHTTP/*.swift Fuzz/$$dir/*.swift -o .build/fuzz/$$target 2>&1 | grep -v "ld.gold: warning"; \
+		mkdir -p Fuzz/corpus/$$target; \
+		echo "== $$target: fuzzing for $(FUZZ_SECONDS) s"; \
+		.build/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+			Fuzz/corpus/$$target Fuzz/seeds/$$target || exit 1; \
+	done
 
 # Unit tests and the integration tests against a build with AddressSanitizer (own build folder).
 ASAN_BUILD := .build-asan

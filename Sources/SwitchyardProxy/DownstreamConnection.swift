@@ -90,6 +90,7 @@ final class DownstreamConnection {
         responseStarted = false
         triedEndpoints = EndpointSet()
         generatedRequestID = false
+        tunnelTokenHash = nil
         retryable = false
         if let retryHead {
             retryHead.clear()

@@ -223,7 +223,13 @@ extension Worker {
             startLingering(d)
         case .proxying:
             if let u = d.upstream, u.state == .streamingBody, u.responseBody.isFinished { finishExchange(d, u) }
-        case .readingHead, .tunnel, .lingering:
+        case .readingHead:
+            // An answer written while the worker started draining: the connection is idle now.
+            if draining && d.input.isEmpty {
+                d.state = .closing
+                startLingering(d)
+            }
+        case .tunnel, .lingering:
             break
         }
     }

@@ -251,7 +251,8 @@ final class Worker: @unchecked Sendable {
         // Idle client connections close now; busy ones close after their current response.
         var idle: [DownstreamConnection] = []
         table.forEach { registration in
-            if case .downstream(let connection) = registration, connection.state == .readingHead, connection.input.isEmpty {
+            if case .downstream(let connection) = registration, connection.state == .readingHead, connection.input.isEmpty,
+               connection.output.isEmpty {
                 idle.append(connection)
             }
         }

@@ -42,6 +42,7 @@ def main():
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)  # before saying so: connects must not race uvicorn's start-up
     config = uvicorn.Config(app, http="h11", log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     print(f"listening on 127.0.0.1:{sock.getsockname()[1]}", flush=True)
