@@ -91,7 +91,7 @@ fuzz: deps
 			Sources/SwitchyardHTTP/*.swift Fuzz/$$dir/*.swift -o .build/fuzz/$$target 2>&1 | grep -v "ld.gold: warning"; \
 		mkdir -p Fuzz/corpus/$$target; \
 		echo "== $$target: fuzzing for $(FUZZ_SECONDS) s"; \
-		.build/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+		.build/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 -artifact_prefix=.build/fuzz/$$target- \
 			Fuzz/corpus/$$target Fuzz/seeds/$$target || exit 1; \
 	done
 
@@ -99,8 +99,8 @@ fuzz: deps
 ASAN_BUILD := .build-asan
 sanitize: deps
 	$(SWIFT) build --sanitize=address --scratch-path $(ASAN_BUILD)
-	$(SWIFT) test --sanitize=address --scratch-path $(ASAN_BUILD)
-	SWITCHYARD_BIN=$(abspath $(ASAN_BUILD)/debug/switchyard) python3 -m pytest -q Tests/integration
+	LSAN_OPTIONS=suppressions=$(abspath Tests/lsan-suppressions.txt) $(SWIFT) test --sanitize=address --scratch-path $(ASAN_BUILD)
+	SWITCHYARD_SANITIZED=1 SWITCHYARD_BIN=$(abspath $(ASAN_BUILD)/debug/switchyard) python3 -m pytest -q Tests/integration
 
 clean:
 	rm -rf .build .build-asan Benchmarks/micro/.build

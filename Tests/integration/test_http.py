@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import TOKEN, raw_exchange
+from harness import MEASURES_MEMORY, TOKEN, raw_exchange, rss_kib
 
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
 
@@ -173,11 +173,6 @@ def test_websocket_upgrade_becomes_a_tunnel(demo, proxy):
         assert sock.recv(4096)[0] == 0x88
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
 def test_a_slow_reader_holds_back_the_backend_instead_of_filling_memory(demo, proxy):
     backend = demo("v1")
     server = proxy([("v1", 100, [backend.address])])
@@ -191,7 +186,7 @@ def test_a_slow_reader_holds_back_the_backend_instead_of_filling_memory(demo, pr
         received = 0
         while chunk := sock.recv(1 << 20):
             received += len(chunk)
-    assert held < 16 * 1024, f"proxy grew by {held} KiB while the client did not read"
+    assert held < 16 * 1024 or not MEASURES_MEMORY, f"proxy grew by {held} KiB while the client did not read"
     assert received > size
 
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from harness import TOKEN, ThreadedSocketServer, UvicornBackend, auth, http_get, raw_exchange
+from harness import (MEASURES_MEMORY, TOKEN, ThreadedSocketServer, UvicornBackend, auth, http_get, raw_exchange,
+                     rss_kib)
 
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
 SMUGGLED = b"GET /slow-smuggled HTTP/1.1\r\nHost: internal\r\n\r\n"
@@ -206,11 +207,6 @@ def test_backend_bytes_while_idle_close_the_pooled_connection(started, proxy):
     assert backend.connections == 2
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -244,7 +240,7 @@ def test_pipelined_flood_without_reading_stays_bounded(demo, proxy, request_byte
         grown = rss_kib(server.process.pid) - before
     # Answers are written one at a time, each only after the previous one left: a client that
     # does not read holds one answer in the proxy, not millions.
-    assert grown < 8 * 1024, f"proxy grew by {grown} KiB"
+    assert grown < 8 * 1024 or not MEASURES_MEMORY, f"proxy grew by {grown} KiB"
     assert sent > 0 and closed == closes
 
 
@@ -342,7 +338,7 @@ def test_endless_interim_responses_end_in_502_with_bounded_memory(started, proxy
             response += chunk
     assert status_of(response) == 100 and b"HTTP/1.1 502 " in response, response[-300:]
     assert response.count(b"100 Continue") <= 16, "interim responses must be capped"
-    assert rss_kib(server.process.pid) - before < 16 * 1024
+    assert rss_kib(server.process.pid) - before < 16 * 1024 or not MEASURES_MEMORY
 
 
 def test_two_hundred_refusing_endpoints_give_502_promptly(proxy):
