@@ -185,85 +185,12 @@ public struct BodyFramer: Sendable {
                 } else {
                     return .error(.malformed("bad character after a chunk size"))
                 }
-            case .extensionSpaceBeforeSemicolon, .extensionSpaceAfterValue:
+            case .extensionSpaceBeforeSemicolon, .extensionSpaceAfterValue, .extensionSpaceBeforeName, .extensionName,
+                 .extensionToken, .extensionSpaceAfterName, .extensionSpaceBeforeValue, .extensionQuoted,
+                 .extensionQuotedPair, .extensionAfterQuoted:
                 guard count < Self.maxExtensionBytes else { return .error(.malformed("chunk extensions too long")) }
                 count += 1
-                if byte == UInt8(ascii: ";") {
-                    phase = .extensionSpaceBeforeName
-                } else if !Self.isBlank(byte) {
-                    return .error(.malformed("only ';' may follow whitespace in a chunk line"))
-                }
-            case .extensionSpaceBeforeName:
-                guard count < Self.maxExtensionBytes else { return .error(.malformed("chunk extensions too long")) }
-                count += 1
-                if ASCII.isTokenChar(byte) {
-                    phase = .extensionName
-                } else if !Self.isBlank(byte) {
-                    return .error(.malformed("a chunk extension needs a name"))
-                }
-            case .extensionName, .extensionToken:
-                guard count < Self.maxExtensionBytes else { return .error(.malformed("chunk extensions too long")) }
-                count += 1
-                if ASCII.isTokenChar(byte) {
-                    break
-                } else if byte == ASCII.cr {
-                    phase = .sizeLF
-                } else if byte == UInt8(ascii: ";") {
-                    phase = .extensionSpaceBeforeName
-                } else if byte == UInt8(ascii: "="), phase == .extensionName {
-                    phase = .extensionSpaceBeforeValue
-                } else if Self.isBlank(byte) {
-                    phase = phase == .extensionName ? .extensionSpaceAfterName : .extensionSpaceAfterValue
-                } else {
-                    return .error(.malformed("bad character in a chunk extension"))
-                }
-            case .extensionSpaceAfterName:
-                guard count < Self.maxExtensionBytes else { return .error(.malformed("chunk extensions too long")) }
-                count += 1
-                if byte == UInt8(ascii: "=") {
-                    phase = .extensionSpaceBeforeValue
-                } else if byte == UInt8(ascii: ";") {
-                    phase = .extensionSpaceBeforeName
-                } else if !Self.isBlank(byte) {
-                    return .error(.malformed("bad character in a chunk extension"))
-                }
-            case .extensionSpaceBeforeValue:
-                guard count < Self.maxExtensionBytes else { return .error(.malformed("chunk extensions too long")) }
-                count += 1
-                if byte == ASCII.quote {
-                    phase = .extensionQuoted
-                } else if ASCII.isTokenChar(byte) {
-                    phase = .extensionToken
-                } else if !Self.isBlank(byte) {
-                    return .error(.malformed("a chunk extension value must be a token or a quoted string"))
-                }
-            case .extensionQuoted:
-                guard count < Self.maxExtensionBytes else { return .error(.malformed("chunk extensions too long")) }
-                count += 1
-                if byte == ASCII.quote {
-                    phase = .extensionAfterQuoted
-                } else if byte == ASCII.backslash {
-                    phase = .extensionQuotedPair
-                } else if !Self.isFieldValueByte(byte) {
-                    return .error(.malformed("bad character in a quoted chunk extension"))
-                }
-            case .extensionQuotedPair:
-                guard count < Self.maxExtensionBytes else { return .error(.malformed("chunk extensions too long")) }
-                count += 1
-                guard Self.isFieldValueByte(byte) else { return .error(.malformed("bad character in a quoted chunk extension")) }
-                phase = .extensionQuoted
-            case .extensionAfterQuoted:
-                guard count < Self.maxExtensionBytes else { return .error(.malformed("chunk extensions too long")) }
-                count += 1
-                if byte == ASCII.cr {
-                    phase = .sizeLF
-                } else if byte == UInt8(ascii: ";") {
-                    phase = .extensionSpaceBeforeName
-                } else if Self.isBlank(byte) {
-                    phase = .extensionSpaceAfterValue
-                } else {
-                    return .error(.malformed("bad character after a quoted chunk extension"))
-                }
+                if let error = advanceExtension(byte) { return .error(error) }
             case .sizeLF:
                 guard byte == ASCII.lf else { return .error(.malformed("a chunk size line must end with CRLF")) }
                 count = 0
@@ -325,6 +252,80 @@ public struct BodyFramer: Sendable {
         result.consumed = index
         if out < 0 { result.skipped = index }
         return .decoded(result)
+    }
+
+    /// One byte of a chunk extension (the grammar in the type's comment); CR ends the line.
+    private mutating func advanceExtension(_ byte: UInt8) -> HTTPParseError? {
+        let semicolon = UInt8(ascii: ";")
+        let equals = UInt8(ascii: "=")
+        switch phase {
+        case .extensionSpaceBeforeSemicolon, .extensionSpaceAfterValue:
+            if byte == semicolon {
+                phase = .extensionSpaceBeforeName
+            } else if !Self.isBlank(byte) {
+                return .malformed("only ';' may follow whitespace in a chunk line")
+            }
+        case .extensionSpaceBeforeName:
+            if ASCII.isTokenChar(byte) {
+                phase = .extensionName
+            } else if !Self.isBlank(byte) {
+                return .malformed("a chunk extension needs a name")
+            }
+        case .extensionName, .extensionToken:
+            if ASCII.isTokenChar(byte) {
+                break
+            } else if byte == ASCII.cr {
+                phase = .sizeLF
+            } else if byte == semicolon {
+                phase = .extensionSpaceBeforeName
+            } else if byte == equals, phase == .extensionName {
+                phase = .extensionSpaceBeforeValue
+            } else if Self.isBlank(byte) {
+                phase = phase == .extensionName ? .extensionSpaceAfterName : .extensionSpaceAfterValue
+            } else {
+                return .malformed("bad character in a chunk extension")
+            }
+        case .extensionSpaceAfterName:
+            if byte == equals {
+                phase = .extensionSpaceBeforeValue
+            } else if byte == semicolon {
+                phase = .extensionSpaceBeforeName
+            } else if !Self.isBlank(byte) {
+                return .malformed("bad character in a chunk extension")
+            }
+        case .extensionSpaceBeforeValue:
+            if byte == ASCII.quote {
+                phase = .extensionQuoted
+            } else if ASCII.isTokenChar(byte) {
+                phase = .extensionToken
+            } else if !Self.isBlank(byte) {
+                return .malformed("a chunk extension value must be a token or a quoted string")
+            }
+        case .extensionQuoted:
+            if byte == ASCII.quote {
+                phase = .extensionAfterQuoted
+            } else if byte == ASCII.backslash {
+                phase = .extensionQuotedPair
+            } else if !Self.isFieldValueByte(byte) {
+                return .malformed("bad character in a quoted chunk extension")
+            }
+        case .extensionQuotedPair:
+            guard Self.isFieldValueByte(byte) else { return .malformed("bad character in a quoted chunk extension") }
+            phase = .extensionQuoted
+        case .extensionAfterQuoted:
+            if byte == ASCII.cr {
+                phase = .sizeLF
+            } else if byte == semicolon {
+                phase = .extensionSpaceBeforeName
+            } else if Self.isBlank(byte) {
+                phase = .extensionSpaceAfterValue
+            } else {
+                return .malformed("bad character after a quoted chunk extension")
+            }
+        default:
+            preconditionFailure("not a chunk extension phase")
+        }
+        return nil
     }
 
     @inline(__always)

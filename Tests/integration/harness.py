@@ -234,6 +234,28 @@ def auth(extra=None):
     return headers
 
 
+def read_head(conn):
+    """Reads from a socket through the end of a message head; b"" if the peer closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def open_websocket(port, headers=None):
+    """Opens a WebSocket through the proxy: (socket, response head, bytes after it)."""
+    import base64
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head, rest = read_head(sock).split(b"\r\n\r\n", 1)
+    return sock, head, rest
+
+
 class ThreadedSocketServer:
     """A raw TCP server on a free loopback port; `serve(conn)` runs in a thread per connection."""
 

@@ -1,5 +1,4 @@
 """HTTP/1.1 behaviour through the real proxy: strict parsing, framing, streaming, upgrades."""
-import base64
 import json
 import os
 import socket
@@ -8,7 +7,7 @@ import time
 
 import pytest
 
-from harness import MEASURES_MEMORY, TOKEN, raw_exchange, rss_kib
+from harness import MEASURES_MEMORY, TOKEN, open_websocket, raw_exchange, rss_kib
 
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
 
@@ -152,14 +151,8 @@ def websocket_frame(opcode, payload):
 def test_websocket_upgrade_becomes_a_tunnel(demo, proxy):
     backend = demo("v1")
     server = proxy([("v1", 100, [backend.address])])
-    key = base64.b64encode(os.urandom(16)).decode()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall((f"GET /ws HTTP/1.1\r\nHost: a\r\n{AUTH}Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        handshake = b""
-        while b"\r\n\r\n" not in handshake:
-            handshake += sock.recv(4096)
-        head, rest = handshake.split(b"\r\n\r\n", 1)
+    sock, head, rest = open_websocket(server.port)
+    with sock:
         assert head.startswith(b"HTTP/1.1 101")
         assert b"X-ANYSCALE-VERSION: v1" in head
         for message in (b"hello", b"x" * 1000):

@@ -5,7 +5,7 @@ import subprocess
 import threading
 import time
 
-from harness import BINARY, ThreadedSocketServer, auth, http_get, raw_exchange
+from harness import BINARY, ThreadedSocketServer, auth, http_get, raw_exchange, read_head
 
 
 def free_port():
@@ -113,12 +113,8 @@ class ClosingBackend(ThreadedSocketServer):
     timer fired just as the proxy reused the connection."""
 
     def serve(self, conn):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            data += chunk
+        if not read_head(conn):
+            return
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         conn.recv(65536)  # the second request: hang up on it
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from harness import (MEASURES_MEMORY, TOKEN, ThreadedSocketServer, UvicornBackend, auth, http_get, raw_exchange,
-                     rss_kib)
+from harness import (MEASURES_MEMORY, TOKEN, ThreadedSocketServer, UvicornBackend, auth, http_get, open_websocket,
+                     raw_exchange, read_head, rss_kib)
 
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
 SMUGGLED = b"GET /slow-smuggled HTTP/1.1\r\nHost: internal\r\n\r\n"
@@ -139,13 +139,7 @@ class ScriptedBackend(ThreadedSocketServer):
         super().__init__()
 
     def serve(self, conn):
-        while True:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
+        while read_head(conn):
             conn.sendall(self.answer)
             if self.keep_sending:
                 while True:
@@ -190,9 +184,7 @@ def test_bytes_after_a_response_never_reach_the_next_client(started, proxy):
 def test_backend_bytes_while_idle_close_the_pooled_connection(started, proxy):
     class Chatty(ThreadedSocketServer):
         def serve(self, conn):
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
+            read_head(conn)
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
             time.sleep(0.3)  # idle in the pool now
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned")
@@ -410,10 +402,7 @@ def test_h2c_upgrade_is_not_tunnelled(started, proxy):
 
     class SwitchingBackend(ThreadedSocketServer):
         def serve(self, conn):
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            received.append(data)
+            received.append(read_head(conn))
             conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
             time.sleep(1)
 
@@ -429,17 +418,11 @@ def test_h2c_upgrade_is_not_tunnelled(started, proxy):
 
 
 def test_tunnel_closes_when_its_token_is_removed(demo, proxy, tmp_path):
-    import base64
     backend = demo("v1")
     server = proxy([("v1", 100, [backend.address])], tokens=(TOKEN, "other-token"))
-    key = base64.b64encode(os.urandom(16)).decode()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall((f"GET /ws HTTP/1.1\r\nHost: a\r\n{AUTH}Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        handshake = b""
-        while b"\r\n\r\n" not in handshake:
-            handshake += sock.recv(4096)
-        assert handshake.startswith(b"HTTP/1.1 101")
+    sock, head, _ = open_websocket(server.port)
+    with sock:
+        assert head.startswith(b"HTTP/1.1 101")
         (tmp_path / "tokens.txt.tmp").write_text("other-token\n")
         os.rename(tmp_path / "tokens.txt.tmp", tmp_path / "tokens.txt")
         sock.settimeout(5)
