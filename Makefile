@@ -75,24 +75,29 @@ bench-deps: deps
 micro-bench: deps
 	cd Benchmarks/micro && swift package benchmark thresholds check --path "$$PWD/Thresholds" --no-progress
 
-# libFuzzer targets (with AddressSanitizer), each run for FUZZ_SECONDS: framer-differential
-# checks the chunked body decoder against a strict reference written separately, in both
-# directions (decoding what peers send, re-encoding what the proxy sends on); head-parser
-# feeds hostile bytes to the request and response head parser. New inputs are kept in
-# Fuzz/corpus/<target>.
+# libFuzzer targets (with AddressSanitizer), each run for FUZZ_SECONDS, each built from one
+# module's sources and its Fuzz/ folder:
+#   framer-differential  the chunked body decoder against a strict reference written
+#                        separately, both directions (decoding what peers send, re-encoding
+#                        what the proxy sends on)
+#   head-parser          hostile bytes to the request and response head parser
+#   config-files         hostile versions.json, switchyard.json, tokens files and JSON
+# New inputs are kept in Fuzz/corpus/<target>.
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := framer-differential head-parser
+FUZZ_TARGETS := framer-differential:FramerDifferential:SwitchyardHTTP \
+                head-parser:HeadParser:SwitchyardHTTP \
+                config-files:ConfigFiles:SwitchyardRouting
 fuzz: deps
 	@mkdir -p .build/fuzz
-	@for target in $(FUZZ_TARGETS); do \
-		case $$target in framer-differential) dir=FramerDifferential;; head-parser) dir=HeadParser;; esac; \
+	@for spec in $(FUZZ_TARGETS); do \
+		target=$${spec%%:*}; rest=$${spec#*:}; dir=$${rest%%:*}; module=$${rest#*:}; \
 		echo "== $$target: building"; \
 		swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name $$dir \
-			Sources/SwitchyardHTTP/*.swift Fuzz/$$dir/*.swift -o .build/fuzz/$$target 2>&1 | grep -v "ld.gold: warning"; \
+			Sources/$$module/*.swift Fuzz/$$dir/*.swift -o .build/fuzz/$$target 2>&1 | grep -v "ld.gold: warning"; \
 		mkdir -p Fuzz/corpus/$$target; \
 		echo "== $$target: fuzzing for $(FUZZ_SECONDS) s"; \
-		.build/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 -artifact_prefix=.build/fuzz/$$target- \
-			Fuzz/corpus/$$target Fuzz/seeds/$$target || exit 1; \
+		.build/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+			-artifact_prefix=.build/fuzz/$$target- Fuzz/corpus/$$target Fuzz/seeds/$$target || exit 1; \
 	done
 
 # Unit tests and the integration tests against a build with AddressSanitizer (own build folder).
