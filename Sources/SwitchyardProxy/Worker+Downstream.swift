@@ -135,10 +135,11 @@ extension Worker {
         case .unknownVersion:
             let name = request.pinnedVersion.map { String(decoding: $0.bytes(in: head), as: UTF8.self) } ?? ""
             d.input.consume(headLength)
-            let known = routes.snapshot.versions.map(\.name).joined(separator: ", ")
+            // Dark versions are not named to a caller who does not know them already.
+            let known = routes.snapshot.versions.filter { $0.trafficBasisPoints > 0 }.map(\.name).joined(separator: ", ")
             respondError(
                 d, status: 404, code: "unknown_version",
-                message: "no version named \"\(name)\" (X-ANYSCALE-VERSION); known versions: \(known)", close: hasBody)
+                message: "no version named \"\(name)\" (X-ANYSCALE-VERSION); versions taking traffic: \(known)", close: hasBody)
             return
         }
         d.routes = routes

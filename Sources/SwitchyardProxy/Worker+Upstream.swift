@@ -129,6 +129,8 @@ extension Worker {
         do {
             _ = try pump(&d.requestBody, head: u.output, source: d.input, to: u.fd, written: &written)
             u.output.releaseIfEmpty()
+            // An upload still moving is not a backend that stopped answering.
+            if written > 0, u.state == .awaitingHead { u.deadline = now + UInt64(settings.timeouts.responseMs) }
         } catch {
             upstreamBroke(u, d, message: "the backend closed the connection while the request was sent")
         }

@@ -5,7 +5,7 @@ import subprocess
 import threading
 import time
 
-from harness import BINARY, ThreadedSocketServer, auth, http_get, raw_exchange, read_head
+from harness import BINARY, TOKEN, ThreadedSocketServer, auth, http_get, raw_exchange, read_head
 
 
 def free_port():
@@ -143,3 +143,20 @@ def test_stalled_admin_connections_are_closed(demo, proxy):
         assert sock.recv(1024) == b""
         assert time.monotonic() - start < 8
     assert http_get(server.admin_port, "/healthz")[0] == 200
+
+
+def test_a_slow_upload_that_keeps_moving_does_not_get_504(recorder, proxy):
+    backend = recorder()
+    server = proxy([("v1", 100, [backend.address])], extra={"timeouts": {"response_ms": 400}})
+    pieces = [b"x" * 1000] * 8
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"POST /upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     f"Content-Length: {sum(map(len, pieces))}\r\nConnection: close\r\n\r\n".encode())
+        for piece in pieces:  # 8 × 200 ms: four times response_ms in all, never silent for long
+            time.sleep(0.2)
+            sock.sendall(piece)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200"), response[:200]
+    assert len(backend.requests[-1]["body"]) == 8000

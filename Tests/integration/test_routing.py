@@ -59,14 +59,15 @@ def test_pinned_requests_always_reach_their_version_and_dark_gets_only_pinned(de
     assert status == 200 and headers["x-anyscale-version"] == "dark"
 
 
-def test_unknown_version_gets_404_with_known_names(demo, proxy):
+def test_unknown_version_gets_404_naming_only_weighted_versions(demo, proxy):
     v1 = demo("v1")
-    server = proxy([("v1", 100, [v1.address])])
+    server = proxy([("v1", 100, [v1.address]), ("secret-canary", 0, [v1.address])])
     status, headers, body = http_get(server.port, "/", auth({"X-ANYSCALE-VERSION": "v9"}))
     assert status == 404
     error = json.loads(body)["error"]
     assert error["code"] == "unknown_version"
     assert "v9" in error["message"] and "v1" in error["message"]
+    assert "secret-canary" not in error["message"], "a dark version must not be listed to any caller"
     assert headers["content-type"] == "application/json"
 
 
