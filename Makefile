@@ -10,7 +10,7 @@ SUDO      := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # the server Ray Serve runs, via pip).
 DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk
 
-.PHONY: all deps bench-deps build run test unit-test integration-test check bench micro-bench fuzz sanitize clean
+.PHONY: all deps bench-deps build run demo test unit-test integration-test check bench micro-bench fuzz sanitize clean
 
 all: build
 
@@ -27,9 +27,16 @@ build: deps
 
 # Two demo backends (v1 on :8001, v2 on :8002) and the proxy on :8080 (admin :9901).
 run: build
-	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT INT TERM; \
-	$(RELEASE) demo-backend --name v1 --port 8001 & \
-	$(RELEASE) demo-backend --name v2 --port 8002 & \
+	@$(MAKE) --no-print-directory demo
+
+# The demo with an already built binary (DEMO_BIN). Ctrl-C stops all three processes: the
+# backends run in the background, where a non-interactive shell ignores SIGINT, so the trap
+# stops them by their PIDs.
+DEMO_BIN ?= $(RELEASE)
+demo:
+	@$(DEMO_BIN) demo-backend --name v1 --port 8001 & v1=$$!; \
+	$(DEMO_BIN) demo-backend --name v2 --port 8002 & v2=$$!; \
+	trap 'kill $$v1 $$v2 2>/dev/null; wait $$v1 $$v2 2>/dev/null' EXIT INT TERM; \
 	sleep 0.5; \
 	echo; \
 	echo "Try (the token is the demo token from config/tokens.txt):"; \
@@ -40,7 +47,7 @@ run: build
 	echo "  curl -s http://127.0.0.1:9901/status                 # admin API"; \
 	echo "  edit config/versions.json (traffic_percent) and watch it reload; Ctrl-C stops everything"; \
 	echo; \
-	$(RELEASE) serve --config $(CONFIG)
+	$(DEMO_BIN) serve --config $(CONFIG)
 
 check: build
 	$(RELEASE) check --config $(CONFIG)

@@ -5,6 +5,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from harness import BINARY, TOKEN, ThreadedSocketServer, auth, http_get, raw_exchange, read_head
 
 
@@ -160,3 +162,35 @@ def test_a_slow_upload_that_keeps_moving_does_not_get_504(recorder, proxy):
             response += chunk
     assert response.startswith(b"HTTP/1.1 200"), response[:200]
     assert len(backend.requests[-1]["body"]) == 8000
+
+
+def test_ctrl_c_on_the_demo_stops_every_process(tmp_path):
+    """`make run`'s demo (fixed ports 8001, 8002, 8080, 9901) with the debug binary."""
+    import os
+    import signal
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for port in (8001, 8002, 8080, 9901):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is in use here; the demo needs it")
+    demo = subprocess.Popen(["make", "--no-print-directory", "-s", "demo", f"DEMO_BIN={BINARY}"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if http_get(8080, "/", {"Authorization": "Bearer demo-token-change-me"})[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the demo did not start"
+            time.sleep(0.2)
+        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        demo.wait(timeout=20)
+        time.sleep(0.5)
+        for port in (8001, 8002, 8080):
+            with socket.socket() as probe:
+                assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port} after Ctrl-C"
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
