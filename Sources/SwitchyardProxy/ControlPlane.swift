@@ -12,6 +12,9 @@ enum ControlMessage: Sendable {
     /// A worker could not accept connections (out of descriptors or memory) and paused its
     /// listener briefly; sent at most once a second per worker.
     case acceptFailed(worker: Int, error: String)
+    /// A worker refused connections (503) at its share of `limits.max_connections`; sent at
+    /// most once a second per worker.
+    case connectionLimitReached(worker: Int, limit: Int)
 }
 
 /// The control thread: signals, file watching and reloads, the admin API, shutdown.
@@ -95,6 +98,11 @@ final class ControlPlane {
                             logger.warning("""
                                 worker \(worker) cannot accept connections (\(error)); retrying every \(Worker.tickMs) ms. \
                                 Raise the descriptor limit (ulimit -n) or lower limits.max_connections
+                                """)
+                        case .connectionLimitReached(let worker, let limit):
+                            logger.warning("""
+                                worker \(worker) is at its \(limit) client connections (limits.max_connections over \
+                                \(workers.count) workers); new connections get 503 too_many_connections
                                 """)
                         }
                     }
@@ -219,6 +227,7 @@ final class ControlPlane {
             "workers":{"count":\(workers.count),"applied_generation":[\(applied.joined(separator: ","))],\
             "applied_at_monotonic_ns":[\(appliedAt.joined(separator: ","))]},\
             "draining":\(draining),\
+            "connections_refused_over_limit":\(workers.reduce(0) { $0 + $1.refusedConnections.load(ordering: .relaxed) }),\
             "auth":{"enabled":\(state.tokens != nil),"tokens":\(state.tokens?.count ?? 0)},\
             "last_reload":{"time":"\(outcome.time)","trigger":\(JSONText.quote(outcome.trigger)),"outcome":"\(outcome.result)","errors":[\(errors)]},\
             "failed_reloads":\(state.failedReloads),\

@@ -11,12 +11,13 @@ struct ProxySettings: Sendable {
     /// uvicorn (Ray Serve's HTTP server), so the backend rarely closes one under our feet.
     let upstreamIdleMs: Int
 
-    init(config: ServerConfig, workers: Int) {
+    /// `maxConnections`: the configured limit, or the one derived from the descriptor limit.
+    init(config: ServerConfig, workers: Int, maxConnections: Int) {
         timeouts = config.timeouts
         headLimits = HeadLimits(
             maxHeadBytes: config.limits.maxHeadBytes, maxHeaders: config.limits.maxHeaders,
             maxURIBytes: config.limits.maxURIBytes)
-        maxConnectionsPerWorker = max(1, config.limits.maxConnections / max(1, workers))
+        maxConnectionsPerWorker = max(1, maxConnections / max(1, workers))
         forwardAuthorization = config.auth.forwardAuthorization
         upstreamIdleMs = min(config.timeouts.upstreamIdleMs, config.timeouts.idleMs)
     }

@@ -21,7 +21,7 @@ public enum Server {
         for number in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&blocked, number) }
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
 
-        raiseDescriptorLimit(config: config, logger: logger)
+        let maxConnections = connectionLimit(config: config, logger: logger)
         let listenerFDs = try bindListeners(config.listeners.map(\.address), workers: workerCount)
         let adminAddress = try resolveOne(config.admin, what: "admin.address")
         let adminFD: Int32
@@ -37,7 +37,7 @@ public enum Server {
         do {
             controlMailbox = try Mailbox()
             let publication = state.publish()
-            let settings = ProxySettings(config: config, workers: workerCount)
+            let settings = ProxySettings(config: config, workers: workerCount, maxConnections: maxConnections)
             workers = try (0..<workerCount).map { id throws(SystemError) in
                 try Worker(id: id, settings: settings, listenerFDs: listenerFDs.map { $0[id] },
                            publication: publication, controlMailbox: controlMailbox)
@@ -65,20 +65,25 @@ public enum Server {
         control.run()
     }
 
-    /// Raises the soft descriptor limit to the hard one: each client connection needs a socket,
-    /// and each request in flight a backend socket too.
-    private static func raiseDescriptorLimit(config: ServerConfig, logger: Logger) {
+    /// Raises the soft descriptor limit to the hard one and returns how many client
+    /// connections to allow: `limits.max_connections`, or by default what the descriptors allow
+    /// (each busy client connection needs a backend socket too; 64 are kept for everything else).
+    private static func connectionLimit(config: ServerConfig, logger: Logger) -> Int {
         var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return config.limits.maxConnections ?? 1024 }
         limit.rlim_cur = limit.rlim_max
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        let needed = UInt64(config.limits.maxConnections) * 2 + 64
-        if limit.rlim_cur < needed {
+        _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let derived = Int(clamping: max(limit.rlim_cur, 66) - 64) / 2
+        guard let configured = config.limits.maxConnections else { return min(derived, 10_000_000) }
+        if configured > derived {
             logger.warning("""
-                limits.max_connections is \(config.limits.maxConnections) but only \(limit.rlim_cur) file descriptors \
-                are allowed (2 per busy connection); raise the limit (ulimit -n) or lower max_connections
+                limits.max_connections is \(configured) but only \(limit.rlim_cur) file descriptors are allowed \
+                (2 per busy connection, so about \(derived) connections); raise the limit (ulimit -n) or lower \
+                max_connections, or leave it out to derive it from the limit
                 """)
         }
+        return configured
     }
 
     private static func resolveOne(_ endpoint: Endpoint, what: String) throws(LoadError) -> SocketAddress {

@@ -38,6 +38,9 @@ final class Worker: @unchecked Sendable {
     /// re-enabled on the next tick (a level-triggered listener would otherwise spin).
     private var pausedListeners: [(fd: Int32, token: UInt64)] = []
     private var lastExhaustionReportMs: UInt64 = 0
+    private var lastLimitReportMs: UInt64 = 0
+    /// Connections refused for `limits.max_connections` (written by this worker only).
+    let refusedConnections = Atomic<UInt64>(0)
     var table: ConnectionTable
     var routes: WorkerRoutes
     var pools: [SocketAddress: UpstreamPool] = [:]
@@ -137,7 +140,7 @@ final class Worker: @unchecked Sendable {
             }
             guard let (fd, peer) = accepted else { return }
             if downstreamCount >= settings.maxConnectionsPerWorker || draining {
-                Syscall.close(fd)
+                refuseOverLimit(fd)
                 continue
             }
             Socket.setNoDelay(fd)
@@ -147,6 +150,24 @@ final class Worker: @unchecked Sendable {
             guard let token = register(fd, .downstream(connection)) else { continue }
             connection.token = token
             downstreamCount += 1
+        }
+    }
+
+    /// A connection beyond `limits.max_connections`: answered 503 in one write (a new socket
+    /// has room for it), counted, reported at most once a second, closed.
+    private func refuseOverLimit(_ fd: Int32) {
+        let answer: StaticString = """
+            HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 104\r\n\
+            Retry-After: 1\r\nConnection: close\r\n\r\n\
+            {"error":{"code":"too_many_connections","message":"the proxy is at limits.max_connections; try again"}}\n
+            """
+        _ = try? Syscall.write(fd, answer.utf8Start, answer.utf8CodeUnitCount)
+        Syscall.shutdownWrite(fd)
+        Syscall.close(fd)
+        refusedConnections.add(1, ordering: .relaxed)
+        if now >= lastLimitReportMs + 1000 {
+            lastLimitReportMs = now
+            controlMailbox.post(.connectionLimitReached(worker: id, limit: settings.maxConnectionsPerWorker))
         }
     }
 

@@ -38,8 +38,9 @@ public struct ServerConfig: Sendable, Equatable {
         public var maxHeaders = 100
         /// Longest request target in bytes (414 beyond). Default 8192.
         public var maxURIBytes = 8192
-        /// Most client connections open at once, over all workers. Default 100000.
-        public var maxConnections = 100_000
+        /// Most client connections open at once, over all workers. Default (nil): as many as the
+        /// descriptor limit allows, two descriptors per busy connection.
+        public var maxConnections: Int?
     }
 
     /// Where client traffic is accepted. Default one listener on 127.0.0.1:8080.
@@ -108,7 +109,7 @@ public struct ServerConfig: Sendable, Equatable {
             config.limits.maxHeadBytes = try limits.integer("max_head_bytes", in: 1024...(1 << 24)) ?? config.limits.maxHeadBytes
             config.limits.maxHeaders = try limits.integer("max_headers", in: 8...10000) ?? config.limits.maxHeaders
             config.limits.maxURIBytes = try limits.integer("max_uri_bytes", in: 64...(1 << 24)) ?? config.limits.maxURIBytes
-            config.limits.maxConnections = try limits.integer("max_connections", in: 1...10_000_000) ?? config.limits.maxConnections
+            config.limits.maxConnections = try limits.integer("max_connections", in: 1...10_000_000)
             try limits.finish()
         }
         try reader.finish()

@@ -194,3 +194,29 @@ def test_ctrl_c_on_the_demo_stops_every_process(tmp_path):
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
+
+
+def test_connections_over_the_limit_get_503_and_are_counted(demo, proxy):
+    backend = demo("v1")
+    server = proxy([("v1", 100, [backend.address])], workers=1, extra={"limits": {"max_connections": 3}})
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        response = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert response.startswith(b"HTTP/1.1 503 "), response
+        body = json.loads(response.split(b"\r\n\r\n", 1)[1])
+        assert body["error"]["code"] == "too_many_connections"
+        assert server.status()["connections_refused_over_limit"] == 1
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    assert http_get(server.port, "/", auth())[0] == 200
+
+
+def test_default_start_does_not_warn_about_max_connections(demo, proxy):
+    backend = demo("v1")
+    server = proxy([("v1", 100, [backend.address])])
+    server.process.terminate()
+    server.process.wait(timeout=20)
+    assert "max_connections" not in server.process.stderr.read()
