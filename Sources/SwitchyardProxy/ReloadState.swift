@@ -56,7 +56,7 @@ struct ReloadState {
                 changed = true
             }
         } catch {
-            errors.append(error.description)
+            errors.append(contentsOf: error.description.split(separator: "\n").map(String.init))
         }
         do {
             if let (tokens, bytes) = try loader.loadTokens(), bytes != tokensBytes {
@@ -65,7 +65,7 @@ struct ReloadState {
                 changed = true
             }
         } catch {
-            errors.append(error.description)
+            errors.append(contentsOf: error.description.split(separator: "\n").map(String.init))
         }
         if !errors.isEmpty { failedReloads += 1 }
         lastOutcome = Outcome(time: Self.timestamp(), trigger: trigger, result: errors.isEmpty ? (changed ? "ok" : "unchanged") : "error", errors: errors)

@@ -42,10 +42,14 @@ public struct SourcePosition: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A configuration problem with its place: `versions.json:7:21: message`.
+/// Several problems found in one file are reported together: `others` follow the first, one
+/// line each.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let file: String
     public let position: SourcePosition?
     public let message: String
+    /// Further problems in the same file, in file order.
+    public var others: [ConfigError] = []
 
     public init(file: String, position: SourcePosition?, message: String) {
         self.file = file
@@ -53,7 +57,17 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
         self.message = message
     }
 
+    /// One error carrying all of `errors` (which must not be empty).
+    public init(all errors: [ConfigError]) {
+        self = errors[0]
+        others = Array(errors.dropFirst())
+    }
+
     public var description: String {
+        ([self.line] + others.map(\.line)).joined(separator: "\n")
+    }
+
+    private var line: String {
         if let position { return "\(file):\(position): \(message)" }
         return "\(file): \(message)"
     }

@@ -35,54 +35,137 @@ public struct VersionsConfig: Sendable, Equatable {
         self.versions = versions
     }
 
-    /// Parses and validates a versions file; every error names its file, line and column.
+    /// Parses and validates a versions file; every error names its file, line and column, and
+    /// all the errors of a file are reported at once.
+    ///
+    /// The file is an object (`{"service": …, "versions": […]}`) or just the versions array,
+    /// as given to Anyscale's `--versions` (then the service is named after the file).
     public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> VersionsConfig {
         let root = try JSONParser.parse(bytes, file: file)
-        var reader = try ObjectReader(root, file: file, path: "")
-        guard let service = try reader.string("service") else {
-            throw ConfigError(file: file, position: root.position, message: "the file needs the field \"service\" (the service name, a string)")
+        var errors: [ConfigError] = []
+        let service: String
+        let versionsNode: JSONNode
+        if case .array = root.value {
+            service = serviceName(fromFile: file)
+            versionsNode = root
+        } else {
+            var reader: ObjectReader
+            do {
+                reader = try ObjectReader(root, file: file, path: "")
+            } catch {
+                throw ConfigError(file: file, position: root.position, message: """
+                    the file must be an object {"service": "name", "versions": [...]} or the versions array \
+                    [{"name": "v1", "traffic_percent": 100, "endpoints": ["host:port"]}, ...], not \(root.typeName)
+                    """)
+            }
+            var name: String?
+            do {
+                name = try reader.string("service")
+                if name == nil {
+                    errors.append(ConfigError(file: file, position: root.position, message: "the file needs the field \"service\" (the service name, a string)"))
+                }
+            } catch {
+                errors.append(error)
+            }
+            if let name, !isValidServiceName(name) {
+                errors.append(ConfigError(file: file, position: root.position, message: "service must be a non-empty name without control characters"))
+            }
+            service = name ?? ""
+            versionsNode = try reader.required("versions")
+            do { try reader.finish() } catch { errors.append(error) }
         }
-        guard !service.isEmpty, service.utf8.count <= 253, service.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
-            throw ConfigError(file: file, position: root.position, message: "service must be a non-empty name without control characters")
-        }
-        let versionsNode = try reader.required("versions")
         guard case .array(let elements) = versionsNode.value else {
-            throw reader.error(versionsNode, "versions must be an array of version objects, not \(versionsNode.typeName)")
+            throw ConfigError(all: errors + [ConfigError(file: file, position: versionsNode.position,
+                message: "versions must be an array of version objects, not \(versionsNode.typeName)")])
         }
-        guard (1...maxVersions).contains(elements.count) else {
-            throw reader.error(versionsNode, "versions has \(elements.count) entries, there must be 1 to \(maxVersions)")
+        if !(1...maxVersions).contains(elements.count) {
+            errors.append(ConfigError(file: file, position: versionsNode.position,
+                message: "versions has \(elements.count) entries, there must be 1 to \(maxVersions)"))
         }
-        try reader.finish()
 
         var versions: [Version] = []
+        var complete = true
         for (index, element) in elements.enumerated() {
-            let version = try parseVersion(element, file: file, path: "versions[\(index)]")
+            guard let version = parseVersion(element, file: file, path: "versions[\(index)]", errors: &errors) else {
+                complete = false
+                continue
+            }
             if let clash = versions.first(where: { $0.name == version.name }) {
-                throw ConfigError(file: file, position: element.position, message: "version name \"\(clash.name)\" is used twice; names must be unique")
+                errors.append(ConfigError(file: file, position: element.position, message: "version name \"\(clash.name)\" is used twice; names must be unique"))
             }
             versions.append(version)
         }
         let total = versions.reduce(0) { $0 + $1.trafficBasisPoints }
-        guard total == 10000 else {
+        if complete && total != 10000 {
             let shown = VersionsConfig.Version(name: "", trafficBasisPoints: total, endpoints: []).trafficPercentText
-            throw ConfigError(file: file, position: versionsNode.position,
-                              message: "traffic_percent values sum to \(shown), they must sum to 100")
+            errors.append(ConfigError(file: file, position: versionsNode.position,
+                                      message: "traffic_percent values sum to \(shown), they must sum to 100"))
         }
+        guard errors.isEmpty else { throw ConfigError(all: errors) }
         return VersionsConfig(service: service, versions: versions)
     }
 
-    private static func parseVersion(_ node: JSONNode, file: String, path: String) throws(ConfigError) -> Version {
-        var reader = try ObjectReader(node, file: file, path: path)
-        let nameNode = try reader.required("name")
-        guard case .string(let name) = nameNode.value else { throw reader.error(nameNode, "\(path).name must be a string") }
-        guard isValidName(name) else {
-            throw reader.error(nameNode, "version name \"\(name)\" is invalid: use 1 to 63 characters from A-Z a-z 0-9 . _ -")
+    /// `path/summarizer.json` → `summarizer`.
+    static func serviceName(fromFile file: String) -> String {
+        let base = file.split(separator: "/").last.map(String.init) ?? file
+        let stem = base.split(separator: ".", maxSplits: 1).first.map(String.init) ?? base
+        return stem.isEmpty ? "service" : stem
+    }
+
+    static func isValidServiceName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 253 && name.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7F }
+    }
+
+    /// One version; its problems go to `errors` (all of them, each field checked on its own).
+    private static func parseVersion(_ node: JSONNode, file: String, path: String, errors: inout [ConfigError]) -> Version? {
+        var reader: ObjectReader
+        do {
+            reader = try ObjectReader(node, file: file, path: path)
+        } catch {
+            errors.append(error)
+            return nil
         }
-        let percentNode = try reader.required("traffic_percent")
-        let basisPoints = try parsePercent(percentNode, file: file, path: "\(path).traffic_percent")
-        let endpointsNode = try reader.required("endpoints")
+        let before = errors.count
+        var name = ""
+        do {
+            let nameNode = try reader.required("name")
+            if case .string(let text) = nameNode.value {
+                name = text
+                if !isValidName(text) {
+                    errors.append(reader.error(nameNode, "version name \"\(text)\" is invalid: use 1 to 63 characters from A-Z a-z 0-9 . _ -"))
+                }
+            } else {
+                errors.append(reader.error(nameNode, "\(path).name must be a string"))
+            }
+        } catch {
+            errors.append(error)
+        }
+        var basisPoints = 0
+        do {
+            basisPoints = try parsePercent(try reader.required("traffic_percent"), file: file, path: "\(path).traffic_percent")
+        } catch {
+            errors.append(error)
+        }
+        var endpoints: [Endpoint] = []
+        do {
+            endpoints = try parseEndpoints(&reader, version: name.isEmpty ? path : name)
+        } catch {
+            errors.append(error)
+        }
+        do { try reader.finish() } catch { errors.append(error) }
+        guard errors.count == before else { return nil }
+        return Version(name: name, trafficBasisPoints: basisPoints, endpoints: endpoints)
+    }
+
+    private static func parseEndpoints(_ reader: inout ObjectReader, version name: String) throws(ConfigError) -> [Endpoint] {
+        guard let endpointsNode = reader.take("endpoints") else {
+            throw reader.error(reader.node, """
+                version "\(name)" needs the field "endpoints": the "host:port" addresses of its backends \
+                (e.g. the HTTP proxies of its Ray Serve cluster, port 8000)
+                """)
+        }
         guard case .array(let endpointNodes) = endpointsNode.value else {
-            throw reader.error(endpointsNode, "\(path).endpoints must be an array of \"host:port\" strings")
+            throw reader.error(endpointsNode, "\(reader.fieldPath("endpoints")) must be an array of \"host:port\" strings")
         }
         guard !endpointNodes.isEmpty else {
             throw reader.error(endpointsNode, "version \"\(name)\" has no endpoints; give at least one \"host:port\"")
@@ -103,8 +186,7 @@ public struct VersionsConfig: Sendable, Equatable {
             }
             endpoints.append(endpoint)
         }
-        try reader.finish()
-        return Version(name: name, trafficBasisPoints: basisPoints, endpoints: endpoints)
+        return endpoints
     }
 
     /// Most endpoints (resolved addresses) per version: a request tracks the ones it tried

@@ -92,6 +92,40 @@ func versionsError(_ text: String) -> ConfigError? {
     }
 }
 
+@Suite struct VersionsFileFormsTests {
+    @Test func anyscalesVersionsArrayIsAcceptedWithEndpoints() throws {
+        let text = #"[{"name": "v1", "traffic_percent": 80, "endpoints": ["h1:8000"]}, {"name": "v2", "traffic_percent": 20, "endpoints": ["h2:8000"]}]"#
+        let config = try VersionsConfig.parse(Array(text.utf8), file: "/etc/switchyard/summarizer.json")
+        #expect(config.service == "summarizer")
+        #expect(config.versions.map(\.trafficBasisPoints) == [8000, 2000])
+    }
+
+    @Test func everyErrorOfAFileIsReportedAtOnce() {
+        // Anyscale's array as pasted: no endpoints anywhere, and a typo in the second version.
+        let text = "[{\"name\": \"v1\", \"traffic_percent\": 80},\n {\"name\": \"v2\", \"traffic_percent\": 20.005}]"
+        do {
+            _ = try VersionsConfig.parse(Array(text.utf8), file: "versions.json")
+            Issue.record("accepted versions without endpoints")
+        } catch {
+            let lines = error.description.split(separator: "\n").map(String.init)
+            #expect(lines.count == 3, "\(lines)")
+            #expect(lines[0].hasPrefix("versions.json:1:2: version \"v1\" needs the field \"endpoints\""))
+            #expect(lines[1].hasPrefix("versions.json:2:36: versions[1].traffic_percent is 20.005"))
+            #expect(lines[2].hasPrefix("versions.json:2:2: version \"v2\" needs the field \"endpoints\""))
+        }
+    }
+
+    @Test func aFileThatIsNeitherSaysWhatIsExpected() {
+        do {
+            _ = try VersionsConfig.parse(Array("\"v1\"".utf8), file: "versions.json")
+            Issue.record("accepted a string")
+        } catch {
+            #expect(error.description.contains("must be an object {\"service\""))
+            #expect(error.description.contains("or the versions array"))
+        }
+    }
+}
+
 @Suite struct ServerConfigTests {
     func parse(_ text: String) throws(ConfigError) -> ServerConfig {
         try ServerConfig.parse(Array(text.utf8), file: "switchyard.json")

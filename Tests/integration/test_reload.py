@@ -1,4 +1,5 @@
 """Hot reload of the versions and tokens files, and `switchyard check`."""
+import json
 import os
 import re
 import signal
@@ -123,3 +124,35 @@ def test_fifty_rewrites_under_load_drop_nothing(demo, proxy):
     assert requests > 1000, output
     assert "Socket errors" not in output, output
     assert "Non-2xx" not in output, output
+
+
+def test_anyscale_versions_array_and_crlf_tokens_are_accepted(demo, proxy, tmp_path):
+    v1, v2 = demo("v1"), demo("v2")
+    server = proxy([("v1", 100, [v1.address])])
+    # The array given to Anyscale's --versions, with endpoints added, written by an editor on Windows.
+    pasted = json.dumps([{"name": "v1", "traffic_percent": 0, "endpoints": [v1.address]},
+                         {"name": "v2", "traffic_percent": 100, "endpoints": [v2.address]}])
+    server.write_versions(pasted)
+    (tmp_path / "tokens.tmp").write_bytes(b"# rotated\r\nnew-token\r\n")
+    os.rename(tmp_path / "tokens.tmp", tmp_path / "tokens.txt")
+    deadline = time.monotonic() + 5
+    while True:
+        status, headers, _ = http_get(server.port, "/", {"Authorization": "Bearer new-token"})
+        if status == 200 and headers["x-anyscale-version"] == "v2":
+            break
+        assert time.monotonic() < deadline, server.status()
+        time.sleep(0.05)
+    assert server.status()["service"] == "versions" and server.status()["last_reload"]["errors"] == []
+
+
+def test_all_errors_of_a_versions_file_are_reported(demo, proxy):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])])
+    server.write_versions(json.dumps([{"name": "v1", "traffic_percent": 80}, {"name": "v2", "traffic_percent": 20}]))
+    deadline = time.monotonic() + 5
+    while not server.status()["last_reload"]["errors"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    errors = server.status()["last_reload"]["errors"]
+    assert len(errors) == 2 and all('needs the field "endpoints"' in error for error in errors), errors
+    assert http_get(server.port, "/", auth())[0] == 200  # the last good configuration stays
