@@ -19,6 +19,16 @@ public enum Socket {
         return fd
     }
 
+    /// Whether another socket already listens on `address`: a plain bind (SO_REUSEADDR, which
+    /// passes TIME_WAIT leftovers but no listener, and no SO_REUSEPORT) fails with EADDRINUSE.
+    public static func isTaken(_ address: SocketAddress) -> Bool {
+        guard let fd = try? Syscall.socket(address.family, Int32(SOCK_STREAM.rawValue)) else { return false }
+        defer { Syscall.close(fd) }
+        try? Syscall.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+        let result = address.withSockAddr { Glibc.bind(fd, $0, $1) }
+        return result != 0 && sy_errno() == EADDRINUSE
+    }
+
     /// The address a socket is bound to (to learn the port the kernel chose for port 0).
     public static func localAddress(_ fd: Int32) -> SocketAddress? {
         var storage = sockaddr_storage()

@@ -22,7 +22,7 @@ public enum Server {
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
 
         let maxConnections = connectionLimit(config: config, logger: logger)
-        let listenerFDs = try bindListeners(config.listeners.map(\.address), workers: workerCount)
+        let listenerFDs = try bindListeners(config.listeners, workers: workerCount)
         let adminAddress = try resolveOne(config.admin, what: "admin.address")
         let adminFD: Int32
         do {
@@ -96,10 +96,18 @@ public enum Server {
 
     /// One socket per listener per worker, all bound to the same address with SO_REUSEPORT.
     /// A port of 0 is bound once by the first worker; the others bind the port it got.
-    private static func bindListeners(_ endpoints: [Endpoint], workers: Int) throws(LoadError) -> [[Int32]] {
+    private static func bindListeners(_ listeners: [ServerConfig.Listener], workers: Int) throws(LoadError) -> [[Int32]] {
         var result: [[Int32]] = []
-        for endpoint in endpoints {
+        for listener in listeners {
+            let endpoint = listener.address
             var address = try resolveOne(endpoint, what: "listener")
+            if endpoint.port != 0, !listener.sharePort, Socket.isTaken(address) {
+                throw LoadError("""
+                    cannot listen on \(endpoint): another process already listens there (another Switchyard?). \
+                    Stop it, choose another port, or set "share_port": true on this listener to share the port \
+                    on purpose (for a zero-downtime restart)
+                    """)
+            }
             var sockets: [Int32] = []
             for _ in 0..<workers {
                 do {

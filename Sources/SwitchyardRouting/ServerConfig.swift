@@ -3,6 +3,15 @@ public struct ServerConfig: Sendable, Equatable {
     public struct Listener: Sendable, Equatable {
         /// `host:port` to accept client traffic on.
         public var address: Endpoint
+        /// Let other processes listen on the same port (SO_REUSEPORT), e.g. the next Switchyard
+        /// during a zero-downtime restart. Default false: a port already taken is an error, since
+        /// sharing it silently would split traffic between two configurations.
+        public var sharePort = false
+
+        public init(address: Endpoint, sharePort: Bool = false) {
+            self.address = address
+            self.sharePort = sharePort
+        }
     }
 
     public struct Auth: Sendable, Equatable {
@@ -69,8 +78,9 @@ public struct ServerConfig: Sendable, Equatable {
             for (index, node) in listeners.enumerated() {
                 var listener = try ObjectReader(node, file: file, path: "listeners[\(index)]")
                 let address = try Self.address(&listener, file: file)
+                let sharePort = try listener.bool("share_port") ?? false
                 try listener.finish()
-                config.listeners.append(Listener(address: address))
+                config.listeners.append(Listener(address: address, sharePort: sharePort))
             }
         }
         if var admin = try reader.object("admin") {

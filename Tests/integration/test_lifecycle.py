@@ -220,3 +220,40 @@ def test_default_start_does_not_warn_about_max_connections(demo, proxy):
     server.process.terminate()
     server.process.wait(timeout=20)
     assert "max_connections" not in server.process.stderr.read()
+
+
+def test_a_port_taken_by_another_process_is_refused_unless_shared(demo, proxy, tmp_path):
+    v1 = demo("v1")
+    port = free_port()
+    first = proxy([("v1", 100, [v1.address])], extra={"listeners": [{"address": f"127.0.0.1:{port}"}]})
+    assert first.port == port
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    for name in ("versions.json", "tokens.txt"):
+        (second_dir / name).write_bytes((tmp_path / name).read_bytes())
+    config = {"listeners": [{"address": f"127.0.0.1:{port}"}], "admin": {"address": "127.0.0.1:0"},
+              "auth": {"tokens_file": "tokens.txt"}}
+    (second_dir / "switchyard.json").write_text(json.dumps(config))
+    result = subprocess.run([BINARY, "serve", "--config", str(second_dir / "switchyard.json")],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: another process already listens there" in result.stderr
+    assert "share_port" in result.stderr
+
+
+def test_share_port_lets_two_instances_listen_on_purpose(demo, tmp_path):
+    from harness import Proxy
+    v1 = demo("v1")
+    port = free_port()
+    servers = []
+    try:
+        for name in ("a", "b"):
+            directory = tmp_path / name
+            directory.mkdir()
+            servers.append(Proxy(str(directory), [("v1", 100, [v1.address])],
+                                 extra={"listeners": [{"address": f"127.0.0.1:{port}", "share_port": True}]}))
+        assert all(server.port == port for server in servers)
+        assert http_get(port, "/", auth())[0] == 200
+    finally:
+        for server in servers:
+            server.stop()
