@@ -96,6 +96,14 @@ public enum Syscall {
         _ = try call("timerfd_settime") { Int(timerfd_settime(fd, 0, &spec, nil)) }
     }
 
+    /// Arms a timer to fire once after `afterMs`, replacing an earlier setting.
+    public static func armOnce(_ fd: Int32, afterMs: Int) throws(SystemError) {
+        let zero = timespec(tv_sec: 0, tv_nsec: 0)
+        let value = timespec(tv_sec: afterMs / 1000, tv_nsec: (afterMs % 1000) * 1_000_000)
+        var spec = itimerspec(it_interval: zero, it_value: value)
+        _ = try call("timerfd_settime") { Int(timerfd_settime(fd, 0, &spec, nil)) }
+    }
+
     /// Reads and discards an eventfd or timerfd counter.
     public static func drainCounter(_ fd: Int32) {
         var value: UInt64 = 0

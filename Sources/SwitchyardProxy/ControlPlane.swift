@@ -26,6 +26,7 @@ final class ControlPlane {
         case mailbox
         case drainTimer
         case sweepTimer
+        case settleTimer
         case adminListener
         case admin(AdminConnection)
     }
@@ -41,6 +42,10 @@ final class ControlPlane {
     private let adminFD: Int32
     private var drainTimerFD: Int32 = -1
     private let sweepTimerFD: Int32
+    /// Fires once, `settleMs` after a reload found an invalid file, to read it again.
+    private let settleTimerFD: Int32
+    private var settlingTrigger: String?
+    private static let settleMs = 100
     /// An admin request must arrive complete within this time.
     private static let adminRequestMs: UInt64 = 5000
     private var sources: [UInt64: Source] = [:]
@@ -65,12 +70,14 @@ final class ControlPlane {
         })
         self.watcher = try FileWatcher(paths: [loader.versionsPath] + (loader.tokensPath.map { [$0] } ?? []))
         self.sweepTimerFD = try Syscall.timerfd()
+        self.settleTimerFD = try Syscall.timerfd()
         try add(signalFD, .signals)
         try add(watcher.fd, .watcher)
         try add(mailbox.eventFD, .mailbox)
         try add(adminFD, .adminListener)
         try Syscall.armPeriodic(sweepTimerFD, intervalMs: 1000)
         try add(sweepTimerFD, .sweepTimer)
+        try add(settleTimerFD, .settleTimer)
     }
 
     private func add(_ fd: Int32, _ source: Source) throws(SystemError) {
@@ -89,7 +96,7 @@ final class ControlPlane {
                 guard let source = sources[token] else { continue }
                 switch source {
                 case .signals: handleSignals()
-                case .watcher: if watcher.drainRelevant() { reload(trigger: "file change") }
+                case .watcher: watchedFilesChanged()
                 case .mailbox:
                     for message in mailbox.drain() {
                         switch message {
@@ -110,8 +117,15 @@ final class ControlPlane {
                     logger.warning("drain timeout reached; closing the remaining connections")
                     for worker in workers { worker.mailbox.post(.stop) }
                     Syscall.drainCounter(drainTimerFD)
+                case .settleTimer:
+                    Syscall.drainCounter(settleTimerFD)
+                    if let trigger = settlingTrigger {
+                        settlingTrigger = nil
+                        reload(trigger: trigger, tentative: false)
+                    }
                 case .sweepTimer:
                     Syscall.drainCounter(sweepTimerFD)
+                    if !watcher.unwatched.isEmpty { rewatch() }
                     closeStalledAdminConnections()
                 case .adminListener: acceptAdmin()
                 case .admin(let connection): serveAdmin(connection, token: token)
@@ -125,7 +139,7 @@ final class ControlPlane {
         var info = signalfd_siginfo()
         while Glibc.read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
             switch Int32(info.ssi_signo) {
-            case SIGHUP: reload(trigger: "SIGHUP")
+            case SIGHUP: reload(trigger: "SIGHUP", tentative: false)
             default: startDrain(signal: Int32(info.ssi_signo))
             }
         }
@@ -143,10 +157,40 @@ final class ControlPlane {
         }
     }
 
-    func reload(trigger: String) {
-        let publication = state.reload(loader: loader, trigger: trigger)
-        for error in state.lastOutcome.errors {
-            logger.error("reload (\(trigger)) rejected, keeping the last good configuration: \(error)")
+    private func watchedFilesChanged() {
+        let changes = watcher.drain()
+        if changes.overflowed {
+            logger.warning("the file watcher's event queue overflowed; re-reading every watched file")
+        }
+        for directory in changes.lost {
+            logger.warning("lost the watch on \(directory) (moved, deleted or unmounted); watching it again as soon as it exists")
+        }
+        if !changes.lost.isEmpty { rewatch() }
+        if changes.relevant { reload(trigger: "file change") }
+    }
+
+    /// Watches lost directories again (tried at once, then every second); a directory that
+    /// comes back may hold new files, so everything is re-read.
+    private func rewatch() {
+        let back = watcher.rewatch()
+        guard !back.isEmpty else { return }
+        for directory in back { logger.info("watching \(directory) again") }
+        reload(trigger: "watch restored")
+    }
+
+    /// Reloads the hot files. A file change that reads as invalid is read once more after
+    /// `settleMs` before it is reported: an in-place rewrite may be caught half-written, and
+    /// its final content comes with its own close event anyway.
+    func reload(trigger: String, tentative: Bool = true) {
+        var failed = false
+        let publication = state.reload(loader: loader, trigger: trigger, tentative: tentative, failed: &failed)
+        if failed && tentative {
+            settlingTrigger = trigger
+            try? Syscall.armOnce(settleTimerFD, afterMs: Self.settleMs)
+        } else if failed {
+            for error in state.lastOutcome.errors {
+                logger.error("reload (\(trigger)) rejected, keeping the last good configuration: \(error)")
+            }
         }
         guard let publication else { return }
         for worker in workers { worker.mailbox.post(.publish(publication)) }

@@ -8,25 +8,54 @@ import SwitchyardIO
 /// write-then-rename, an in-place rewrite (reported when the writer closes the file, never
 /// half-written), and a Kubernetes ConfigMap update, which swaps the `..data` symlink.
 final class FileWatcher {
+    /// What one drain of the inotify queue found.
+    struct Changes {
+        /// A watched file (or a `..`-prefixed ConfigMap entry) changed, or something was lost
+        /// and everything must be re-read.
+        var relevant = false
+        /// The kernel dropped events (IN_Q_OVERFLOW).
+        var overflowed = false
+        /// Directories whose watch went away (deleted, moved, unmounted); see `rewatch`.
+        var lost: [String] = []
+    }
+
     let fd: Int32
     private var names: [Int32: Set<String>] = [:]
+    private var directories: [Int32: String] = [:]
+    /// Directories to watch that have no watch now.
+    private(set) var unwatched: Set<String> = []
+    private var filesByDirectory: [String: Set<String>] = [:]
     private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+    /// IN_MOVE_SELF: a moved directory's watch would follow it to its new name, so it counts
+    /// as lost and the path is watched afresh.
+    private static let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVE_SELF)
 
     init(paths: [String]) throws(SystemError) {
         fd = Int32(try Syscall.call("inotify_init1") { Int(sy_inotify()) })
-        var byDirectory: [String: Set<String>] = [:]
         for path in paths {
             let (directory, name) = Self.split(path)
-            byDirectory[directory, default: []].insert(name)
+            filesByDirectory[directory, default: []].insert(name)
         }
-        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE)
-        for (directory, files) in byDirectory {
-            let watch = Int32(try Syscall.call("inotify_add_watch \(directory)") { Int(inotify_add_watch(fd, directory, mask)) })
-            names[watch, default: []].formUnion(files)
+        for directory in filesByDirectory.keys {
+            try watch(directory)
         }
     }
 
     deinit { Syscall.close(fd) }
+
+    private func watch(_ directory: String) throws(SystemError) {
+        let watch = Int32(try Syscall.call("inotify_add_watch \(directory)") { Int(inotify_add_watch(fd, directory, Self.mask)) })
+        names[watch, default: []].formUnion(filesByDirectory[directory] ?? [])
+        directories[watch] = directory
+        unwatched.remove(directory)
+    }
+
+    /// Watches again the directories whose watch was lost; returns the ones that came back.
+    func rewatch() -> [String] {
+        var back: [String] = []
+        for directory in unwatched where (try? watch(directory)) != nil { back.append(directory) }
+        return back
+    }
 
     static func split(_ path: String) -> (directory: String, name: String) {
         guard let slash = path.lastIndex(of: "/") else { return (".", path) }
@@ -34,22 +63,37 @@ final class FileWatcher {
         return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
     }
 
-    /// Reads pending events; true if any concerns a watched file (or a `..`-prefixed
-    /// ConfigMap entry such as `..data`).
-    func drainRelevant() -> Bool {
-        var relevant = false
+    /// Reads pending events.
+    func drain() -> Changes {
+        var changes = Changes()
         while true {
             let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count <= 0 { return relevant }
+            if count <= 0 { return changes }
+            var events: [(wd: Int32, mask: UInt32, name: String)] = []
             buffer.withUnsafeBytes { raw in
                 var offset = 0
                 while offset + MemoryLayout<inotify_event>.size <= count {
                     let event = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
                     let nameStart = offset + MemoryLayout<inotify_event>.size
                     let nameBytes = raw[nameStart..<min(nameStart + Int(event.len), count)].prefix { $0 != 0 }
-                    let name = String(decoding: nameBytes, as: UTF8.self)
-                    if names[event.wd]?.contains(name) == true || name.hasPrefix("..") { relevant = true }
+                    events.append((event.wd, event.mask, String(decoding: nameBytes, as: UTF8.self)))
                     offset = nameStart + Int(event.len)
+                }
+            }
+            for event in events {
+                if event.mask & UInt32(IN_Q_OVERFLOW) != 0 {
+                    changes.overflowed = true
+                    changes.relevant = true
+                } else if event.mask & UInt32(IN_IGNORED | IN_MOVE_SELF) != 0 {
+                    if let directory = directories.removeValue(forKey: event.wd) {
+                        names[event.wd] = nil
+                        if event.mask & UInt32(IN_MOVE_SELF) != 0 { _ = inotify_rm_watch(fd, event.wd) }
+                        unwatched.insert(directory)
+                        changes.lost.append(directory)
+                        changes.relevant = true
+                    }
+                } else if names[event.wd]?.contains(event.name) == true || event.name.hasPrefix("..") {
+                    changes.relevant = true
                 }
             }
         }

@@ -43,7 +43,11 @@ struct ReloadState {
 
     /// Re-reads both files. Returns a publication if anything valid changed. An invalid file
     /// keeps its last good content; the other file still reloads.
-    mutating func reload(loader: ConfigLoader, trigger: String) -> Publication? {
+    ///
+    /// With `tentative`, a failure is not recorded (no outcome, no count) and `failed` is set:
+    /// the caller reads again after a short settle, since a file rewritten in place may have
+    /// been read while its next writer had just truncated it.
+    mutating func reload(loader: ConfigLoader, trigger: String, tentative: Bool = false, failed: inout Bool) -> Publication? {
         var changed = false
         var errors: [String] = []
         do {
@@ -67,6 +71,8 @@ struct ReloadState {
         } catch {
             errors.append(contentsOf: error.description.split(separator: "\n").map(String.init))
         }
+        failed = !errors.isEmpty
+        if failed && tentative { return changed ? publish() : nil }
         if !errors.isEmpty { failedReloads += 1 }
         lastOutcome = Outcome(time: Self.timestamp(), trigger: trigger, result: errors.isEmpty ? (changed ? "ok" : "unchanged") : "error", errors: errors)
         return changed ? publish() : nil

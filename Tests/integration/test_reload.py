@@ -156,3 +156,46 @@ def test_all_errors_of_a_versions_file_are_reported(demo, proxy):
     errors = server.status()["last_reload"]["errors"]
     assert len(errors) == 2 and all('needs the field "endpoints"' in error for error in errors), errors
     assert http_get(server.port, "/", auth())[0] == 200  # the last good configuration stays
+
+
+def test_rapid_in_place_rewrites_are_not_reported_as_broken(demo, proxy, tmp_path):
+    """Each rewrite truncates the file the proxy may still be reading after the previous one;
+    a half-written read must be retried, not counted and logged as an invalid file."""
+    v1, v2 = demo("v1"), demo("v2")
+    server = proxy([("v1", 50, [v1.address]), ("v2", 50, [v2.address])])
+    path = tmp_path / "versions.json"
+    for index in range(300):
+        text = versions_json([("v1", index % 100, [v1.address]), ("v2", 100 - index % 100, [v2.address])])
+        with open(path, "w") as f:  # in place: truncate, then write in two parts
+            f.write(text[:len(text) // 2])
+            f.flush()
+            f.write(text[len(text) // 2:])
+    final = versions_json([("v1", 0, [v1.address]), ("v2", 100, [v2.address])])
+    with open(path, "w") as f:
+        f.write(final)
+    deadline = time.monotonic() + 5
+    while [v["traffic_percent"] for v in server.status()["versions"]] != [0, 100]:
+        assert time.monotonic() < deadline, server.status()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    status = server.status()
+    assert status["failed_reloads"] == 0, status["last_reload"]
+
+
+def test_a_replaced_config_directory_is_watched_again(demo, proxy, tmp_path):
+    """The directory holding versions.json is moved away and a new one put in its place (a
+    volume remounted, a deploy tool swapping directories): the watch must follow the path."""
+    v1, v2 = demo("v1"), demo("v2")
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "versions.json").write_text(versions_json([("v1", 100, [v1.address])]))
+    server = proxy([("v1", 100, [v1.address])], extra={"versions_file": "conf/versions.json"})
+    os.rename(conf, tmp_path / "conf.old")
+    conf.mkdir()
+    (conf / "versions.tmp").write_text(versions_json([("v2", 100, [v2.address])]))
+    os.rename(conf / "versions.tmp", conf / "versions.json")
+    deadline = time.monotonic() + 5
+    while http_get(server.port, "/", auth())[1]["x-anyscale-version"] != "v2":
+        assert time.monotonic() < deadline, server.status()
+        time.sleep(0.1)
+    assert server.status()["failed_reloads"] == 0
