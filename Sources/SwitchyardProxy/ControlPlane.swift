@@ -15,6 +15,8 @@ enum ControlMessage: Sendable {
     /// A worker refused connections (503) at its share of `limits.max_connections`; sent at
     /// most once a second per worker.
     case connectionLimitReached(worker: Int, limit: Int)
+    /// A worker could not connect to an endpoint and skips it for `backoffMs`.
+    case endpointEjected(worker: Int, address: String, failures: Int, backoffMs: UInt64)
 }
 
 /// The control thread: signals, file watching and reloads, the admin API, shutdown.
@@ -105,6 +107,11 @@ final class ControlPlane {
                             logger.warning("""
                                 worker \(worker) cannot accept connections (\(error)); retrying every \(Worker.tickMs) ms. \
                                 Raise the descriptor limit (ulimit -n) or lower limits.max_connections
+                                """)
+                        case .endpointEjected(let worker, let address, let failures, let backoffMs):
+                            logger.warning("""
+                                worker \(worker): cannot connect to \(address) (\(failures) failed connect\(failures == 1 ? "" : "s") \
+                                in a row); it gets no requests for \(backoffMs) ms unless no other endpoint of its version is left
                                 """)
                         case .connectionLimitReached(let worker, let limit):
                             logger.warning("""

@@ -37,19 +37,26 @@ final class WorkerRoutes {
         self.cursors = pools.map { _ in 0 }
     }
 
-    /// The least loaded endpoint of `version` not yet tried for this request; ties go round robin.
-    func pickPool(version: Int, excluding tried: EndpointSet) -> (index: Int, pool: UpstreamPool)? {
+    /// The least loaded endpoint of `version` not yet tried for this request; ties go round
+    /// robin. Ejected endpoints (see `Ejection`) are picked only when no other one is left.
+    func pickPool(version: Int, excluding tried: EndpointSet, now: UInt64) -> (index: Int, pool: UpstreamPool)? {
         let candidates = pools[version]
         let start = cursors[version]
         var best: (index: Int, pool: UpstreamPool)?
+        var bestEjected: (index: Int, pool: UpstreamPool)?
         for offset in 0..<candidates.count {
             let index = (start + offset) % candidates.count
             if tried.contains(index) { continue }
             let pool = candidates[index]
-            if best == nil || pool.active < best!.pool.active { best = (index, pool) }
+            if pool.ejection.isEjected(at: now) {
+                if bestEjected == nil || pool.active < bestEjected!.pool.active { bestEjected = (index, pool) }
+            } else if best == nil || pool.active < best!.pool.active {
+                best = (index, pool)
+            }
         }
-        if let best { cursors[version] = (best.index + 1) % candidates.count }
-        return best
+        guard let picked = best ?? bestEjected else { return nil }
+        cursors[version] = (picked.index + 1) % candidates.count
+        return picked
     }
 }
 
@@ -63,6 +70,8 @@ final class UpstreamPool {
     var active = 0
     /// Set when a publication no longer names this address: connections close when done.
     var retired = false
+    /// Whether recent connects failed (kept across publications while the address stays).
+    var ejection = Ejection()
 
     init(address: SocketAddress) {
         self.address = address

@@ -8,7 +8,7 @@ extension Worker {
     func connectUpstream(_ d: DownstreamConnection) -> UpstreamConnection? {
         guard let routes = d.routes else { return nil }
         // Each pass marks one endpoint tried, so the loop ends after at most every endpoint.
-        while let (index, pool) = routes.pickPool(version: d.versionIndex, excluding: d.triedEndpoints) {
+        while let (index, pool) = routes.pickPool(version: d.versionIndex, excluding: d.triedEndpoints, now: now) {
             d.triedEndpoints.insert(index)
             if let idle = pool.idle.popLast() {
                 idle.state = .awaitingHead
@@ -30,8 +30,10 @@ extension Worker {
         do {
             (fd, progress) = try Socket.connect(to: pool.address)
         } catch {
+            recordConnectFailure(pool)
             return nil
         }
+        if progress == .connected { pool.ejection.connected() }
         let u = UpstreamConnection(
             fd: fd, pool: pool, state: progress == .connected ? .awaitingHead : .connecting, buffers: buffers,
             limits: settings.headLimits)
@@ -85,6 +87,7 @@ extension Worker {
             if Socket.pendingError(u.fd) != 0 {
                 connectFailed(u)
             } else {
+                u.pool.ejection.connected()
                 u.state = .awaitingHead
                 u.deadline = now + UInt64(settings.timeouts.responseMs)
                 if let d { flushToUpstream(d, u) }
@@ -105,6 +108,7 @@ extension Worker {
     /// The connect failed or timed out before any request byte was sent: try the version's
     /// next endpoint, moving the prepared request head over.
     private func connectFailed(_ u: UpstreamConnection) {
+        recordConnectFailure(u.pool)
         guard let d = u.downstream else {
             closeUpstream(u)
             return
@@ -120,6 +124,18 @@ extension Worker {
         let name = d.routes.map { $0.snapshot.versions[d.versionIndex].name } ?? "?"
         respondError(d, status: 502, code: "upstream_connect_failed",
                      message: "could not connect to any endpoint of version \(name)", close: false)
+    }
+
+    /// A connect to `pool` failed: the endpoint is ejected for a backoff. Reported when it goes
+    /// out, not when it fails again while out (tried because nothing else was left), so the
+    /// backoff bounds how often.
+    private func recordConnectFailure(_ pool: UpstreamPool) {
+        let wasOut = pool.ejection.isEjected(at: now)
+        let backoff = pool.ejection.connectFailed(at: now)
+        if !wasOut {
+            controlMailbox.post(.endpointEjected(
+                worker: id, address: pool.address.description, failures: pool.ejection.failures, backoffMs: backoff))
+        }
     }
 
     /// Sends the rewritten head and pending request body bytes to the backend.

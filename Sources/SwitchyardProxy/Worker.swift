@@ -24,7 +24,7 @@ final class Worker: @unchecked Sendable {
     let id: Int
     let settings: ProxySettings
     let mailbox: Mailbox<WorkerMessage>
-    private let controlMailbox: Mailbox<ControlMessage>
+    let controlMailbox: Mailbox<ControlMessage>
     /// The snapshot generation this worker routes with, for `/status` and reload measurements.
     let appliedGeneration = Atomic<UInt64>(0)
     /// When it started routing with that generation (CLOCK_MONOTONIC, ns).

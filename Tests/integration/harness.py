@@ -178,6 +178,16 @@ class Proxy:
         match = read_line_matching(self.process, r"listening on 127\.0\.0\.1:(\d+) .*admin on 127\.0\.0\.1:(\d+)")
         self.port = int(match.group(1))
         self.admin_port = int(match.group(2))
+        # The log is read as it comes: a pipe nobody reads would block the proxy once full.
+        self._log = []
+        self._log_reader = threading.Thread(target=lambda: self._log.extend(self.process.stderr), daemon=True)
+        self._log_reader.start()
+
+    def log(self):
+        """What the proxy logged so far (all of it once the process has exited)."""
+        if self.process.poll() is not None:
+            self._log_reader.join(timeout=5)
+        return "".join(self._log)
 
     def write_versions(self, versions, path=None):
         """Writes the versions file by write-then-rename (how editors and tools replace files)."""

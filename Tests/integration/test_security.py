@@ -272,7 +272,7 @@ def test_sigterm_under_load_drains_cleanly_ten_times(demo, proxy, tmp_path):
             thread.join()
         wrk.kill()
         wrk.wait()
-        assert code == 0, f"attempt {attempt}: exit {code}: {server.process.stderr.read()[-2000:]}"
+        assert code == 0, f"attempt {attempt}: exit {code}: {server.log()[-2000:]}"
         assert received.count(b"data: ") == 5, f"attempt {attempt}: the stream in flight was cut: {received[-200:]!r}"
 
 
