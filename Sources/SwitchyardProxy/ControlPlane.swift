@@ -146,7 +146,9 @@ final class ControlPlane {
         var info = signalfd_siginfo()
         while Glibc.read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
             switch Int32(info.ssi_signo) {
-            case SIGHUP: reload(trigger: "SIGHUP", tentative: false)
+            case SIGHUP:
+                reportStaticChanges()
+                reload(trigger: "SIGHUP", tentative: false)
             default: startDrain(signal: Int32(info.ssi_signo))
             }
         }
@@ -161,6 +163,23 @@ final class ControlPlane {
         if let timer = try? Syscall.timerfd(), (try? Syscall.armPeriodic(timer, intervalMs: max(drainMs, 1))) != nil {
             drainTimerFD = timer
             try? add(timer, .drainTimer)
+        }
+    }
+
+    /// switchyard.json is read at start only; on SIGHUP, say what in it changed since, so an
+    /// edit that needs a restart is not silently ignored.
+    private func reportStaticChanges() {
+        do {
+            let current = try ConfigLoader(configPath: loader.configPath).server
+            let changed = current.changedSettings(from: loader.server)
+            if !changed.isEmpty {
+                logger.warning("""
+                    \(loader.configPath) changed (\(changed.joined(separator: ", "))) since start; these settings \
+                    apply only after a restart. SIGHUP reloads the versions and tokens files
+                    """)
+            }
+        } catch {
+            logger.warning("\(loader.configPath) is not valid now (\(error)); a restart with it would fail")
         }
     }
 

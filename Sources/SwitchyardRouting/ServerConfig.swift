@@ -66,6 +66,20 @@ public struct ServerConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// The settings that differ from `other`, by their names in the file (`timeouts`,
+    /// `limits`, …): what a SIGHUP cannot apply without a restart.
+    public func changedSettings(from other: ServerConfig) -> [String] {
+        var changed: [String] = []
+        if listeners != other.listeners { changed.append("listeners") }
+        if admin != other.admin { changed.append("admin") }
+        if workers != other.workers { changed.append("workers") }
+        if versionsFile != other.versionsFile { changed.append("versions_file") }
+        if auth != other.auth { changed.append("auth") }
+        if timeouts != other.timeouts { changed.append("timeouts") }
+        if limits != other.limits { changed.append("limits") }
+        return changed
+    }
+
     public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> ServerConfig {
         let root = try JSONParser.parse(bytes, file: file)
         var reader = try ObjectReader(root, file: file, path: "")

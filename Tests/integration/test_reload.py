@@ -199,3 +199,18 @@ def test_a_replaced_config_directory_is_watched_again(demo, proxy, tmp_path):
         assert time.monotonic() < deadline, server.status()
         time.sleep(0.1)
     assert server.status()["failed_reloads"] == 0
+
+
+def test_sighup_names_static_settings_that_need_a_restart(demo, proxy, tmp_path):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])])
+    config = json.loads((tmp_path / "switchyard.json").read_text())
+    config["timeouts"] = {"connect_ms": 123}
+    config["workers"] = 1
+    (tmp_path / "switchyard.json").write_text(json.dumps(config))
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "apply only after a restart" not in server.log():
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
+    assert "(workers, timeouts)" in server.log()
