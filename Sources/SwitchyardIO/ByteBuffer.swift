@@ -60,12 +60,12 @@ public final class ByteBuffer {
         UnsafeRawBufferPointer(start: storage.map { $0 + readerIndex }, count: readableCount)
     }
 
-    /// Calls `body` with the readable bytes from `offset` on, writable in place.
-    public func withUnsafeMutableReadableBytes<Result>(
-        from offset: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> Result
-    ) rethrows -> Result {
+    /// The readable bytes from `offset` on, writable in place; valid until the buffer is next
+    /// changed. (Not a generic closure: this is called per body read, across modules, where a
+    /// generic call costs more than the decoding it wraps.)
+    public func mutableReadableBytes(from offset: Int) -> UnsafeMutableRawBufferPointer {
         precondition(offset <= readableCount)
-        return try body(UnsafeMutableRawBufferPointer(start: storage.map { $0 + readerIndex + offset }, count: readableCount - offset))
+        return UnsafeMutableRawBufferPointer(start: storage.map { $0 + readerIndex + offset }, count: readableCount - offset)
     }
 
     /// Removes `count` readable bytes starting `offset` bytes after the reader index; the bytes

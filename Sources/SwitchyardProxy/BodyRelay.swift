@@ -44,7 +44,7 @@ struct BodyRelay {
     mutating func decode(_ source: ByteBuffer) -> HTTPParseError? {
         let start = data + tail
         guard !complete, source.readableCount > start else { return nil }
-        let step = source.withUnsafeMutableReadableBytes(from: start) { framer.decode($0) }
+        let step = framer.decode(source.mutableReadableBytes(from: start))
         switch step {
         case .error(let error):
             return error
@@ -92,6 +92,12 @@ struct BodyRelay {
             }
             return encoder.isFinished ? tail : 0
         }
+    }
+
+    /// Whether `prepare` may release more after what it returned last went out: only a
+    /// chunked body has framing still to write.
+    var mayHaveMore: Bool {
+        chunked && (data > 0 || tail > 0 || (complete && !encoder.isFinished))
     }
 
     /// `count` bytes from the front of the source went out after the head.

@@ -144,7 +144,7 @@ extension Worker {
         }
         d.routes = routes
         d.versionIndex = versionIndex
-        if request.upgrade { d.tunnelTokenHash = tokenHash(request, head: head) }
+        if request.upgrade { d.tunnelTokenHash = tokenHash(authorization: request.authorization, head: head) }
         if !request.hasRequestID { generateRequestID(d) }
         guard let u = connectUpstream(d) else {
             d.input.consume(headLength)
@@ -170,8 +170,8 @@ extension Worker {
     }
 
     /// The keyed hash of the request's Bearer token (nil without authentication).
-    private func tokenHash(_ request: RequestHead, head: UnsafeRawBufferPointer) -> UInt64? {
-        guard routes.snapshot.tokens != nil, let value = request.authorization?.bytes(in: head),
+    private func tokenHash(authorization: ByteRange?, head: UnsafeRawBufferPointer) -> UInt64? {
+        guard routes.snapshot.tokens != nil, let value = authorization?.bytes(in: head),
               let token = TokenSet.bearerToken(in: value) else { return nil }
         return TokenSet.hash(token)
     }

@@ -44,6 +44,7 @@ extension Worker {
             let done = try relay(to: fd, head: head, source: source, pending: &pending, written: &written)
             body.sent(count - pending)
             if !done { return false }
+            if !body.mayHaveMore { return true }
         }
     }
 

@@ -59,13 +59,9 @@ public struct TokenSet: Sendable, Equatable {
         return (generator.next(), generator.next())
     }()
 
-    /// The keyed hash of a token.
+    /// The keyed hash of a token (SipHash-1-3).
     public static func hash(_ token: UnsafeRawBufferPointer) -> UInt64 {
-        var hasher = Hasher()
-        hasher.combine(key.0)
-        hasher.combine(key.1)
-        hasher.combine(bytes: token)
-        return UInt64(bitPattern: Int64(hasher.finalize()))
+        SipHash.hash(token, key: key)
     }
 
     /// Whether `presented` is one of the tokens.

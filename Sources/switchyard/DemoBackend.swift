@@ -96,7 +96,7 @@ final class DemoConnection {
         var total = 0
         while !framer.isComplete {
             if input.isEmpty, !readMore() { return nil }
-            let step = input.withUnsafeMutableReadableBytes(from: 0) { framer.decode($0) }
+            let step = framer.decode(input.mutableReadableBytes(from: 0))
             switch step {
             case .decoded(let decoded):
                 total += decoded.data
