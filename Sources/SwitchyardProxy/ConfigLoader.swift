@@ -65,19 +65,37 @@ public struct ConfigLoader: Sendable {
         }
     }
 
-    /// Resolves every endpoint of every version (blocking DNS: control thread only).
-    public func resolve(_ versions: VersionsConfig) throws(LoadError) -> [[SocketAddress]] {
-        var result: [[SocketAddress]] = []
+    /// The addresses of every version's endpoints, and the endpoints whose names did not
+    /// resolve (left out, with the reason).
+    public struct Resolution: Sendable {
+        /// `targets[version]`: resolved addresses in file order.
+        public var targets: [[SocketAddress]] = []
+        /// "version \"v2\": endpoint ray-v2.internal:8000: <why>", one per endpoint left out.
+        public var unresolved: [String] = []
+    }
+
+    /// Resolves every endpoint of every version (blocking DNS: control thread only). A name
+    /// that does not resolve leaves its endpoint out; only a version left with no address at
+    /// all is an error, since it could serve nothing.
+    public func resolve(_ versions: VersionsConfig) throws(LoadError) -> Resolution {
+        var resolution = Resolution()
         for version in versions.versions {
             var addresses: [SocketAddress] = []
+            var failures: [String] = []
             for endpoint in version.endpoints {
                 do {
                     for address in try SocketAddress.resolve(host: endpoint.host, port: endpoint.port) where !addresses.contains(address) {
                         addresses.append(address)
                     }
                 } catch {
-                    throw LoadError("\(versionsPath): version \"\(version.name)\": endpoint \(endpoint): \(error)")
+                    failures.append("version \"\(version.name)\": endpoint \(endpoint): \(error)")
                 }
+            }
+            guard !addresses.isEmpty else {
+                throw LoadError("""
+                    \(versionsPath): version "\(version.name)" has no endpoint that resolves \
+                    (\(failures.joined(separator: "; ")))
+                    """)
             }
             guard addresses.count <= VersionsConfig.maxEndpoints else {
                 throw LoadError("""
@@ -85,9 +103,10 @@ public struct ConfigLoader: Sendable {
                     at most \(VersionsConfig.maxEndpoints) are allowed
                     """)
             }
-            result.append(addresses)
+            resolution.targets.append(addresses)
+            resolution.unresolved += failures
         }
-        return result
+        return resolution
     }
 }
 

@@ -219,6 +219,9 @@ final class ControlPlane {
             }
         }
         guard let publication else { return }
+        for endpoint in state.unresolved {
+            logger.warning("\(loader.versionsPath): \(endpoint); left out until the file is reloaded")
+        }
         for worker in workers { worker.mailbox.post(.publish(publication)) }
         let split = publication.snapshot.versions.map { "\($0.name)=\($0.trafficPercentText)%" }.joined(separator: " ")
         logger.info("reloaded (\(trigger)): generation \(publication.snapshot.generation), \(split)")
@@ -297,6 +300,7 @@ final class ControlPlane {
             "workers":{"count":\(workers.count),"applied_generation":[\(applied.joined(separator: ","))],\
             "applied_at_monotonic_ns":[\(appliedAt.joined(separator: ","))]},\
             "draining":\(draining),\
+            "unresolved_endpoints":[\(state.unresolved.map(JSONText.quote).joined(separator: ","))],\
             "connections_refused_over_limit":\(workers.reduce(0) { $0 + $1.refusedConnections.load(ordering: .relaxed) }),\
             "auth":{"enabled":\(state.tokens != nil),"tokens":\(state.tokens?.count ?? 0)},\
             "last_reload":{"time":"\(outcome.time)","trigger":\(JSONText.quote(outcome.trigger)),"outcome":"\(outcome.result)","errors":[\(errors)]},\

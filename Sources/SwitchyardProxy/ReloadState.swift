@@ -17,6 +17,8 @@ struct ReloadState {
     var versions: VersionsConfig
     var versionsBytes: [UInt8]
     var targets: [[SocketAddress]]
+    /// Endpoints left out because their names did not resolve (shown in `/status`).
+    var unresolved: [String]
     var tokens: TokenSet?
     var tokensBytes: [UInt8]
     var lastOutcome: Outcome
@@ -27,7 +29,9 @@ struct ReloadState {
         let (versions, versionsBytes) = try loader.loadVersions()
         self.versions = versions
         self.versionsBytes = versionsBytes
-        self.targets = try loader.resolve(versions)
+        let resolution = try loader.resolve(versions)
+        self.targets = resolution.targets
+        self.unresolved = resolution.unresolved
         let tokens = try loader.loadTokens()
         self.tokens = tokens?.tokens
         self.tokensBytes = tokens?.bytes ?? []
@@ -53,10 +57,11 @@ struct ReloadState {
         do {
             let (versions, bytes) = try loader.loadVersions()
             if bytes != versionsBytes {
-                let targets = try loader.resolve(versions)
+                let resolution = try loader.resolve(versions)
                 self.versions = versions
                 self.versionsBytes = bytes
-                self.targets = targets
+                self.targets = resolution.targets
+                self.unresolved = resolution.unresolved
                 changed = true
             }
         } catch {

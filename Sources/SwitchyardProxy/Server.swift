@@ -10,6 +10,9 @@ public enum Server {
     public static func run(loader: ConfigLoader, logger: Logger) throws(LoadError) {
         let config = loader.server
         var state = try ReloadState(loader: loader)
+        for endpoint in state.unresolved {
+            logger.warning("\(loader.versionsPath): \(endpoint); left out until the file is reloaded")
+        }
         let workerCount = config.workers > 0 ? config.workers : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
         // Signals go to the control thread's signalfd: block them before any thread starts,

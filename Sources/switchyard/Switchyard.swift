@@ -57,7 +57,7 @@ struct Check: ParsableCommand {
         do {
             let loader = try ConfigLoader(configPath: options.config)
             let (versions, _) = try loader.loadVersions()
-            _ = try loader.resolve(versions)
+            let resolution = try loader.resolve(versions)
             let tokens = try loader.loadTokens()
             let server = loader.server
             print("config:   \(options.config) ok")
@@ -67,6 +67,9 @@ struct Check: ParsableCommand {
             for version in versions.versions {
                 let share = version.trafficBasisPoints == 0 ? "0% (dark: pinned traffic only)" : "\(version.trafficPercentText)%"
                 print("  \(version.name): \(share) -> \(version.endpoints.map(\.description).joined(separator: ", "))")
+            }
+            for endpoint in resolution.unresolved {
+                print("warning:  \(endpoint) (left out)")
             }
         } catch {
             var standardError = StandardError()

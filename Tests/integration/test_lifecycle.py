@@ -291,3 +291,19 @@ def test_an_endpoint_that_drops_connects_is_ejected_after_its_first_timeout(demo
     server.process.terminate()
     server.process.wait(timeout=20)
     assert f"cannot connect to {dead}" in server.log()
+
+
+def test_a_name_that_does_not_resolve_leaves_its_endpoint_out(demo, proxy, tmp_path):
+    good = demo("v1")
+    # .invalid never resolves (RFC 6761); the dark version keeps one good endpoint.
+    server = proxy([("v1", 100, [good.address]), ("dark", 0, ["gone.invalid:8000", good.address])])
+    assert http_get(server.port, "/", auth({"X-ANYSCALE-VERSION": "dark"}))[0] == 200
+    unresolved = server.status()["unresolved_endpoints"]
+    assert len(unresolved) == 1 and 'version "dark": endpoint gone.invalid:8000' in unresolved[0]
+    # A version with no endpoint that resolves cannot serve: that file is rejected.
+    server.write_versions([("v1", 100, [good.address]), ("dark", 0, ["gone.invalid:8000"])])
+    deadline = time.monotonic() + 5
+    while not server.status()["last_reload"]["errors"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert 'version "dark" has no endpoint that resolves' in server.status()["last_reload"]["errors"][0]
