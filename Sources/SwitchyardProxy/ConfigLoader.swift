@@ -111,7 +111,7 @@ public struct ConfigLoader: Sendable {
 }
 
 /// A configuration that could not be loaded, with a message that says where and why.
-public struct LoadError: Error, CustomStringConvertible {
+public struct LoadError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

@@ -15,6 +15,8 @@ enum ControlMessage: Sendable {
     /// A worker refused connections (503) at its share of `limits.max_connections`; sent at
     /// most once a second per worker.
     case connectionLimitReached(worker: Int, limit: Int)
+    /// The resolver thread's answer to the request with this ticket.
+    case resolved(ticket: UInt64, result: Result<ConfigLoader.Resolution, LoadError>)
     /// A worker could not connect to an endpoint and skips it for `backoffMs`.
     case endpointEjected(worker: Int, address: String, failures: Int, backoffMs: UInt64)
 }
@@ -29,6 +31,7 @@ final class ControlPlane {
         case drainTimer
         case sweepTimer
         case settleTimer
+        case resolveTimer(Int32)
         case adminListener
         case admin(AdminConnection)
     }
@@ -48,6 +51,11 @@ final class ControlPlane {
     private let settleTimerFD: Int32
     private var settlingTrigger: String?
     private static let settleMs = 100
+    private let resolver: Resolver
+    /// The newest request to the resolver; older answers are dropped.
+    private var resolveTicket: UInt64 = 0
+    /// The versions config that request was about.
+    private var resolvingVersions: VersionsConfig?
     /// An admin request must arrive complete within this time.
     private static let adminRequestMs: UInt64 = 5000
     private var sources: [UInt64: Source] = [:]
@@ -73,6 +81,7 @@ final class ControlPlane {
         self.watcher = try FileWatcher(paths: [loader.versionsPath] + (loader.tokensPath.map { [$0] } ?? []))
         self.sweepTimerFD = try Syscall.timerfd()
         self.settleTimerFD = try Syscall.timerfd()
+        self.resolver = try Resolver(loader: loader, answers: mailbox)
         try add(signalFD, .signals)
         try add(watcher.fd, .watcher)
         try add(mailbox.eventFD, .mailbox)
@@ -80,6 +89,12 @@ final class ControlPlane {
         try Syscall.armPeriodic(sweepTimerFD, intervalMs: 1000)
         try add(sweepTimerFD, .sweepTimer)
         try add(settleTimerFD, .settleTimer)
+        try resolver.start()
+        if loader.server.resolveIntervalMs > 0 {
+            let resolveTimerFD = try Syscall.timerfd()
+            try Syscall.armPeriodic(resolveTimerFD, intervalMs: loader.server.resolveIntervalMs)
+            try add(resolveTimerFD, .resolveTimer(resolveTimerFD))
+        }
     }
 
     private func add(_ fd: Int32, _ source: Source) throws(SystemError) {
@@ -103,6 +118,7 @@ final class ControlPlane {
                     for message in mailbox.drain() {
                         switch message {
                         case .workerFinished: finishedWorkers += 1
+                        case .resolved(let ticket, let result): resolved(ticket: ticket, result: result)
                         case .acceptFailed(let worker, let error):
                             logger.warning("""
                                 worker \(worker) cannot accept connections (\(error)); retrying every \(Worker.tickMs) ms. \
@@ -124,6 +140,9 @@ final class ControlPlane {
                     logger.warning("drain timeout reached; closing the remaining connections")
                     for worker in workers { worker.mailbox.post(.stop) }
                     Syscall.drainCounter(drainTimerFD)
+                case .resolveTimer(let fd):
+                    Syscall.drainCounter(fd)
+                    requestResolution()
                 case .settleTimer:
                     Syscall.drainCounter(settleTimerFD)
                     if let trigger = settlingTrigger {
@@ -149,6 +168,7 @@ final class ControlPlane {
             case SIGHUP:
                 reportStaticChanges()
                 reload(trigger: "SIGHUP", tentative: false)
+                requestResolution()
             default: startDrain(signal: Int32(info.ssi_signo))
             }
         }
@@ -180,6 +200,29 @@ final class ControlPlane {
             }
         } catch {
             logger.warning("\(loader.configPath) is not valid now (\(error)); a restart with it would fail")
+        }
+    }
+
+    /// Asks the resolver thread for fresh addresses of the current versions' endpoints.
+    private func requestResolution() {
+        resolveTicket += 1
+        resolvingVersions = state.versions
+        resolver.resolve(state.versions, ticket: resolveTicket)
+    }
+
+    private func resolved(ticket: UInt64, result: Result<ConfigLoader.Resolution, LoadError>) {
+        // An answer about a versions config replaced since (or superseded by a newer request) is stale.
+        guard ticket == resolveTicket, resolvingVersions == state.versions else { return }
+        switch result {
+        case .failure(let error):
+            logger.warning("resolving the endpoints again failed, keeping the addresses found before: \(error)")
+        case .success(let resolution):
+            guard let publication = state.apply(resolution) else { return }
+            for endpoint in state.unresolved {
+                logger.warning("\(loader.versionsPath): \(endpoint); left out until it resolves again")
+            }
+            for worker in workers { worker.mailbox.post(.publish(publication)) }
+            logger.info("endpoint addresses changed when resolved again: generation \(publication.snapshot.generation)")
         }
     }
 

@@ -38,6 +38,15 @@ struct ReloadState {
         self.lastOutcome = Outcome(time: Self.timestamp(), trigger: "startup", result: "ok", errors: [])
     }
 
+    /// Takes the addresses a re-resolution found for the current versions; a publication if
+    /// they differ from the ones routed with.
+    mutating func apply(_ resolution: ConfigLoader.Resolution) -> Publication? {
+        guard resolution.targets != targets || resolution.unresolved != unresolved else { return nil }
+        targets = resolution.targets
+        unresolved = resolution.unresolved
+        return publish()
+    }
+
     /// Builds the next publication from the current state.
     mutating func publish() -> Publication {
         generation += 1

@@ -60,6 +60,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var workers = 0
     /// The versions file, relative to the config file. Default `versions.json`.
     public var versionsFile = "versions.json"
+    /// How often endpoint names are resolved again (also on SIGHUP); 0 turns it off. Default 30000.
+    public var resolveIntervalMs = 30_000
     public var auth = Auth()
     public var timeouts = Timeouts()
     public var limits = Limits()
@@ -74,6 +76,7 @@ public struct ServerConfig: Sendable, Equatable {
         if admin != other.admin { changed.append("admin") }
         if workers != other.workers { changed.append("workers") }
         if versionsFile != other.versionsFile { changed.append("versions_file") }
+        if resolveIntervalMs != other.resolveIntervalMs { changed.append("resolve_interval_ms") }
         if auth != other.auth { changed.append("auth") }
         if timeouts != other.timeouts { changed.append("timeouts") }
         if limits != other.limits { changed.append("limits") }
@@ -109,6 +112,7 @@ public struct ServerConfig: Sendable, Equatable {
             guard !versionsFile.isEmpty else { throw ConfigError(file: file, position: root.position, message: "versions_file is empty") }
             config.versionsFile = versionsFile
         }
+        config.resolveIntervalMs = try reader.integer("resolve_interval_ms", in: 0...86_400_000) ?? config.resolveIntervalMs
         if var auth = try reader.object("auth") {
             config.auth.tokensFile = try auth.string("tokens_file")
             config.auth.disabled = try auth.bool("disabled") ?? false

@@ -307,3 +307,43 @@ def test_a_name_that_does_not_resolve_leaves_its_endpoint_out(demo, proxy, tmp_p
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert 'version "dark" has no endpoint that resolves' in server.status()["last_reload"]["errors"][0]
+
+
+def test_endpoint_names_are_resolved_again(proxy):
+    """A name in /etc/hosts moves from one backend to another (a Ray cluster replaced behind a
+    stable DNS name): requests follow within resolve_interval_ms, without a reload."""
+    import os
+    if os.geteuid() != 0 or not os.access("/etc/hosts", os.W_OK):
+        pytest.skip("needs to edit /etc/hosts (root)")
+    from harness import read_line_matching
+    name = "switchyard-reresolve-test.internal"
+    first = subprocess.Popen([BINARY, "demo-backend", "--name", "first", "--host", "127.0.0.2", "--port", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    backends = [first]
+    with open("/etc/hosts") as f:
+        original = f.read()
+    try:
+        port = int(read_line_matching(first, r"listening on \S+:(\d+)").group(1))
+        second = subprocess.Popen([BINARY, "demo-backend", "--name", "second", "--host", "127.0.0.3", "--port", str(port)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        backends.append(second)
+        read_line_matching(second, r"listening on")
+        with open("/etc/hosts", "w") as f:  # in place: /etc/hosts may be a bind mount
+            f.write(original.rstrip("\n") + f"\n127.0.0.2 {name}\n")
+        server = proxy([("v1", 100, [f"{name}:{port}"])], extra={"resolve_interval_ms": 300})
+        assert json.loads(http_get(server.port, "/", auth())[2])["version"] == "first"
+        with open("/etc/hosts", "w") as f:
+            f.write(original.rstrip("\n") + f"\n127.0.0.3 {name}\n")
+        deadline = time.monotonic() + 5
+        while json.loads(http_get(server.port, "/", auth())[2])["version"] != "second":
+            assert time.monotonic() < deadline, server.status()
+            time.sleep(0.1)
+        generation = server.status()["generation"]
+        time.sleep(1)
+        assert server.status()["generation"] == generation, "unchanged addresses must not republish"
+    finally:
+        with open("/etc/hosts", "w") as f:
+            f.write(original)
+        for backend in backends:
+            backend.kill()
+            backend.wait()
