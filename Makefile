@@ -107,12 +107,18 @@ fuzz: deps
 			-artifact_prefix=.build/fuzz/$$target- Fuzz/corpus/$$target Fuzz/seeds/$$target || exit 1; \
 	done
 
-# Unit tests and the integration tests against a build with AddressSanitizer (own build folder).
+# Unit tests and the integration tests against a build with AddressSanitizer, then the
+# integration tests against a build with ThreadSanitizer (each in its own build folder). A
+# sanitizer report stops the proxy, which fails the test that was running.
 ASAN_BUILD := .build-asan
+TSAN_BUILD := .build-tsan
 sanitize: deps
 	$(SWIFT) build --sanitize=address --scratch-path $(ASAN_BUILD)
 	LSAN_OPTIONS=suppressions=$(abspath Tests/lsan-suppressions.txt) $(SWIFT) test --sanitize=address --scratch-path $(ASAN_BUILD)
 	SWITCHYARD_SANITIZED=1 SWITCHYARD_BIN=$(abspath $(ASAN_BUILD)/debug/switchyard) python3 -m pytest -q Tests/integration
+	$(SWIFT) build --sanitize=thread --scratch-path $(TSAN_BUILD)
+	SWITCHYARD_SANITIZED=1 TSAN_OPTIONS=halt_on_error=1 SWITCHYARD_BIN=$(abspath $(TSAN_BUILD)/debug/switchyard) \
+		python3 -m pytest -q Tests/integration
 
 clean:
-	rm -rf .build .build-asan Benchmarks/micro/.build
+	rm -rf .build .build-asan .build-tsan Benchmarks/micro/.build

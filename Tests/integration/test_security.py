@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import (MEASURES_MEMORY, TOKEN, ThreadedSocketServer, UvicornBackend, auth, http_get, open_websocket,
+from harness import (MEASURES_MEMORY, SANITIZED, TOKEN, ThreadedSocketServer, UvicornBackend, auth, http_get, open_websocket,
                      raw_exchange, read_head, rss_kib)
 
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
@@ -391,7 +391,7 @@ def test_a_hundred_thousand_tokens_load_fast_and_each_works(demo, proxy):
     tokens = [f"tok-{i:06d}-{os.urandom(8).hex()}" for i in range(100_000)] + [TOKEN]
     start = time.monotonic()
     server = proxy([("v1", 100, [backend.address])], tokens=tokens)
-    assert time.monotonic() - start < 10, "start-up with 100,000 tokens must not be quadratic"
+    assert time.monotonic() - start < 10 or SANITIZED, "start-up with 100,000 tokens must not be quadratic"
     assert http_get(server.port, "/", {"Authorization": f"Bearer {tokens[0]}"})[0] == 200
     assert http_get(server.port, "/", {"Authorization": f"Bearer {tokens[99_999]}"})[0] == 200
     assert http_get(server.port, "/", {"Authorization": f"Bearer {tokens[5][:-1]}"})[0] == 401
