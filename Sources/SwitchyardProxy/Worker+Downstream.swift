@@ -247,8 +247,10 @@ extension Worker {
             closeUpstream(u)
         }
         let closing = close || !d.keepAlive || draining || !d.requestBody.complete
+        // Once a version was chosen, its failures are attributed to it, like its responses.
+        let versionLine = d.routes.map { String(decoding: $0.versionHeaderLines[d.versionIndex], as: UTF8.self) } ?? ""
         ErrorResponse.write(
-            into: d.output, status: status, code: code, message: message, extraHeaders: extraHeaders,
+            into: d.output, status: status, code: code, message: message, extraHeaders: extraHeaders + versionLine,
             requestID: d.generatedRequestID ? d.requestID : nil, close: closing)
         if !closing { d.input.consume(d.requestBody.buffered) }
         d.endExchange()

@@ -45,17 +45,19 @@ def test_connect_failure_fails_over_to_the_next_endpoint(demo, proxy):
 
 def test_all_endpoints_down_gives_502(proxy):
     server = proxy([("v1", 100, [f"127.0.0.1:{free_port()}"])])
-    status, _, body = http_get(server.port, "/", auth())
+    status, headers, body = http_get(server.port, "/", auth())
     assert status == 502
     assert json.loads(body)["error"]["code"] == "upstream_connect_failed"
+    assert headers["x-anyscale-version"] == "v1", "a failure is attributed to the version chosen"
 
 
 def test_slow_backend_gives_504(demo, proxy):
     v1 = demo("v1")
     server = proxy([("v1", 100, [v1.address])], extra={"timeouts": {"response_ms": 300}})
-    status, _, body = http_get(server.port, "/?delay_ms=2000", auth())
+    status, headers, body = http_get(server.port, "/?delay_ms=2000", auth())
     assert status == 504
     assert json.loads(body)["error"]["code"] == "upstream_timeout"
+    assert headers["x-anyscale-version"] == "v1"
 
 
 def test_incomplete_head_times_out_with_408(demo, proxy):
