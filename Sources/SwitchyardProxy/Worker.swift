@@ -164,7 +164,8 @@ final class Worker: @unchecked Sendable {
         _ = try? Syscall.write(fd, answer.utf8Start, answer.utf8CodeUnitCount)
         Syscall.shutdownWrite(fd)
         Syscall.close(fd)
-        refusedConnections.add(1, ordering: .relaxed)
+        // Single writer: a plain load and store, no read-modify-write (DESIGN: counters).
+        refusedConnections.store(refusedConnections.load(ordering: .relaxed) + 1, ordering: .relaxed)
         if now >= lastLimitReportMs + 1000 {
             lastLimitReportMs = now
             controlMailbox.post(.connectionLimitReached(worker: id, limit: settings.maxConnectionsPerWorker))
