@@ -71,7 +71,11 @@ public struct VersionsConfig: Sendable, Equatable {
                 errors.append(ConfigError(file: file, position: root.position, message: "service must be a non-empty name without control characters"))
             }
             service = name ?? ""
-            versionsNode = try reader.required("versions")
+            do {
+                versionsNode = try reader.required("versions")
+            } catch {
+                throw ConfigError(all: errors + [error])
+            }
             do { try reader.finish() } catch { errors.append(error) }
         }
         guard case .array(let elements) = versionsNode.value else {

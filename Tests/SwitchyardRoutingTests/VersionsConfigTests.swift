@@ -115,6 +115,16 @@ func versionsError(_ text: String) -> ConfigError? {
         }
     }
 
+    @Test func aFileMissingBothFieldsNamesBoth() {
+        do {
+            _ = try VersionsConfig.parse(Array("{}".utf8), file: "versions.json")
+            Issue.record("accepted an empty object")
+        } catch {
+            #expect(error.description.contains("needs the field \"service\""))
+            #expect(error.description.contains("needs the field \"versions\""))
+        }
+    }
+
     @Test func aFileThatIsNeitherSaysWhatIsExpected() {
         do {
             _ = try VersionsConfig.parse(Array("\"v1\"".utf8), file: "versions.json")
