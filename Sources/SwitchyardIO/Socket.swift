@@ -25,8 +25,12 @@ public enum Socket {
         guard let fd = try? Syscall.socket(address.family, Int32(SOCK_STREAM.rawValue)) else { return false }
         defer { Syscall.close(fd) }
         try? Syscall.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
-        let result = address.withSockAddr { Glibc.bind(fd, $0, $1) }
-        return result != 0 && sy_errno() == EADDRINUSE
+        do {
+            _ = try Syscall.call("bind") { address.withSockAddr { Int(Glibc.bind(fd, $0, $1)) } }
+            return false
+        } catch {
+            return error.errno == EADDRINUSE
+        }
     }
 
     /// The address a socket is bound to (to learn the port the kernel chose for port 0).

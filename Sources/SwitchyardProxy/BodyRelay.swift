@@ -24,9 +24,11 @@ struct BodyRelay {
     /// Chunk framing for what leaves (chunked bodies only).
     private var encoder = ChunkedEncoder()
 
-    /// Data up to this size is copied behind the framing in the head buffer, so one send
-    /// carries both (cheaper for the kernel than a two-part writev).
+    /// Body bytes up to this size are copied behind the head (or chunk framing) in front of
+    /// them, here and in `Worker.relay`, so one send carries both (see `relay` for why).
     static let copyLimit = 2048
+    /// Room kept behind copied chunk data for the CRLF and last-chunk framing that may follow.
+    private static let framingAfterData = 7
 
     init(_ framing: BodyFraming, keepTrailers: Bool = true) {
         framer = BodyFramer(framing, keepTrailers: keepTrailers)
@@ -73,7 +75,7 @@ struct BodyRelay {
             if encoder.remainingInChunk > 0 { return encoder.remainingInChunk }
             if data > 0 {
                 encoder.startChunk(size: data) { head.append($0) }
-                if data <= Self.copyLimit, data + 7 <= head.writableCount {
+                if data <= Self.copyLimit, data + Self.framingAfterData <= head.writableCount {
                     head.append(UnsafeRawBufferPointer(rebasing: source.readableBytes[0..<data]))
                     source.consume(data)
                     encoder.sent(data)

@@ -151,7 +151,7 @@ final class ControlPlane {
                     }
                 case .sweepTimer:
                     Syscall.drainCounter(sweepTimerFD)
-                    if !watcher.unwatched.isEmpty { rewatch() }
+                    if !watcher.unwatched.isEmpty, rewatch() { reload(trigger: "watch restored") }
                     closeStalledAdminConnections()
                 case .adminListener: acceptAdmin()
                 case .admin(let connection): serveAdmin(connection, token: token)
@@ -234,17 +234,17 @@ final class ControlPlane {
         for directory in changes.lost {
             logger.warning("lost the watch on \(directory) (moved, deleted or unmounted); watching it again as soon as it exists")
         }
-        if !changes.lost.isEmpty { rewatch() }
+        // A lost watch makes the change relevant: the reload below covers a restored one too.
+        if !changes.lost.isEmpty { _ = rewatch() }
         if changes.relevant { reload(trigger: "file change") }
     }
 
-    /// Watches lost directories again (tried at once, then every second); a directory that
-    /// comes back may hold new files, so everything is re-read.
-    private func rewatch() {
+    /// Watches lost directories again (tried at once, then every second); true if one came
+    /// back, which may hold new files, so the caller re-reads everything.
+    private func rewatch() -> Bool {
         let back = watcher.rewatch()
-        guard !back.isEmpty else { return }
         for directory in back { logger.info("watching \(directory) again") }
-        reload(trigger: "watch restored")
+        return !back.isEmpty
     }
 
     /// Reloads the hot files. A file change that reads as invalid is read once more after

@@ -267,6 +267,36 @@ def open_websocket(port, headers=None):
     return sock, head, rest
 
 
+class FullBacklogListener:
+    """A loopback listener whose accept queue is full: further SYNs are dropped (and retried by
+    the client about a second later), like a host that does not answer. `release()` empties
+    the queue so the listener can accept again."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(self.listener.getsockname())
+            except BlockingIOError:
+                pass
+            self.fillers.append(filler)
+
+    def release(self):
+        for filler in self.fillers:
+            filler.close()
+        self.fillers = []
+
+    def stop(self):
+        self.release()
+        self.listener.close()
+
+
 class ThreadedSocketServer:
     """A raw TCP server on a free loopback port; `serve(conn)` runs in a thread per connection."""
 

@@ -199,27 +199,16 @@ def test_large_upload_while_the_backend_connect_is_pending(started, proxy):
     connected, the proxy must read the rest of the body (this stalled when the connect did
     not complete at once)."""
     import threading
-    from harness import read_chunked
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    started.append(type("Closer", (), {"stop": lambda self: listener.close()})())
-    # Fill the accept queue: the proxy's SYN is dropped and retried about a second later.
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        try:
-            filler.connect(listener.getsockname())
-        except BlockingIOError:
-            pass
-        fillers.append(filler)
+    from harness import FullBacklogListener, read_chunked
+    # The proxy's SYN is dropped and retried about a second later.
+    backlog = FullBacklogListener()
+    started.append(backlog)
+    listener = backlog.listener
     received = {}
 
     def backend():
         time.sleep(0.5)
-        for filler in fillers:
-            filler.close()
+        backlog.release()
         while "body" not in received:
             conn, _ = listener.accept()
             with conn:
@@ -236,7 +225,7 @@ def test_large_upload_while_the_backend_connect_is_pending(started, proxy):
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
     threading.Thread(target=backend, daemon=True).start()
-    server = proxy([("v1", 100, [f"127.0.0.1:{listener.getsockname()[1]}"])], extra={"timeouts": {"connect_ms": 5000}})
+    server = proxy([("v1", 100, [backlog.address])], extra={"timeouts": {"connect_ms": 5000}})
     body = os.urandom(3 * 1024 * 1024)
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 70000]), body[i:i + 70000]) for i in range(0, len(body), 70000))
     request = f"POST /chunked HTTP/1.1\r\nHost: a\r\n{AUTH}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()

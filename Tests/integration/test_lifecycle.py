@@ -263,21 +263,11 @@ def test_share_port_lets_two_instances_listen_on_purpose(demo, tmp_path):
 
 def test_an_endpoint_that_drops_connects_is_ejected_after_its_first_timeout(demo, proxy, started):
     """A listener whose accept queue is full drops SYNs, like a dead host: connects time out."""
+    from harness import FullBacklogListener
     good = demo("v1")
-    blackhole = socket.socket()
-    blackhole.bind(("127.0.0.1", 0))
-    blackhole.listen(0)
-    started.append(type("Closer", (), {"stop": lambda self: blackhole.close()})())
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        try:
-            filler.connect(blackhole.getsockname())
-        except BlockingIOError:
-            pass
-        fillers.append(filler)
-    dead = f"127.0.0.1:{blackhole.getsockname()[1]}"
+    blackhole = FullBacklogListener()
+    started.append(blackhole)
+    dead = blackhole.address
     server = proxy([("v1", 100, [dead, good.address])], workers=1, extra={"timeouts": {"connect_ms": 500}})
     durations = []
     for _ in range(12):
@@ -288,8 +278,6 @@ def test_an_endpoint_that_drops_connects_is_ejected_after_its_first_timeout(demo
     slow = [d for d in durations if d > 0.4]
     # Only the first request pays the connect timeout; the ejected endpoint is skipped for 1 s.
     assert len(slow) == 1, durations
-    for filler in fillers:
-        filler.close()
     server.process.terminate()
     server.process.wait(timeout=20)
     assert f"cannot connect to {dead}" in server.log()
