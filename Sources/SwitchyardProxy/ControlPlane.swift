@@ -338,13 +338,16 @@ final class ControlPlane {
         let applied = workers.map { String($0.appliedGeneration.load(ordering: .relaxed)) }
         let appliedAt = workers.map { String($0.appliedAtNs.load(ordering: .relaxed)) }
         let errors = outcome.errors.map(JSONText.quote).joined(separator: ",")
+        var counters = ExchangeCounters()
+        for worker in workers { counters.add(worker.publishedCounters.load()) }
         return """
             {"service":\(JSONText.quote(state.versions.service)),"generation":\(state.generation),\
             "workers":{"count":\(workers.count),"applied_generation":[\(applied.joined(separator: ","))],\
             "applied_at_monotonic_ns":[\(appliedAt.joined(separator: ","))]},\
             "draining":\(draining),\
             "unresolved_endpoints":[\(state.unresolved.map(JSONText.quote).joined(separator: ","))],\
-            "connections_refused_over_limit":\(workers.reduce(0) { $0 + $1.refusedConnections.load(ordering: .relaxed) }),\
+            "connections_refused_over_limit":\(counters.refusedConnections),\
+            "exchanges":\(exchangesJSON(counters)),\
             "auth":{"enabled":\(state.tokens != nil),"tokens":\(state.tokens?.count ?? 0)},\
             "last_reload":{"time":"\(outcome.time)","trigger":\(JSONText.quote(outcome.trigger)),"outcome":"\(outcome.result)","errors":[\(errors)]},\
             "failed_reloads":\(state.failedReloads),\
@@ -352,6 +355,21 @@ final class ControlPlane {
 
             """
     }
+}
+
+/// Finished exchanges by outcome, summed over the workers (as of their last tick): the
+/// proxy's own answers and cut-off responses by `ProxyError` label, zero counts left out.
+func exchangesJSON(_ counters: ExchangeCounters) -> String {
+    func byLabel(_ counts: InlineArray<15, UInt64>) -> String {
+        let fields = ProxyError.allCases.compactMap { error in
+            counts[error.rawValue] == 0 ? nil : "\"\(error.label)\":\(counts[error.rawValue])"
+        }
+        return "{\(fields.joined(separator: ","))}"
+    }
+    return """
+        {"finished":\(counters.finished),"completed":\(counters.completed),"tunnelled":\(counters.tunnelled),\
+        "client_gone":\(counters.clientGone),"rejected":\(byLabel(counters.rejected)),"truncated":\(byLabel(counters.truncated))}
+        """
 }
 
 /// One admin API request on its own short-lived connection.
@@ -396,7 +414,7 @@ final class AdminConnection {
     /// a socket buffer, so one non-blocking write suffices.
     func respond(status: Int, body: String) {
         let out = ByteBuffer(capacity: 1024)
-        out.append("HTTP/1.1 \(status) \(status == 200 ? "OK" : ErrorResponse.reason(status))\r\n"
+        out.append("HTTP/1.1 \(status) \(status == 200 ? "OK" : ErrorRenderer.reason(status))\r\n"
             + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n")
         if head.methodKind != .head { out.append(body) }
         _ = try? out.flush(to: fd)

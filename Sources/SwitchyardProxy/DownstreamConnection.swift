@@ -1,7 +1,7 @@
 import SwitchyardHTTP
 import SwitchyardIO
 
-/// A client connection and the request/response exchange currently on it.
+/// A client connection and the exchange currently on it.
 ///
 ///     readingHead ──head──▶ proxying ──response done, keep-alive──▶ readingHead
 ///          │                   │  └──101 Switching Protocols──▶ tunnel
@@ -9,12 +9,13 @@ import SwitchyardIO
 ///          └──bad request──▶ closing
 ///
 /// Requests on one connection are served one at a time; pipelined requests wait in `input`
-/// and are answered in order.
+/// and are answered in order. Everything about one request lives in its `Exchange`, so an
+/// idle connection holds only its socket, its parser and two empty buffers.
 final class DownstreamConnection {
     enum State {
         /// Waiting for (the rest of) a request head.
         case readingHead
-        /// A request is being relayed to `upstream` and its response back.
+        /// A request is being relayed to a backend and its response back.
         case proxying
         /// After 101: bytes flow both ways unchanged.
         case tunnel
@@ -33,6 +34,8 @@ final class DownstreamConnection {
     let output: ByteBuffer
     /// The client's address as text, for `X-Forwarded-For`.
     let clientAddress: [UInt8]
+    /// When the connection was accepted (monotonic ns).
+    let acceptedAt: UInt64
 
     var state = State.readingHead
     var parser: HeadParser
@@ -43,60 +46,19 @@ final class DownstreamConnection {
     var peerHungUp = false
     var closed = false
     var deadline: UInt64 = 0
-    /// Part of a request head has arrived: the head timeout runs.
-    var headStarted = false
-
-    // The current exchange.
-    var upstream: UpstreamConnection?
-    var routes: WorkerRoutes?
-    var versionIndex = 0
-    /// The request body: decoded in `input`, sent to the backend (re-encoded if chunked).
-    var requestBody = BodyRelay(.none)
-    var keepAlive = true
-    /// The response head has been queued in `output`, at stream offset `responseHeadAt`.
-    var responseStarted = false
     /// Bytes written to the client over the connection's life.
     var bytesSent = 0
-    /// Where the current response head starts in the connection's output stream: while
-    /// `bytesSent` has not passed it, nothing of the response reached the client and a
-    /// backend failure can still become a 502.
-    var responseHeadAt = 0
-    /// Endpoints of the version already tried for this request.
-    var triedEndpoints = EndpointSet()
-    /// The keyed hash of the token that opened a tunnel, to close it when the token is removed.
-    var tunnelTokenHash: UInt64?
-    /// `X-Request-Id` made for this request when the client sent none.
-    var requestID = RequestID()
-    var generatedRequestID = false
-    /// The forwarded head of a request that may be sent once more on a fresh connection if
-    /// the reused one turns out to be closed (see `Worker.retryOnFreshConnection`).
-    var retryHead: ByteBuffer?
-    var retryable = false
+    /// The request being read or served: from the first byte of its head to its finish.
+    var exchange: Exchange?
 
-    init(fd: Int32, clientAddress: [UInt8], buffers: BufferPools, limits: HeadLimits, now: UInt64, idleMs: Int) {
+    init(fd: Int32, clientAddress: [UInt8], buffers: BufferPools, limits: HeadLimits, acceptedAt: UInt64, deadline: UInt64) {
         self.fd = fd
         self.clientAddress = clientAddress
         self.input = ByteBuffer(pool: buffers.input)
         self.output = ByteBuffer(pool: buffers.output)
         self.parser = HeadParser(limits: limits)
-        self.deadline = now + UInt64(idleMs)
-    }
-
-    /// Resets the exchange fields once a response is complete.
-    func endExchange() {
-        upstream = nil
-        routes = nil
-        requestBody = BodyRelay(.none)
-        responseStarted = false
-        triedEndpoints = EndpointSet()
-        generatedRequestID = false
-        tunnelTokenHash = nil
-        retryable = false
-        if let retryHead {
-            retryHead.clear()
-            retryHead.releaseIfEmpty()
-        }
-        parser.reset()
+        self.acceptedAt = acceptedAt
+        self.deadline = deadline
     }
 }
 

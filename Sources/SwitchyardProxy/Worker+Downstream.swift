@@ -49,11 +49,13 @@ extension Worker {
         case .proxying:
             // While the request body flows, unsent bytes are bounded by the high-water mark;
             // after it, a pipelined request may wait (and a close is noticed).
-            return d.requestBody.complete
+            guard let body = d.exchange?.requestBody else { return false }
+            return body.complete
                 ? d.input.readableCount <= settings.headLimits.maxHeadBytes
-                : d.requestBody.buffered < Self.highWaterMark
+                : body.buffered < Self.highWaterMark
         case .tunnel:
-            return d.requestBody.buffered < Self.highWaterMark
+            guard let body = d.exchange?.requestBody else { return false }
+            return body.buffered < Self.highWaterMark
         case .closing:
             return false
         case .lingering:
@@ -66,13 +68,13 @@ extension Worker {
         case .readingHead, .closing:
             break
         case .proxying:
-            guard !d.requestBody.complete, let u = d.upstream else { return }
-            decodeRequestBody(d)
-            if !d.closed, d.upstream === u, u.state != .connecting { flushToUpstream(d, u) }
+            guard let x = d.exchange, !x.requestBody.complete, let u = x.upstream else { return }
+            decodeRequestBody(d, x)
+            if !d.closed, x.upstream === u, u.state != .connecting { flushToUpstream(d, u) }
         case .tunnel:
-            guard let u = d.upstream else { return }
+            guard let x = d.exchange, let u = x.upstream else { return }
             d.deadline = now + UInt64(settings.timeouts.idleMs)
-            _ = d.requestBody.decode(d.input)
+            _ = x.requestBody.decode(d.input)
             flushToUpstream(d, u)
         case .lingering:
             d.input.clear()
@@ -85,31 +87,40 @@ extension Worker {
         let skip = HeadParser.leadingEmptyLines(d.input.readableBytes)
         if skip > 0 { d.input.consume(skip) }
         if d.input.isEmpty { return false }
-        if !d.headStarted {
-            d.headStarted = true
-            d.deadline = now + UInt64(settings.timeouts.requestHeadMs)
-        }
+        let x = d.exchange ?? beginExchange(d)
         switch d.parser.parseRequest(d.input.readableBytes, into: &d.request) {
         case .needMore:
             return false
         case .error(let error):
-            respondError(d, status: error.status, code: "\(error.code)", message: "\(error.message)", close: true)
+            reject(d, x, ProxyError(error), message: "\(error.message)")
         case .complete(let length):
-            d.headStarted = false
-            startExchange(d, headLength: length)
+            x.timings.headParsed = nowNs
+            startExchange(d, x, headLength: length)
         }
         return true
     }
 
+    /// The first byte of a request head arrived: its exchange starts, and the head timeout runs.
+    private func beginExchange(_ d: DownstreamConnection) -> Exchange {
+        let x = exchanges.acquire()
+        x.timings.accepted = d.acceptedAt
+        x.timings.started = nowNs
+        x.clientBytesBase = d.bytesSent + d.output.readableCount
+        d.exchange = x
+        d.deadline = now + UInt64(settings.timeouts.requestHeadMs)
+        return x
+    }
+
     /// Authenticates and routes a complete request head, then starts relaying it.
-    private func startExchange(_ d: DownstreamConnection, headLength: Int) {
+    private func startExchange(_ d: DownstreamConnection, _ x: Exchange, headLength: Int) {
         let head = UnsafeRawBufferPointer(rebasing: d.input.readableBytes[0..<headLength])
         let request = d.request
-        d.keepAlive = request.keepAlive && !draining
-        let hasBody = request.framing != .none
+        x.keepAlive = request.keepAlive && !draining
+        // Set before any answer: a proxy-made answer to a request whose body was not read closes.
+        x.requestBody = BodyRelay(request.framing)
         if request.methodKind == .connect {
             d.input.consume(headLength)
-            respondError(d, status: 405, code: "method_not_allowed", message: "CONNECT is not supported by this proxy", close: true)
+            reject(d, x, .methodNotAllowed, message: "CONNECT is not supported by this proxy")
             return
         }
         let routes = self.routes
@@ -117,56 +128,56 @@ extension Worker {
             authorization: request.authorization.map { $0.bytes(in: head) },
             pinned: request.pinnedVersion.map { $0.bytes(in: head) },
             random: nextRandom())
-        let versionIndex: Int
         switch decision {
-        case .sampled(let index), .pinned(let index):
-            versionIndex = index
+        case .sampled(let index):
+            x.route = .sampled
+            x.versionIndex = index
+        case .pinned(let index):
+            x.route = .pinned
+            x.versionIndex = index
         case .unauthorized(let failure):
             d.input.consume(headLength)
-            let (error, message) = failure == .missing
-                ? ("", "missing Authorization: Bearer <token> header")
-                : (", error=\"invalid_token\"", "the Bearer token is not valid")
             // Closed once answered (as nginx does): a client without a valid token gets no
             // keep-alive connection to pipeline more guesses on.
-            respondError(
-                d, status: 401, code: "unauthorized", message: message,
-                extraHeaders: "WWW-Authenticate: Bearer realm=\"switchyard\"\(error)\r\n", close: true)
+            if failure == .missing {
+                reject(d, x, .missingToken, message: "missing Authorization: Bearer <token> header")
+            } else {
+                reject(d, x, .invalidToken, message: "the Bearer token is not valid")
+            }
             return
         case .unknownVersion:
             let name = request.pinnedVersion.map { String(decoding: $0.bytes(in: head), as: UTF8.self) } ?? ""
             d.input.consume(headLength)
             // Dark versions are not named to a caller who does not know them already.
             let known = routes.snapshot.versions.filter { $0.trafficBasisPoints > 0 }.map(\.name).joined(separator: ", ")
-            respondError(
-                d, status: 404, code: "unknown_version",
-                message: "no version named \"\(name)\" (X-ANYSCALE-VERSION); versions taking traffic: \(known)", close: hasBody)
+            reject(d, x, .unknownVersion,
+                   message: "no version named \"\(name)\" (X-ANYSCALE-VERSION); versions taking traffic: \(known)")
             return
         }
-        d.routes = routes
-        d.versionIndex = versionIndex
-        if request.upgrade { d.tunnelTokenHash = tokenHash(authorization: request.authorization, head: head) }
-        if !request.hasRequestID { generateRequestID(d) }
-        guard let u = connectUpstream(d) else {
+        x.routes = routes
+        if request.upgrade { x.tunnelTokenHash = tokenHash(authorization: request.authorization, head: head) }
+        if !request.hasRequestID {
+            x.requestID = RequestID(high: nextRandom(), low: nextRandom())
+            x.generatedRequestID = true
+        }
+        guard let u = connectUpstream(d, x) else {
             d.input.consume(headLength)
-            d.routes = nil
-            respondError(d, status: 502, code: "upstream_connect_failed",
-                         message: "could not connect to any endpoint of version \(routes.snapshot.versions[versionIndex].name)",
-                         close: hasBody)
+            reject(d, x, .upstreamConnectFailed,
+                   message: "could not connect to any endpoint of version \(routes.snapshot.versions[x.versionIndex].name)")
             return
         }
-        writeForwardedRequestHead(d, head: head, into: u.output)
-        d.retryable = u.reused && request.framing == .none && request.methodKind.isIdempotent && !request.upgrade
-        if d.retryable {
-            let copy = d.retryHead ?? ByteBuffer(pool: buffers.output)
+        writeForwardedRequestHead(d, x, head: head, into: u.output)
+        x.retryable = u.reused && request.framing == .none && request.methodKind.isIdempotent && !request.upgrade
+        if x.retryable {
+            let copy = x.retryHead ?? ByteBuffer(pool: buffers.output)
             copy.append(u.output.readableBytes)
-            d.retryHead = copy
+            x.retryHead = copy
         }
         d.input.consume(headLength)
-        d.requestBody = BodyRelay(request.framing)
         d.state = .proxying
         d.deadline = 0  // the backend's deadlines govern the exchange now
-        decodeRequestBody(d)
-        if !d.closed, d.upstream === u, u.state != .connecting { flushToUpstream(d, u) }
+        decodeRequestBody(d, x)
+        if !d.closed, x.upstream === u, u.state != .connecting { flushToUpstream(d, u) }
     }
 
     /// The keyed hash of the request's Bearer token (nil without authentication).
@@ -177,20 +188,16 @@ extension Worker {
     }
 
     /// Decodes newly arrived request body bytes, ready to send.
-    private func decodeRequestBody(_ d: DownstreamConnection) {
-        guard let error = d.requestBody.decode(d.input) else { return }
+    private func decodeRequestBody(_ d: DownstreamConnection, _ x: Exchange) {
+        guard let error = x.requestBody.decode(d.input) else { return }
         // Part of the body may already be upstream: that request cannot be completed.
-        d.keepAlive = false
-        if d.responseStarted {
+        x.keepAlive = false
+        if x.responseStarted {
+            finish(d, x, .truncated(.malformedRequest))
             closeDownstream(d)
         } else {
-            respondError(d, status: 400, code: "bad_request", message: "\(error.message)", close: true)
+            reject(d, x, .malformedRequest, message: "\(error.message)")
         }
-    }
-
-    private func generateRequestID(_ d: DownstreamConnection) {
-        d.requestID = RequestID(high: nextRandom(), low: nextRandom())
-        d.generatedRequestID = true
     }
 
     // MARK: - Writing to the client
@@ -198,7 +205,7 @@ extension Worker {
     func downstreamWritable(_ d: DownstreamConnection) {
         flushToDownstream(d)
         if d.closed { return }
-        if let u = d.upstream, u.readable, !u.closed { readUpstream(u) }
+        if let u = d.exchange?.upstream, u.readable, !u.closed { readUpstream(u) }
     }
 
     /// Sends proxy-made bytes, then relayed response bytes, to the client; then completes
@@ -206,7 +213,7 @@ extension Worker {
     func flushToDownstream(_ d: DownstreamConnection) {
         let drained: Bool
         do {
-            if let u = d.upstream {
+            if let u = d.exchange?.upstream {
                 drained = try pump(&u.responseBody, head: d.output, source: u.input, to: d.fd, written: &d.bytesSent)
             } else {
                 var none = 0
@@ -218,12 +225,14 @@ extension Worker {
         }
         guard drained else { return }
         d.output.releaseIfEmpty()
-        d.upstream?.input.releaseIfEmpty()
+        d.exchange?.upstream?.input.releaseIfEmpty()
         switch d.state {
         case .closing:
             startLingering(d)
         case .proxying:
-            if let u = d.upstream, u.state == .streamingBody, u.responseBody.isFinished { finishExchange(d, u) }
+            if let x = d.exchange, let u = x.upstream, u.state == .streamingBody, u.responseBody.isFinished {
+                finishExchange(d, x, u)
+            }
         case .readingHead:
             // An answer written while the worker started draining: the connection is idle now.
             if draining && d.input.isEmpty {
@@ -235,25 +244,17 @@ extension Worker {
         }
     }
 
-    /// Answers with a proxy-made error. The connection closes once the answer is out with
-    /// `close`, without keep-alive, or when the request body has not fully arrived; otherwise
-    /// the next request is read after it (by `serveDownstream`).
-    func respondError(
-        _ d: DownstreamConnection, status: Int, code: String, message: String,
-        extraHeaders: String = "", close: Bool
-    ) {
-        if let u = d.upstream {
-            detach(d, u)
-            closeUpstream(u)
-        }
-        let closing = close || !d.keepAlive || draining || !d.requestBody.complete
-        // Once a version was chosen, its failures are attributed to it, like its responses.
-        let versionLine = d.routes.map { String(decoding: $0.versionHeaderLines[d.versionIndex], as: UTF8.self) } ?? ""
-        ErrorResponse.write(
-            into: d.output, status: status, code: code, message: message, extraHeaders: extraHeaders + versionLine,
-            requestID: d.generatedRequestID ? d.requestID : nil, close: closing)
-        if !closing { d.input.consume(d.requestBody.buffered) }
-        d.endExchange()
+    /// Answers with a proxy-made error and finishes the exchange. The connection closes once
+    /// the answer is out when the error says so, without keep-alive, or when the request body
+    /// has not fully arrived; otherwise the next request is read after it (by `serveDownstream`).
+    func reject(_ d: DownstreamConnection, _ x: Exchange, _ error: ProxyError, message: String) {
+        let closing = error.closesConnection || !x.keepAlive || draining || !x.requestBody.complete
+        let context = ErrorRenderer.Context(
+            versionLine: x.routes.map { $0.versionHeaderLines[x.versionIndex] },
+            requestID: x.generatedRequestID ? x.requestID : nil, close: closing)
+        ErrorRenderer.http1(error, message: message, context: context, into: d.output)
+        if !closing { d.input.consume(x.requestBody.buffered) }
+        finish(d, x, .rejected(error))
         d.state = closing ? .closing : .readingHead
         d.deadline = now + UInt64(settings.timeouts.idleMs)
         flushToDownstream(d)
@@ -276,15 +277,31 @@ extension Worker {
 
     // MARK: - Ending
 
-    /// The response is complete and flushed: recycle the backend connection and let
+    /// The one place an exchange ends: its outcome is counted, a backend connection still
+    /// attached is closed, and the object goes back to the pool. Clearing `d.exchange` makes a
+    /// second finish impossible: `closeDownstream` finishes only an exchange still there.
+    func finish(_ d: DownstreamConnection, _ x: Exchange, _ outcome: ExchangeOutcome) {
+        if let u = x.upstream {
+            detach(x, u)
+            closeUpstream(u)
+        }
+        x.timings.finished = nowNs
+        x.clientBytes = d.bytesSent + d.output.readableCount - x.clientBytesBase
+        counters.record(outcome)
+        d.parser.reset()
+        d.exchange = nil
+        exchanges.release(x)
+    }
+
+    /// The response is complete and flushed: recycle the backend connection, finish, and let
     /// `serveDownstream` read the next request (or close).
-    func finishExchange(_ d: DownstreamConnection, _ u: UpstreamConnection) {
+    func finishExchange(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection) {
         // A backend connection goes back to the pool only when it got this whole request,
         // sent exactly this response and nothing after it.
-        let reusable = u.response.keepAlive && d.requestBody.isFinished && u.input.isEmpty
+        let reusable = u.response.keepAlive && x.requestBody.isFinished && u.input.isEmpty
             && u.response.framing != .untilClose && !u.pool.retired && !draining && !u.peerHungUp
             && socketIsQuiet(u)
-        detach(d, u)
+        detach(x, u)
         if reusable {
             u.resetForReuse()
             u.state = .idle
@@ -294,10 +311,10 @@ extension Worker {
         } else {
             closeUpstream(u)
         }
-        let keepAlive = d.keepAlive && d.requestBody.complete && !draining
+        let keepAlive = x.keepAlive && x.requestBody.complete && !draining
         // Body bytes the backend answered without reading belong to this request, not the next.
-        if keepAlive { d.input.consume(d.requestBody.buffered) }
-        d.endExchange()
+        if keepAlive { d.input.consume(x.requestBody.buffered) }
+        finish(d, x, .completed)
         d.deadline = now + UInt64(settings.timeouts.idleMs)
         if !keepAlive {
             d.state = .closing
@@ -322,11 +339,9 @@ extension Worker {
     }
 
     func downstreamTimedOut(_ d: DownstreamConnection) {
-        switch d.state {
-        case .readingHead where d.headStarted:
-            respondError(d, status: 408, code: "request_timeout",
-                         message: "the request head did not arrive within timeouts.request_head_ms", close: true)
-        default:
+        if d.state == .readingHead, let x = d.exchange {
+            reject(d, x, .requestTimeout, message: "the request head did not arrive within timeouts.request_head_ms")
+        } else {
             closeDownstream(d)
         }
     }
@@ -334,11 +349,7 @@ extension Worker {
     func closeDownstream(_ d: DownstreamConnection) {
         guard !d.closed else { return }
         d.closed = true
-        if let u = d.upstream {
-            detach(d, u)
-            closeUpstream(u)
-        }
-        d.routes = nil
+        if let x = d.exchange { finish(d, x, d.state == .tunnel ? .tunnelled : .clientGone) }
         table.remove(d.token)
         Syscall.close(d.fd)
         downstreamCount -= 1

@@ -6,7 +6,7 @@ extension Worker {
     /// Writes the request head for the backend: the request line with the target in
     /// origin-form, end-to-end fields, a normalised Content-Length, and `X-Forwarded-*` /
     /// `X-Request-Id`.
-    func writeForwardedRequestHead(_ d: DownstreamConnection, head: UnsafeRawBufferPointer, into out: ByteBuffer) {
+    func writeForwardedRequestHead(_ d: DownstreamConnection, _ x: Exchange, head: UnsafeRawBufferPointer, into out: ByteBuffer) {
         let request = d.request
         if !request.hostFromTarget {
             // method SP target SP HTTP/1.x CRLF, as received
@@ -66,9 +66,9 @@ extension Worker {
         out.append("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " as StaticString)
         out.append(request.host.bytes(in: head))
         out.append("\r\n" as StaticString)
-        if d.generatedRequestID {
+        if x.generatedRequestID {
             out.append("X-Request-Id: " as StaticString)
-            d.requestID.write(to: out)
+            x.requestID.write(to: out)
             out.append("\r\n" as StaticString)
         }
         out.append("\r\n" as StaticString)
@@ -76,12 +76,12 @@ extension Worker {
 
     /// Writes the response head for the client: status line unchanged, end-to-end fields,
     /// the version that served it, and how the connection continues.
-    func writeResponseHead(_ d: DownstreamConnection, _ u: UpstreamConnection, headLength: Int) {
+    func writeResponseHead(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
         let head = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<headLength])
         let response = u.response
         let out = d.output
         let switching = response.status == 101
-        if response.framing == .untilClose || draining { d.keepAlive = false }
+        if response.framing == .untilClose || draining { x.keepAlive = false }
         out.append(response.statusLine.bytes(in: head))
         var sawRequestID = false
         for field in response.fields {
@@ -99,15 +99,15 @@ extension Worker {
             }
             out.append(field.line.bytes(in: head))
         }
-        if let routes = d.routes { out.append(routes.versionHeaderLines[d.versionIndex]) }
-        if d.generatedRequestID && !sawRequestID {
+        if let routes = x.routes { out.append(routes.versionHeaderLines[x.versionIndex]) }
+        if x.generatedRequestID && !sawRequestID {
             out.append("X-Request-Id: " as StaticString)
-            d.requestID.write(to: out)
+            x.requestID.write(to: out)
             out.append("\r\n" as StaticString)
         }
         if switching {
             out.append("Connection: upgrade\r\n" as StaticString)
-        } else if !d.keepAlive {
+        } else if !x.keepAlive {
             out.append("Connection: close\r\n" as StaticString)
         } else if d.request.version == .http10 {
             out.append("Connection: keep-alive\r\n" as StaticString)

@@ -5,19 +5,21 @@ import SwitchyardIO
 extension Worker {
     /// Takes an idle pooled connection or starts a new one to the least loaded endpoint of the
     /// request's version not tried yet. Nil when every endpoint failed.
-    func connectUpstream(_ d: DownstreamConnection) -> UpstreamConnection? {
-        guard let routes = d.routes else { return nil }
+    func connectUpstream(_ d: DownstreamConnection, _ x: Exchange) -> UpstreamConnection? {
+        guard let routes = x.routes else { return nil }
         // Each pass marks one endpoint tried, so the loop ends after at most every endpoint.
-        while let (index, pool) = routes.pickPool(version: d.versionIndex, excluding: d.triedEndpoints, now: now) {
-            d.triedEndpoints.insert(index)
+        while let (index, pool) = routes.pickPool(version: x.versionIndex, excluding: x.triedEndpoints, now: now) {
+            if x.endpoint != nil { x.retries += 1 }
+            x.triedEndpoints.insert(index)
+            x.endpoint = pool
             if let idle = pool.idle.popLast() {
                 idle.state = .awaitingHead
                 idle.deadline = now + UInt64(settings.timeouts.responseMs)
-                attach(d, idle)
+                attach(d, x, idle)
                 return idle
             }
             guard let u = openConnection(to: pool) else { continue }  // refused at once: next endpoint
-            attach(d, u)
+            attach(d, x, u)
             return u
         }
         return nil
@@ -47,32 +49,33 @@ extension Worker {
     /// A reused keep-alive connection failed before any response byte: the backend closed it
     /// just as it was reused (its idle timer won the race). An idempotent request without a
     /// body cannot have been processed, so it is sent once more on a fresh connection.
-    private func retryOnFreshConnection(_ u: UpstreamConnection, _ d: DownstreamConnection) -> Bool {
-        guard d.retryable, u.reused, u.state == .awaitingHead, u.input.isEmpty, !d.responseStarted,
-              let head = d.retryHead else { return false }
-        d.retryable = false
+    private func retryOnFreshConnection(_ u: UpstreamConnection, _ d: DownstreamConnection, _ x: Exchange) -> Bool {
+        guard x.retryable, u.reused, u.state == .awaitingHead, u.input.isEmpty, !x.responseStarted,
+              let head = x.retryHead else { return false }
+        x.retryable = false
+        x.retries += 1
         let pool = u.pool
-        detach(d, u)
+        detach(x, u)
         closeUpstream(u)
         guard let fresh = openConnection(to: pool) else {
-            respondError(d, status: 502, code: "upstream_connect_failed",
-                         message: "could not reconnect to \(pool.address)", close: false)
+            reject(d, x, .upstreamConnectFailed, message: "could not reconnect to \(pool.address)")
             return true
         }
-        attach(d, fresh)
+        attach(d, x, fresh)
         fresh.output.append(head.readableBytes)
         if fresh.state != .connecting { flushToUpstream(d, fresh) }
         return true
     }
 
-    func attach(_ d: DownstreamConnection, _ u: UpstreamConnection) {
-        d.upstream = u
+    func attach(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection) {
+        x.upstream = u
         u.downstream = d
         u.pool.active += 1
+        if u.state != .connecting { x.timings.upstreamConnected = nowNs }
     }
 
-    func detach(_ d: DownstreamConnection, _ u: UpstreamConnection) {
-        d.upstream = nil
+    func detach(_ x: Exchange, _ u: UpstreamConnection) {
+        x.upstream = nil
         u.downstream = nil
         u.pool.active -= 1
     }
@@ -90,6 +93,7 @@ extension Worker {
                 u.pool.ejection.connected()
                 u.state = .awaitingHead
                 u.deadline = now + UInt64(settings.timeouts.responseMs)
+                d?.exchange?.timings.upstreamConnected = nowNs
                 if let d { flushToUpstream(d, u) }
             }
         case .idle:
@@ -109,21 +113,20 @@ extension Worker {
     /// next endpoint, moving the prepared request head over.
     private func connectFailed(_ u: UpstreamConnection) {
         recordConnectFailure(u.pool)
-        guard let d = u.downstream else {
+        guard let d = u.downstream, let x = d.exchange else {
             closeUpstream(u)
             return
         }
         let prepared = u.output
-        detach(d, u)
+        detach(x, u)
         closeUpstream(u)
-        if let next = connectUpstream(d) {
+        if let next = connectUpstream(d, x) {
             next.output = prepared
             if next.state != .connecting { flushToUpstream(d, next) }
             return
         }
-        let name = d.routes.map { $0.snapshot.versions[d.versionIndex].name } ?? "?"
-        respondError(d, status: 502, code: "upstream_connect_failed",
-                     message: "could not connect to any endpoint of version \(name)", close: false)
+        let name = x.routes.map { $0.snapshot.versions[x.versionIndex].name } ?? "?"
+        reject(d, x, .upstreamConnectFailed, message: "could not connect to any endpoint of version \(name)")
     }
 
     /// A connect to `pool` failed: the endpoint is ejected for a backoff. Reported when it goes
@@ -140,15 +143,17 @@ extension Worker {
 
     /// Sends the rewritten head and pending request body bytes to the backend.
     func flushToUpstream(_ d: DownstreamConnection, _ u: UpstreamConnection) {
-        guard !u.closed, u.state != .connecting else { return }
+        guard !u.closed, u.state != .connecting, let x = d.exchange else { return }
         var written = 0
         do {
-            _ = try pump(&d.requestBody, head: u.output, source: d.input, to: u.fd, written: &written)
+            _ = try pump(&x.requestBody, head: u.output, source: d.input, to: u.fd, written: &written)
             u.output.releaseIfEmpty()
+            x.upstreamBytes += written
             // An upload still moving is not a backend that stopped answering.
             if written > 0, u.state == .awaitingHead { u.deadline = now + UInt64(settings.timeouts.responseMs) }
         } catch {
-            upstreamBroke(u, d, message: "the backend closed the connection while the request was sent")
+            x.upstreamBytes += written
+            upstreamBroke(u, d, x, .upstreamClosed, message: "the backend closed the connection while the request was sent")
         }
     }
 
@@ -185,10 +190,11 @@ extension Worker {
     static let maxInterimResponses = 16
 
     private func processUpstreamInput(_ u: UpstreamConnection) {
-        guard let d = u.downstream else {
+        guard let d = u.downstream, let x = d.exchange else {
             closeUpstream(u)
             return
         }
+        if x.timings.firstResponseByte == 0 { x.timings.firstResponseByte = nowNs }
         while u.state == .awaitingHead {
             let status = u.parser.parseResponse(u.input.readableBytes, requestWasHead: d.request.methodKind == .head, into: &u.response)
             switch status {
@@ -196,17 +202,20 @@ extension Worker {
                 if !d.output.isEmpty { flushToDownstream(d) }
                 return
             case .error:
-                upstreamBroke(u, d, message: "the backend sent a malformed response head")
+                upstreamBroke(u, d, x, .upstreamProtocolError, message: "the backend sent a malformed response head")
                 return
             case .complete(let length):
                 u.parser.reset()
                 let code = u.response.status
                 if code == 101 {
                     guard d.request.upgrade else {
-                        upstreamBroke(u, d, message: "the backend switched protocols without a WebSocket upgrade request")
+                        upstreamBroke(
+                            u, d, x, .upstreamProtocolError,
+                            message: "the backend switched protocols without a WebSocket upgrade request")
                         return
                     }
-                    startTunnel(d, u, headLength: length)
+                    x.status = code
+                    startTunnel(d, x, u, headLength: length)
                     return
                 }
                 if code < 200 {
@@ -216,7 +225,7 @@ extension Worker {
                     u.interimBytes += length
                     guard u.interimResponses <= Self.maxInterimResponses,
                           u.interimBytes <= settings.headLimits.maxHeadBytes else {
-                        upstreamBroke(u, d, message: "the backend sent too many interim (1xx) responses")
+                        upstreamBroke(u, d, x, .upstreamProtocolError, message: "the backend sent too many interim (1xx) responses")
                         return
                     }
                     if d.request.version == .http11 {
@@ -225,11 +234,12 @@ extension Worker {
                     u.input.consume(length)
                     continue
                 }
-                d.responseHeadAt = d.bytesSent + d.output.readableCount
-                writeResponseHead(d, u, headLength: length)
+                x.status = code
+                x.responseHeadAt = d.bytesSent + d.output.readableCount
+                writeResponseHead(d, x, u, headLength: length)
                 u.input.consume(length)
                 u.responseBody = BodyRelay(u.response.framing, keepTrailers: d.request.acceptsTrailers)
-                d.responseStarted = true
+                x.responseStarted = true
                 u.state = .streamingBody
             }
         }
@@ -238,7 +248,7 @@ extension Worker {
             // Body bytes keep a slow response alive (the deadline is the gap between them).
             u.deadline = now + UInt64(settings.timeouts.responseMs)
             if let error = u.responseBody.decode(u.input) {
-                upstreamBroke(u, d, message: "the backend sent a malformed response body (\(error.message))")
+                upstreamBroke(u, d, x, .upstreamProtocolError, message: "the backend sent a malformed response body (\(error.message))")
                 return
             }
         case .tunnel:
@@ -250,17 +260,17 @@ extension Worker {
         if !d.closed { flushToDownstream(d) }
     }
 
-    private func startTunnel(_ d: DownstreamConnection, _ u: UpstreamConnection, headLength: Int) {
-        writeResponseHead(d, u, headLength: headLength)
+    private func startTunnel(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
+        writeResponseHead(d, x, u, headLength: headLength)
         u.input.consume(headLength)
-        d.responseStarted = true
+        x.responseStarted = true
         d.state = .tunnel
         u.state = .tunnel
         u.deadline = 0
         d.deadline = now + UInt64(settings.timeouts.idleMs)
         // From here bytes flow both ways as they are; what either side sent early is tunnel data.
-        d.requestBody = BodyRelay(.untilClose)
-        _ = d.requestBody.decode(d.input)
+        x.requestBody = BodyRelay(.untilClose)
+        _ = x.requestBody.decode(d.input)
         u.responseBody = BodyRelay(.untilClose)
         _ = u.responseBody.decode(u.input)
         flushToDownstream(d)
@@ -268,7 +278,7 @@ extension Worker {
     }
 
     private func upstreamEndOfFile(_ u: UpstreamConnection) {
-        guard let d = u.downstream else {
+        guard let d = u.downstream, let x = d.exchange else {
             closeUpstream(u)
             return
         }
@@ -280,24 +290,27 @@ extension Worker {
             flushToDownstream(d)
             closeDownstream(d)
         default:
-            upstreamBroke(u, d, message: "the backend closed the connection before the response was complete")
+            upstreamBroke(u, d, x, .upstreamClosed, message: "the backend closed the connection before the response was complete")
         }
     }
 
     /// The backend failed mid-exchange: answer 502 if nothing of the response reached the
     /// client yet (dropping a queued head), otherwise cut the client connection (a truncated
     /// response must not look complete).
-    private func upstreamBroke(_ u: UpstreamConnection, _ d: DownstreamConnection, message: String) {
-        if retryOnFreshConnection(u, d) { return }
-        if d.responseStarted {
-            guard d.bytesSent <= d.responseHeadAt else {
+    private func upstreamBroke(
+        _ u: UpstreamConnection, _ d: DownstreamConnection, _ x: Exchange, _ error: ProxyError, message: String
+    ) {
+        if retryOnFreshConnection(u, d, x) { return }
+        if x.responseStarted {
+            guard d.bytesSent <= x.responseHeadAt else {
+                finish(d, x, .truncated(error))
                 closeDownstream(d)
                 return
             }
-            d.output.truncateReadable(to: d.responseHeadAt - d.bytesSent)
-            d.responseStarted = false
+            d.output.truncateReadable(to: x.responseHeadAt - d.bytesSent)
+            x.responseStarted = false
         }
-        respondError(d, status: 502, code: "upstream_protocol_error", message: message, close: false)
+        reject(d, x, error, message: message)
     }
 
     func upstreamTimedOut(_ u: UpstreamConnection) {
@@ -309,10 +322,13 @@ extension Worker {
         case .connecting:
             connectFailed(u)
         case .awaitingHead:
-            guard let d = u.downstream else { return closeUpstream(u) }
-            respondError(d, status: 504, code: "upstream_timeout",
-                         message: "the backend did not answer within timeouts.response_ms", close: false)
-        case .streamingBody, .tunnel:
+            guard let d = u.downstream, let x = d.exchange else { return closeUpstream(u) }
+            reject(d, x, .upstreamTimeout, message: "the backend did not answer within timeouts.response_ms")
+        case .streamingBody:
+            guard let d = u.downstream, let x = d.exchange else { return closeUpstream(u) }
+            finish(d, x, .truncated(.upstreamTimeout))
+            closeDownstream(d)
+        case .tunnel:
             if let d = u.downstream { closeDownstream(d) } else { closeUpstream(u) }
         }
     }
@@ -323,7 +339,7 @@ extension Worker {
         if u.state == .idle, let index = u.pool.idle.firstIndex(where: { $0 === u }) {
             u.pool.idle.remove(at: index)
         }
-        if let d = u.downstream { detach(d, u) }
+        if let x = u.downstream?.exchange, x.upstream === u { detach(x, u) }
         table.remove(u.token)
         Syscall.close(u.fd)
     }

@@ -19,7 +19,8 @@ enum WorkerMessage: Sendable {
 /// pools, timer and random generator. Nothing on the request path is shared with another thread.
 ///
 /// `@unchecked Sendable` is safe because after `start()` every mutable field is touched only by
-/// the worker's own thread; other threads use `mailbox` and the atomic `appliedGeneration`.
+/// the worker's own thread; other threads use `mailbox`, `publishedCounters` and the atomic
+/// `appliedGeneration`.
 final class Worker: @unchecked Sendable {
     let id: Int
     let settings: ProxySettings
@@ -39,14 +40,26 @@ final class Worker: @unchecked Sendable {
     private var pausedListeners: [(fd: Int32, token: UInt64)] = []
     private var lastExhaustionReportMs: UInt64 = 0
     private var lastLimitReportMs: UInt64 = 0
-    /// Connections refused for `limits.max_connections` (written by this worker only).
-    let refusedConnections = Atomic<UInt64>(0)
+    /// The 503 for connections over `limits.max_connections`, rendered once.
+    private static let overLimitAnswer: [UInt8] = {
+        let answer = ByteBuffer(pool: BufferPool(blockSize: 4096, maxFree: 0))
+        ErrorRenderer.http1(
+            .tooManyConnections, message: "the proxy is at limits.max_connections; try again",
+            context: .init(close: true), into: answer)
+        return Array(answer.readableBytes)
+    }()
+    /// Finished exchanges and refused connections, counted on the request path in plain
+    /// fields and copied to `publishedCounters` on every tick for `/status`.
+    var counters = ExchangeCounters()
+    let publishedCounters = LockedValue(ExchangeCounters())
+    var exchanges = ExchangePool()
     var table: ConnectionTable
     var routes: WorkerRoutes
     var pools: [SocketAddress: UpstreamPool] = [:]
     var random: FastRandom
     let buffers = BufferPools()
-    /// Milliseconds on the monotonic clock, taken once per wake-up.
+    /// The monotonic clock, read once per wake-up: in ns for exchange timings, in ms for deadlines.
+    var nowNs: UInt64
     var now: UInt64
     var downstreamCount = 0
     var draining = false
@@ -71,9 +84,11 @@ final class Worker: @unchecked Sendable {
         self.tickFD = try Syscall.timerfd()
         self.table = ConnectionTable(capacity: 1024)
         self.random = FastRandom(seed: Clock.nowNs() &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(id))
-        self.now = Clock.nowMs()
+        self.nowNs = Clock.nowNs()
+        self.now = nowNs / 1_000_000
         self.routes = WorkerRoutes(publication: publication, pools: [])
         self.routes = makeRoutes(publication)
+
         appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
 
         for fd in listenerFDs {
@@ -99,7 +114,8 @@ final class Worker: @unchecked Sendable {
             } catch {
                 preconditionFailure("epoll_wait failed: \(error)")
             }
-            now = Clock.nowMs()
+            nowNs = Clock.nowNs()
+            now = nowNs / 1_000_000
             for index in 0..<count {
                 let (token, readiness) = selector.event(at: index)
                 dispatch(token, readiness)
@@ -120,6 +136,7 @@ final class Worker: @unchecked Sendable {
             Syscall.drainCounter(tickFD)
             resumeListeners()
             expireDeadlines()
+            publishedCounters.store(counters)
         case .free: break
         }
     }
@@ -146,7 +163,7 @@ final class Worker: @unchecked Sendable {
             Socket.setNoDelay(fd)
             let connection = DownstreamConnection(
                 fd: fd, clientAddress: Array((peer?.host ?? "unknown").utf8), buffers: buffers, limits: settings.headLimits,
-                now: now, idleMs: settings.timeouts.idleMs)
+                acceptedAt: nowNs, deadline: now + UInt64(settings.timeouts.idleMs))
             guard let token = register(fd, .downstream(connection)) else { continue }
             connection.token = token
             downstreamCount += 1
@@ -156,16 +173,10 @@ final class Worker: @unchecked Sendable {
     /// A connection beyond `limits.max_connections`: answered 503 in one write (a new socket
     /// has room for it), counted, reported at most once a second, closed.
     private func refuseOverLimit(_ fd: Int32) {
-        let answer: StaticString = """
-            HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 104\r\n\
-            Retry-After: 1\r\nConnection: close\r\n\r\n\
-            {"error":{"code":"too_many_connections","message":"the proxy is at limits.max_connections; try again"}}\n
-            """
-        _ = try? Syscall.write(fd, answer.utf8Start, answer.utf8CodeUnitCount)
+        _ = Self.overLimitAnswer.withUnsafeBytes { try? Syscall.write(fd, $0.baseAddress!, $0.count) }
         Syscall.shutdownWrite(fd)
         Syscall.close(fd)
-        // Single writer: a plain load and store, no read-modify-write (DESIGN: counters).
-        refusedConnections.store(refusedConnections.load(ordering: .relaxed) + 1, ordering: .relaxed)
+        counters.refusedConnections += 1
         if now >= lastLimitReportMs + 1000 {
             lastLimitReportMs = now
             controlMailbox.post(.connectionLimitReached(worker: id, limit: settings.maxConnectionsPerWorker))
@@ -247,7 +258,7 @@ final class Worker: @unchecked Sendable {
         var revoked: [DownstreamConnection] = []
         table.forEach { registration in
             if case .downstream(let connection) = registration, connection.state == .tunnel,
-               let hash = connection.tunnelTokenHash, !tokens.contains(hash: hash) {
+               let hash = connection.exchange?.tunnelTokenHash, !tokens.contains(hash: hash) {
                 revoked.append(connection)
             }
         }

@@ -201,6 +201,12 @@ class Proxy:
     def status(self):
         return json.loads(http_get(self.admin_port, "/status")[2])
 
+    def settled_status(self):
+        """/status once the workers' counters caught up: each worker copies them out on its
+        100 ms tick, so after 250 ms of quiet every finished exchange is in."""
+        time.sleep(0.25)
+        return self.status()
+
     def stop(self):
         if self.process.poll() is None:
             self.process.terminate()

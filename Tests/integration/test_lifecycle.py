@@ -208,7 +208,7 @@ def test_connections_over_the_limit_get_503_and_are_counted(demo, proxy):
         assert response.startswith(b"HTTP/1.1 503 "), response
         body = json.loads(response.split(b"\r\n\r\n", 1)[1])
         assert body["error"]["code"] == "too_many_connections"
-        assert server.status()["connections_refused_over_limit"] == 1
+        assert server.settled_status()["connections_refused_over_limit"] == 1
     finally:
         for sock in held:
             sock.close()

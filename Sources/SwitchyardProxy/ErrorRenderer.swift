@@ -1,7 +1,19 @@
 import SwitchyardIO
 
-/// Responses the proxy makes itself: `{"error":{"code":"…","message":"…"}}` with the status.
-enum ErrorResponse {
+/// Renders a `ProxyError` as the answer a client gets. HTTP/1.1 only today; the HTTP/2 and
+/// gRPC (trailers-only) forms belong here too, so every protocol answers from the same error.
+enum ErrorRenderer {
+    /// What the answer says besides the error itself.
+    struct Context {
+        /// `X-ANYSCALE-VERSION: <name>\r\n` once a version was chosen, so that an experiment
+        /// counts the failure against it.
+        var versionLine: [UInt8]?
+        /// The generated request id, when the client sent none.
+        var requestID: RequestID?
+        /// The connection closes after this answer.
+        var close: Bool
+    }
+
     static func reason(_ status: Int) -> String {
         switch status {
         case 400: return "Bad Request"
@@ -20,20 +32,24 @@ enum ErrorResponse {
         }
     }
 
-    /// Appends a complete JSON error response to `out`.
-    static func write(
-        into out: ByteBuffer, status: Int, code: String, message: String,
-        extraHeaders: String = "", requestID: RequestID? = nil, close: Bool
-    ) {
-        let body = "{\"error\":{\"code\":\"\(code)\",\"message\":\"\(JSONText.escape(message))\"}}\n"
-        out.append("HTTP/1.1 \(status) \(reason(status))\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n")
-        if let requestID {
+    /// Appends a complete HTTP/1.1 response with the JSON body
+    /// `{"error":{"code":"…","message":"…"}}` to `out`.
+    static func http1(_ error: ProxyError, message: String, context: Context, into out: ByteBuffer) {
+        let body = "{\"error\":{\"code\":\"\(error.code)\",\"message\":\"\(JSONText.escape(message))\"}}\n"
+        out.append("HTTP/1.1 \(error.status) \(reason(error.status))\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n")
+        switch error {
+        case .missingToken: out.append("WWW-Authenticate: Bearer realm=\"switchyard\"\r\n" as StaticString)
+        case .invalidToken: out.append("WWW-Authenticate: Bearer realm=\"switchyard\", error=\"invalid_token\"\r\n" as StaticString)
+        case .tooManyConnections: out.append("Retry-After: 1\r\n" as StaticString)
+        default: break
+        }
+        if let requestID = context.requestID {
             out.append("X-Request-Id: " as StaticString)
             requestID.write(to: out)
             out.append("\r\n" as StaticString)
         }
-        out.append(extraHeaders)
-        out.append(close ? "Connection: close\r\n\r\n" : "\r\n")
+        if let versionLine = context.versionLine { out.append(versionLine) }
+        out.append(context.close ? "Connection: close\r\n\r\n" : "\r\n")
         out.append(body)
     }
 }

@@ -1,0 +1,176 @@
+import SwitchyardIO
+
+/// One request and its response on a client connection, from the first byte of the request
+/// head to the single `Worker.finish(_:_:)` that records its `ExchangeOutcome`.
+///
+///     first head byte ─▶ head parsed ─▶ routed ─▶ upstream connected ─▶ first response byte
+///            │                │           │              │                      │
+///            └── 400/408 ─────┴─ 401/404 ─┴── 502/504 ───┴──── relayed, cut ────┴─▶ finish(outcome)
+///
+/// Pooled per worker (`ExchangePool`): a keep-alive request reuses a recycled object, and an
+/// idle client connection holds none.
+final class Exchange {
+    /// How the version was chosen.
+    enum Route {
+        case none, pinned, sampled
+    }
+
+    /// Points in the exchange's life on the monotonic clock, in ns; 0 = not reached.
+    struct Timings {
+        /// When the client connection was accepted (earlier requests may have used it since).
+        var accepted: UInt64 = 0
+        var started: UInt64 = 0
+        var headParsed: UInt64 = 0
+        var upstreamConnected: UInt64 = 0
+        var firstResponseByte: UInt64 = 0
+        var finished: UInt64 = 0
+    }
+
+    // Routing
+    var route = Route.none
+    /// The routes the exchange started with: it finishes on the version it was routed to even
+    /// if a reload comes in between.
+    var routes: WorkerRoutes?
+    var versionIndex = 0
+    /// Endpoints of the version already tried.
+    var triedEndpoints = EndpointSet()
+    /// The pool of the endpoint last tried.
+    var endpoint: UpstreamPool?
+    /// Backend attempts after the first: the next endpoint after a failed connect, or the
+    /// request sent once more on a fresh connection.
+    var retries = 0
+    var upstream: UpstreamConnection?
+
+    // The request
+    var keepAlive = true
+    /// The request body: decoded in the client's input, sent to the backend (re-encoded if chunked).
+    var requestBody = BodyRelay(.none)
+    /// `X-Request-Id` made for this request when the client sent none.
+    var requestID = RequestID()
+    var generatedRequestID = false
+    /// The forwarded head of a request that may be sent once more on a fresh connection if the
+    /// reused one turns out to be closed (see `Worker.retryOnFreshConnection`). Kept with the
+    /// recycled object, so its buffer is allocated once.
+    var retryHead: ByteBuffer?
+    var retryable = false
+    /// The keyed hash of the token that opened a tunnel, to close it when the token is removed.
+    var tunnelTokenHash: UInt64?
+
+    // The response
+    /// The response head has been queued for the client, at output stream offset `responseHeadAt`.
+    var responseStarted = false
+    /// While the connection's `bytesSent` has not passed it, nothing of the response reached
+    /// the client and a backend failure can still become a 502.
+    var responseHeadAt = 0
+    /// The backend's status (0 until its final head arrived).
+    var status = 0
+
+    var timings = Timings()
+    /// Bytes written to the backend (forwarded head and body) and to the client.
+    var upstreamBytes = 0
+    var clientBytes = 0
+    /// The client connection's output offset when the exchange started.
+    var clientBytesBase = 0
+
+    /// Clears the object for its next request; keeps the retry buffer's object.
+    func reset() {
+        route = .none
+        routes = nil
+        versionIndex = 0
+        triedEndpoints = EndpointSet()
+        endpoint = nil
+        retries = 0
+        upstream = nil
+        keepAlive = true
+        requestBody = BodyRelay(.none)
+        generatedRequestID = false
+        if let retryHead {
+            retryHead.clear()
+            retryHead.releaseIfEmpty()
+        }
+        retryable = false
+        tunnelTokenHash = nil
+        responseStarted = false
+        responseHeadAt = 0
+        status = 0
+        timings = Timings()
+        upstreamBytes = 0
+        clientBytes = 0
+        clientBytesBase = 0
+    }
+}
+
+/// How an exchange ended. Set once, by `Worker.finish`.
+enum ExchangeOutcome: Equatable {
+    /// The backend's response reached the client in full.
+    case completed
+    /// A WebSocket tunnel ran and closed.
+    case tunnelled
+    /// The proxy answered with an error; nothing (more) went to a backend.
+    case rejected(ProxyError)
+    /// The client went away, or stopped reading, before its response was complete.
+    case clientGone
+    /// The response was cut off after part of it reached the client.
+    case truncated(ProxyError)
+}
+
+/// Recycled exchanges of one worker: a steady keep-alive request allocates none.
+struct ExchangePool {
+    private var free: [Exchange] = []
+    /// Free objects kept for the next burst; more go back to malloc.
+    private let maxFree: Int
+
+    init(maxFree: Int = 256) {
+        self.maxFree = maxFree
+        free.reserveCapacity(maxFree)
+    }
+
+    mutating func acquire() -> Exchange {
+        free.popLast() ?? Exchange()
+    }
+
+    mutating func release(_ exchange: Exchange) {
+        exchange.reset()
+        if free.count < maxFree { free.append(exchange) }
+    }
+}
+
+/// A worker's tally of finished exchanges: plain fields on the request path, copied into a
+/// `LockedValue` on the tick for `/status`.
+struct ExchangeCounters: Sendable {
+    var completed: UInt64 = 0
+    var tunnelled: UInt64 = 0
+    var clientGone: UInt64 = 0
+    /// Per `ProxyError.rawValue`: answered by the proxy, and cut short.
+    var rejected = InlineArray<15, UInt64>(repeating: 0)
+    var truncated = InlineArray<15, UInt64>(repeating: 0)
+    /// Connections answered 503 for `limits.max_connections` (not exchanges: nothing was read).
+    var refusedConnections: UInt64 = 0
+
+    var finished: UInt64 {
+        var total = completed + tunnelled + clientGone
+        for index in rejected.indices { total += rejected[index] + truncated[index] }
+        return total
+    }
+
+    mutating func record(_ outcome: ExchangeOutcome) {
+        switch outcome {
+        case .completed: completed += 1
+        case .tunnelled: tunnelled += 1
+        case .clientGone: clientGone += 1
+        case .rejected(let error): rejected[error.rawValue] += 1
+        case .truncated(let error): truncated[error.rawValue] += 1
+        }
+    }
+
+    mutating func add(_ other: ExchangeCounters) {
+        completed += other.completed
+        tunnelled += other.tunnelled
+        clientGone += other.clientGone
+        refusedConnections += other.refusedConnections
+        for index in rejected.indices {
+            rejected[index] += other.rejected[index]
+            truncated[index] += other.truncated[index]
+        }
+    }
+}
