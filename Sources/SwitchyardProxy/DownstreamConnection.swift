@@ -82,8 +82,6 @@ final class UpstreamConnection {
     let pool: UpstreamPool
     /// Bytes from the backend.
     let input: ByteBuffer
-    /// Proxy-made bytes for the backend (the rewritten request head).
-    var output: ByteBuffer
     var state: State
     var readable = false
     var peerHungUp = false
@@ -106,7 +104,6 @@ final class UpstreamConnection {
         self.pool = pool
         self.state = state
         self.input = ByteBuffer(pool: buffers.response)
-        self.output = ByteBuffer(pool: buffers.output)
         self.parser = HeadParser(limits: limits)
     }
 

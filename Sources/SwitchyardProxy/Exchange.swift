@@ -10,6 +10,9 @@ import SwitchyardIO
 /// Pooled per worker (`ExchangePool`): a keep-alive request reuses a recycled object, and an
 /// idle client connection holds none.
 final class Exchange {
+    /// What happens next; the single source of how the exchange ends.
+    var machine = ExchangeMachine()
+
     /// How the version was chosen.
     enum Route {
         case none, pinned, sampled
@@ -48,20 +51,18 @@ final class Exchange {
     /// `X-Request-Id` made for this request when the client sent none.
     var requestID = RequestID()
     var generatedRequestID = false
-    /// The forwarded head of a request that may be sent once more on a fresh connection if the
-    /// reused one turns out to be closed (see `Worker.retryOnFreshConnection`). Kept with the
-    /// recycled object, so its buffer is allocated once.
-    var retryHead: ByteBuffer?
-    var retryable = false
+    /// The request head as forwarded to the backend, consumed as it is written. It stays here
+    /// while connects fail over to the next endpoint.
+    let forwardedHead: ByteBuffer
+    /// A copy of the forwarded head while the request may be sent once more on a fresh
+    /// connection (`ExchangeMachine.mayResend`).
+    let resendHead: ByteBuffer
+    /// Whether the request is one that may be resent: idempotent, without a body or upgrade.
+    var resendAllowed = false
     /// The keyed hash of the token that opened a tunnel, to close it when the token is removed.
     var tunnelTokenHash: UInt64?
 
     // The response
-    /// The response head has been queued for the client, at output stream offset `responseHeadAt`.
-    var responseStarted = false
-    /// While the connection's `bytesSent` has not passed it, nothing of the response reached
-    /// the client and a backend failure can still become a 502.
-    var responseHeadAt = 0
     /// The backend's status (0 until its final head arrived).
     var status = 0
 
@@ -72,8 +73,15 @@ final class Exchange {
     /// The client connection's output offset when the exchange started.
     var clientBytesBase = 0
 
-    /// Clears the object for its next request; keeps the retry buffer's object.
+    /// Both head buffers come from `headPool` and hold a block only while they hold bytes.
+    init(headPool: BufferPool) {
+        forwardedHead = ByteBuffer(pool: headPool)
+        resendHead = ByteBuffer(pool: headPool)
+    }
+
+    /// Clears the object for its next request.
     func reset() {
+        machine = ExchangeMachine()
         route = .none
         routes = nil
         versionIndex = 0
@@ -84,14 +92,12 @@ final class Exchange {
         keepAlive = true
         requestBody = BodyRelay(.none)
         generatedRequestID = false
-        if let retryHead {
-            retryHead.clear()
-            retryHead.releaseIfEmpty()
-        }
-        retryable = false
+        forwardedHead.clear()
+        forwardedHead.releaseIfEmpty()
+        resendHead.clear()
+        resendHead.releaseIfEmpty()
+        resendAllowed = false
         tunnelTokenHash = nil
-        responseStarted = false
-        responseHeadAt = 0
         status = 0
         timings = Timings()
         upstreamBytes = 0
@@ -119,14 +125,16 @@ struct ExchangePool {
     private var free: [Exchange] = []
     /// Free objects kept for the next burst; more go back to malloc.
     private let maxFree: Int
+    private let headPool: BufferPool
 
-    init(maxFree: Int = 256) {
+    init(headPool: BufferPool, maxFree: Int = 256) {
+        self.headPool = headPool
         self.maxFree = maxFree
         free.reserveCapacity(maxFree)
     }
 
     mutating func acquire() -> Exchange {
-        free.popLast() ?? Exchange()
+        free.popLast() ?? Exchange(headPool: headPool)
     }
 
     mutating func release(_ exchange: Exchange) {

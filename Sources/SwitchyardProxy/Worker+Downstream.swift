@@ -69,13 +69,12 @@ extension Worker {
             break
         case .proxying:
             guard let x = d.exchange, !x.requestBody.complete, let u = x.upstream else { return }
-            decodeRequestBody(d, x)
-            if !d.closed, x.upstream === u, u.state != .connecting { flushToUpstream(d, u) }
+            if decodeRequestBody(d, x), x.upstream === u { perform(d, x, flushToUpstream(d, x, u)) }
         case .tunnel:
             guard let x = d.exchange, let u = x.upstream else { return }
             d.deadline = now + UInt64(settings.timeouts.idleMs)
             _ = x.requestBody.decode(d.input)
-            flushToUpstream(d, u)
+            perform(d, x, flushToUpstream(d, x, u))
         case .lingering:
             d.input.clear()
         }
@@ -92,7 +91,7 @@ extension Worker {
         case .needMore:
             return false
         case .error(let error):
-            reject(d, x, ProxyError(error), message: "\(error.message)")
+            perform(d, x, x.machine.reject(ProxyError(error)), message: "\(error.message)")
         case .complete(let length):
             x.timings.headParsed = nowNs
             startExchange(d, x, headLength: length)
@@ -120,7 +119,7 @@ extension Worker {
         x.requestBody = BodyRelay(request.framing)
         if request.methodKind == .connect {
             d.input.consume(headLength)
-            reject(d, x, .methodNotAllowed, message: "CONNECT is not supported by this proxy")
+            perform(d, x, x.machine.reject(.methodNotAllowed), message: "CONNECT is not supported by this proxy")
             return
         }
         let routes = self.routes
@@ -140,9 +139,9 @@ extension Worker {
             // Closed once answered (as nginx does): a client without a valid token gets no
             // keep-alive connection to pipeline more guesses on.
             if failure == .missing {
-                reject(d, x, .missingToken, message: "missing Authorization: Bearer <token> header")
+                perform(d, x, x.machine.reject(.missingToken), message: "missing Authorization: Bearer <token> header")
             } else {
-                reject(d, x, .invalidToken, message: "the Bearer token is not valid")
+                perform(d, x, x.machine.reject(.invalidToken), message: "the Bearer token is not valid")
             }
             return
         case .unknownVersion:
@@ -150,8 +149,8 @@ extension Worker {
             d.input.consume(headLength)
             // Dark versions are not named to a caller who does not know them already.
             let known = routes.snapshot.versions.filter { $0.trafficBasisPoints > 0 }.map(\.name).joined(separator: ", ")
-            reject(d, x, .unknownVersion,
-                   message: "no version named \"\(name)\" (X-ANYSCALE-VERSION); versions taking traffic: \(known)")
+            perform(d, x, x.machine.reject(.unknownVersion),
+                    message: "no version named \"\(name)\" (X-ANYSCALE-VERSION); versions taking traffic: \(known)")
             return
         }
         x.routes = routes
@@ -160,24 +159,19 @@ extension Worker {
             x.requestID = RequestID(high: nextRandom(), low: nextRandom())
             x.generatedRequestID = true
         }
+        x.resendAllowed = request.framing == .none && request.methodKind.isIdempotent && !request.upgrade
+        writeForwardedRequestHead(d, x, head: head, into: x.forwardedHead)
+        d.input.consume(headLength)
+        x.machine.routed()
         guard let u = connectUpstream(d, x) else {
-            d.input.consume(headLength)
-            reject(d, x, .upstreamConnectFailed,
-                   message: "could not connect to any endpoint of version \(routes.snapshot.versions[x.versionIndex].name)")
+            x.forwardedHead.clear()
+            perform(d, x, x.machine.noEndpointLeft())
             return
         }
-        writeForwardedRequestHead(d, x, head: head, into: u.output)
-        x.retryable = u.reused && request.framing == .none && request.methodKind.isIdempotent && !request.upgrade
-        if x.retryable {
-            let copy = x.retryHead ?? ByteBuffer(pool: buffers.output)
-            copy.append(u.output.readableBytes)
-            x.retryHead = copy
-        }
-        d.input.consume(headLength)
+        if x.machine.mayResend { x.resendHead.append(x.forwardedHead.readableBytes) }
         d.state = .proxying
         d.deadline = 0  // the backend's deadlines govern the exchange now
-        decodeRequestBody(d, x)
-        if !d.closed, x.upstream === u, u.state != .connecting { flushToUpstream(d, u) }
+        if decodeRequestBody(d, x), x.upstream === u { perform(d, x, flushToUpstream(d, x, u)) }
     }
 
     /// The keyed hash of the request's Bearer token (nil without authentication).
@@ -187,17 +181,14 @@ extension Worker {
         return TokenSet.hash(token)
     }
 
-    /// Decodes newly arrived request body bytes, ready to send.
-    private func decodeRequestBody(_ d: DownstreamConnection, _ x: Exchange) {
-        guard let error = x.requestBody.decode(d.input) else { return }
+    /// Decodes newly arrived request body bytes, ready to send. False when the body broke its
+    /// framing and the exchange ended.
+    private func decodeRequestBody(_ d: DownstreamConnection, _ x: Exchange) -> Bool {
+        guard let error = x.requestBody.decode(d.input) else { return true }
         // Part of the body may already be upstream: that request cannot be completed.
         x.keepAlive = false
-        if x.responseStarted {
-            finish(d, x, .truncated(.malformedRequest))
-            closeDownstream(d)
-        } else {
-            reject(d, x, .malformedRequest, message: "\(error.message)")
-        }
+        perform(d, x, x.machine.requestBodyMalformed(clientBytesSent: d.bytesSent), message: "\(error.message)")
+        return false
     }
 
     // MARK: - Writing to the client
@@ -231,7 +222,8 @@ extension Worker {
             startLingering(d)
         case .proxying:
             if let x = d.exchange, let u = x.upstream, u.state == .streamingBody, u.responseBody.isFinished {
-                finishExchange(d, x, u)
+                recycle(x, u)
+                perform(d, x, x.machine.responseComplete())
             }
         case .readingHead:
             // An answer written while the worker started draining: the connection is idle now.
@@ -244,7 +236,8 @@ extension Worker {
         }
     }
 
-    /// Answers with a proxy-made error and finishes the exchange. The connection closes once
+    /// Answers with a proxy-made error and finishes the exchange (for `perform`, on the
+    /// exchange machine's `respond`). The connection closes once
     /// the answer is out when the error says so, without keep-alive, or when the request body
     /// has not fully arrived; otherwise the next request is read after it (by `serveDownstream`).
     func reject(_ d: DownstreamConnection, _ x: Exchange, _ error: ProxyError, message: String) {
@@ -293,11 +286,9 @@ extension Worker {
         exchanges.release(x)
     }
 
-    /// The response is complete and flushed: recycle the backend connection, finish, and let
-    /// `serveDownstream` read the next request (or close).
-    func finishExchange(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection) {
-        // A backend connection goes back to the pool only when it got this whole request,
-        // sent exactly this response and nothing after it.
+    /// The response is complete and flushed: the backend connection goes back to the pool
+    /// only when it got this whole request, sent exactly this response and nothing after it.
+    private func recycle(_ x: Exchange, _ u: UpstreamConnection) {
         let reusable = u.response.keepAlive && x.requestBody.isFinished && u.input.isEmpty
             && u.response.framing != .untilClose && !u.pool.retired && !draining && !u.peerHungUp
             && socketIsQuiet(u)
@@ -311,6 +302,11 @@ extension Worker {
         } else {
             closeUpstream(u)
         }
+    }
+
+    /// Finishes a completed exchange (for `perform`) and lets `serveDownstream` read the next
+    /// request, or closes.
+    func completeExchange(_ d: DownstreamConnection, _ x: Exchange) {
         let keepAlive = x.keepAlive && x.requestBody.complete && !draining
         // Body bytes the backend answered without reading belong to this request, not the next.
         if keepAlive { d.input.consume(x.requestBody.buffered) }
@@ -340,7 +336,7 @@ extension Worker {
 
     func downstreamTimedOut(_ d: DownstreamConnection) {
         if d.state == .readingHead, let x = d.exchange {
-            reject(d, x, .requestTimeout, message: "the request head did not arrive within timeouts.request_head_ms")
+            perform(d, x, x.machine.reject(.requestTimeout))
         } else {
             closeDownstream(d)
         }
@@ -349,7 +345,7 @@ extension Worker {
     func closeDownstream(_ d: DownstreamConnection) {
         guard !d.closed else { return }
         d.closed = true
-        if let x = d.exchange { finish(d, x, d.state == .tunnel ? .tunnelled : .clientGone) }
+        if let x = d.exchange { perform(d, x, x.machine.clientGone()) }
         table.remove(d.token)
         Syscall.close(d.fd)
         downstreamCount -= 1

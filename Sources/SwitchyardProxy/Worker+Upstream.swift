@@ -4,7 +4,7 @@ import SwitchyardIO
 /// The backend side of an exchange: connecting, failover, relaying the response.
 extension Worker {
     /// Takes an idle pooled connection or starts a new one to the least loaded endpoint of the
-    /// request's version not tried yet. Nil when every endpoint failed.
+    /// exchange's version not tried yet. Nil when every endpoint failed.
     func connectUpstream(_ d: DownstreamConnection, _ x: Exchange) -> UpstreamConnection? {
         guard let routes = x.routes else { return nil }
         // Each pass marks one endpoint tried, so the loop ends after at most every endpoint.
@@ -46,32 +46,11 @@ extension Worker {
         return u
     }
 
-    /// A reused keep-alive connection failed before any response byte: the backend closed it
-    /// just as it was reused (its idle timer won the race). An idempotent request without a
-    /// body cannot have been processed, so it is sent once more on a fresh connection.
-    private func retryOnFreshConnection(_ u: UpstreamConnection, _ d: DownstreamConnection, _ x: Exchange) -> Bool {
-        guard x.retryable, u.reused, u.state == .awaitingHead, u.input.isEmpty, !x.responseStarted,
-              let head = x.retryHead else { return false }
-        x.retryable = false
-        x.retries += 1
-        let pool = u.pool
-        detach(x, u)
-        closeUpstream(u)
-        guard let fresh = openConnection(to: pool) else {
-            reject(d, x, .upstreamConnectFailed, message: "could not reconnect to \(pool.address)")
-            return true
-        }
-        attach(d, x, fresh)
-        fresh.output.append(head.readableBytes)
-        if fresh.state != .connecting { flushToUpstream(d, fresh) }
-        return true
-    }
-
     func attach(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection) {
         x.upstream = u
         u.downstream = d
         u.pool.active += 1
-        if u.state != .connecting { x.timings.upstreamConnected = nowNs }
+        if u.state != .connecting { upstreamReady(x, u) }
     }
 
     func detach(_ x: Exchange, _ u: UpstreamConnection) {
@@ -79,6 +58,86 @@ extension Worker {
         u.downstream = nil
         u.pool.active -= 1
     }
+
+    /// The connection can take the request: a pooled one at once, a new one when its connect
+    /// completed. A reused connection may turn out closed by the backend, so the head is kept
+    /// for one resend when the request allows it.
+    private func upstreamReady(_ x: Exchange, _ u: UpstreamConnection) {
+        x.timings.upstreamConnected = nowNs
+        x.machine.connected(resendable: u.reused && x.resendAllowed)
+    }
+
+    // MARK: - Running the exchange machine
+
+    /// Runs what the exchange machine decided, and what it decides next, in one loop: a failed
+    /// connect or write comes back as the next action, not as a nested call. `message` is the
+    /// detail for a proxy-made answer (a default one per error otherwise).
+    func perform(_ d: DownstreamConnection, _ x: Exchange, _ first: ExchangeMachine.Action?, message: String? = nil) {
+        var next = first
+        var message = message
+        while let action = next {
+            next = nil
+            switch action {
+            case .connectNext:
+                if let u = x.upstream { dropUpstream(x, u) }
+                guard let u = connectUpstream(d, x) else {
+                    next = x.machine.noEndpointLeft()
+                    message = nil
+                    continue
+                }
+                next = flushToUpstream(d, x, u)
+            case .resend:
+                guard let failed = x.upstream else { continue }
+                let pool = failed.pool
+                dropUpstream(x, failed)
+                x.retries += 1
+                guard let fresh = openConnection(to: pool) else {
+                    next = x.machine.noEndpointLeft()
+                    message = "could not reconnect to \(pool.address)"
+                    continue
+                }
+                x.forwardedHead.clear()
+                x.forwardedHead.append(x.resendHead.readableBytes)
+                attach(d, x, fresh)
+                next = flushToUpstream(d, x, fresh)
+            case .respond(let error):
+                if let headAt = x.machine.responseHeadAt {
+                    d.output.truncateReadable(to: headAt - d.bytesSent)  // the queued head never left
+                }
+                reject(d, x, error, message: message ?? defaultMessage(error, x))
+            case .cut(let error):
+                finish(d, x, .truncated(error))
+                closeDownstream(d)
+            case .finish(.completed):
+                completeExchange(d, x)
+            case .finish(let outcome):
+                finish(d, x, outcome)
+                if !d.closed { closeDownstream(d) }
+            }
+        }
+    }
+
+    /// Closes a backend connection the exchange gives up on.
+    private func dropUpstream(_ x: Exchange, _ u: UpstreamConnection) {
+        detach(x, u)
+        closeUpstream(u)
+    }
+
+    private func defaultMessage(_ error: ProxyError, _ x: Exchange) -> String {
+        switch error {
+        case .upstreamConnectFailed:
+            let name = x.routes.map { $0.snapshot.versions[x.versionIndex].name } ?? "?"
+            return "could not connect to any endpoint of version \(name)"
+        case .upstreamTimeout:
+            return "the backend did not answer within timeouts.response_ms"
+        case .requestTimeout:
+            return "the request head did not arrive within timeouts.request_head_ms"
+        default:
+            return "\(error.label)"
+        }
+    }
+
+    // MARK: - Backend events
 
     func upstreamEvent(_ u: UpstreamConnection, _ readiness: Readiness) {
         if readiness.contains(.hangup) { u.peerHungUp = true }
@@ -93,8 +152,10 @@ extension Worker {
                 u.pool.ejection.connected()
                 u.state = .awaitingHead
                 u.deadline = now + UInt64(settings.timeouts.responseMs)
-                d?.exchange?.timings.upstreamConnected = nowNs
-                if let d { flushToUpstream(d, u) }
+                if let d, let x = d.exchange {
+                    upstreamReady(x, u)
+                    perform(d, x, flushToUpstream(d, x, u))
+                }
             }
         case .idle:
             // Bytes or a close from a backend with no request outstanding: it cannot be trusted
@@ -102,31 +163,23 @@ extension Worker {
             closeUpstream(u)
             return
         case .awaitingHead, .streamingBody, .tunnel:
-            if readiness.contains(.writable), let d { flushToUpstream(d, u) }
+            if readiness.contains(.writable), let d, let x = d.exchange { perform(d, x, flushToUpstream(d, x, u)) }
         }
         if u.readable && !u.closed { readUpstream(u) }
         // The exchange may have ended: the client side reads on (pipelined requests, a close).
         if let d, !d.closed { serveDownstream(d) }
     }
 
-    /// The connect failed or timed out before any request byte was sent: try the version's
-    /// next endpoint, moving the prepared request head over.
+    /// The connect failed or timed out before any request byte was sent: the endpoint is
+    /// ejected for a while and the exchange machine decides what next.
     private func connectFailed(_ u: UpstreamConnection) {
         recordConnectFailure(u.pool)
         guard let d = u.downstream, let x = d.exchange else {
             closeUpstream(u)
             return
         }
-        let prepared = u.output
-        detach(x, u)
-        closeUpstream(u)
-        if let next = connectUpstream(d, x) {
-            next.output = prepared
-            if next.state != .connecting { flushToUpstream(d, next) }
-            return
-        }
-        let name = x.routes.map { $0.snapshot.versions[x.versionIndex].name } ?? "?"
-        reject(d, x, .upstreamConnectFailed, message: "could not connect to any endpoint of version \(name)")
+        dropUpstream(x, u)
+        perform(d, x, x.machine.connectFailed())
     }
 
     /// A connect to `pool` failed: the endpoint is ejected for a backoff. Reported when it goes
@@ -141,20 +194,26 @@ extension Worker {
         }
     }
 
-    /// Sends the rewritten head and pending request body bytes to the backend.
-    func flushToUpstream(_ d: DownstreamConnection, _ u: UpstreamConnection) {
-        guard !u.closed, u.state != .connecting, let x = d.exchange else { return }
+    /// Sends the forwarded head and pending request body bytes to the backend. A failed write
+    /// comes back as the exchange machine's next action.
+    func flushToUpstream(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection) -> ExchangeMachine.Action? {
+        guard !u.closed, u.state != .connecting else { return nil }
         var written = 0
+        defer { x.upstreamBytes += written }
         do {
-            _ = try pump(&x.requestBody, head: u.output, source: d.input, to: u.fd, written: &written)
-            u.output.releaseIfEmpty()
-            x.upstreamBytes += written
+            _ = try pump(&x.requestBody, head: x.forwardedHead, source: d.input, to: u.fd, written: &written)
+            x.forwardedHead.releaseIfEmpty()
             // An upload still moving is not a backend that stopped answering.
             if written > 0, u.state == .awaitingHead { u.deadline = now + UInt64(settings.timeouts.responseMs) }
+            return nil
         } catch {
-            x.upstreamBytes += written
-            upstreamBroke(u, d, x, .upstreamClosed, message: "the backend closed the connection while the request was sent")
+            return upstreamFailed(d, x, .upstreamClosed)
         }
+    }
+
+    /// What the exchange machine makes of a backend failure.
+    private func upstreamFailed(_ d: DownstreamConnection, _ x: Exchange, _ error: ProxyError) -> ExchangeMachine.Action? {
+        x.machine.upstreamFailed(error, responseBytesReceived: x.timings.firstResponseByte != 0, clientBytesSent: d.bytesSent)
     }
 
     func readUpstream(_ u: UpstreamConnection) {
@@ -166,7 +225,7 @@ extension Worker {
             case .awaitingHead:
                 if u.input.readableCount > settings.headLimits.maxHeadBytes { return }
             case .streamingBody:
-                // Nothing after a complete response is read: `finishExchange` checks for it.
+                // Nothing after a complete response is read: `completeExchange` checks for it.
                 if u.responseBody.complete { return }
             default:
                 break
@@ -202,17 +261,15 @@ extension Worker {
                 if !d.output.isEmpty { flushToDownstream(d) }
                 return
             case .error:
-                upstreamBroke(u, d, x, .upstreamProtocolError, message: "the backend sent a malformed response head")
-                return
+                return upstreamBroke(d, x, .upstreamProtocolError, message: "the backend sent a malformed response head")
             case .complete(let length):
                 u.parser.reset()
                 let code = u.response.status
                 if code == 101 {
                     guard d.request.upgrade else {
-                        upstreamBroke(
-                            u, d, x, .upstreamProtocolError,
+                        return upstreamBroke(
+                            d, x, .upstreamProtocolError,
                             message: "the backend switched protocols without a WebSocket upgrade request")
-                        return
                     }
                     x.status = code
                     startTunnel(d, x, u, headLength: length)
@@ -225,8 +282,7 @@ extension Worker {
                     u.interimBytes += length
                     guard u.interimResponses <= Self.maxInterimResponses,
                           u.interimBytes <= settings.headLimits.maxHeadBytes else {
-                        upstreamBroke(u, d, x, .upstreamProtocolError, message: "the backend sent too many interim (1xx) responses")
-                        return
+                        return upstreamBroke(d, x, .upstreamProtocolError, message: "the backend sent too many interim (1xx) responses")
                     }
                     if d.request.version == .http11 {
                         d.output.append(UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<length]))
@@ -235,11 +291,10 @@ extension Worker {
                     continue
                 }
                 x.status = code
-                x.responseHeadAt = d.bytesSent + d.output.readableCount
+                x.machine.responseHeadQueued(at: d.bytesSent + d.output.readableCount)
                 writeResponseHead(d, x, u, headLength: length)
                 u.input.consume(length)
                 u.responseBody = BodyRelay(u.response.framing, keepTrailers: d.request.acceptsTrailers)
-                x.responseStarted = true
                 u.state = .streamingBody
             }
         }
@@ -248,8 +303,7 @@ extension Worker {
             // Body bytes keep a slow response alive (the deadline is the gap between them).
             u.deadline = now + UInt64(settings.timeouts.responseMs)
             if let error = u.responseBody.decode(u.input) {
-                upstreamBroke(u, d, x, .upstreamProtocolError, message: "the backend sent a malformed response body (\(error.message))")
-                return
+                return upstreamBroke(d, x, .upstreamProtocolError, message: "the backend sent a malformed response body (\(error.message))")
             }
         case .tunnel:
             d.deadline = now + UInt64(settings.timeouts.idleMs)
@@ -263,7 +317,7 @@ extension Worker {
     private func startTunnel(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
         writeResponseHead(d, x, u, headLength: headLength)
         u.input.consume(headLength)
-        x.responseStarted = true
+        x.machine.switchedProtocols()
         d.state = .tunnel
         u.state = .tunnel
         u.deadline = 0
@@ -274,7 +328,7 @@ extension Worker {
         u.responseBody = BodyRelay(.untilClose)
         _ = u.responseBody.decode(u.input)
         flushToDownstream(d)
-        if !d.closed { flushToUpstream(d, u) }
+        if !d.closed { perform(d, x, flushToUpstream(d, x, u)) }
     }
 
     private func upstreamEndOfFile(_ u: UpstreamConnection) {
@@ -288,29 +342,17 @@ extension Worker {
             flushToDownstream(d)
         case .tunnel:
             flushToDownstream(d)
-            closeDownstream(d)
+            if !d.closed { perform(d, x, upstreamFailed(d, x, .upstreamClosed)) }
         default:
-            upstreamBroke(u, d, x, .upstreamClosed, message: "the backend closed the connection before the response was complete")
+            upstreamBroke(d, x, .upstreamClosed, message: "the backend closed the connection before the response was complete")
         }
     }
 
-    /// The backend failed mid-exchange: answer 502 if nothing of the response reached the
-    /// client yet (dropping a queued head), otherwise cut the client connection (a truncated
+    /// The backend failed mid-exchange: the exchange machine resends, answers 502 (nothing of
+    /// the response reached the client yet), or cuts the client connection (a truncated
     /// response must not look complete).
-    private func upstreamBroke(
-        _ u: UpstreamConnection, _ d: DownstreamConnection, _ x: Exchange, _ error: ProxyError, message: String
-    ) {
-        if retryOnFreshConnection(u, d, x) { return }
-        if x.responseStarted {
-            guard d.bytesSent <= x.responseHeadAt else {
-                finish(d, x, .truncated(error))
-                closeDownstream(d)
-                return
-            }
-            d.output.truncateReadable(to: x.responseHeadAt - d.bytesSent)
-            x.responseStarted = false
-        }
-        reject(d, x, error, message: message)
+    private func upstreamBroke(_ d: DownstreamConnection, _ x: Exchange, _ error: ProxyError, message: String) {
+        perform(d, x, upstreamFailed(d, x, error), message: message)
     }
 
     func upstreamTimedOut(_ u: UpstreamConnection) {
@@ -321,15 +363,9 @@ extension Worker {
             closeUpstream(u)
         case .connecting:
             connectFailed(u)
-        case .awaitingHead:
-            guard let d = u.downstream, let x = d.exchange else { return closeUpstream(u) }
-            reject(d, x, .upstreamTimeout, message: "the backend did not answer within timeouts.response_ms")
-        case .streamingBody:
-            guard let d = u.downstream, let x = d.exchange else { return closeUpstream(u) }
-            finish(d, x, .truncated(.upstreamTimeout))
-            closeDownstream(d)
-        case .tunnel:
-            if let d = u.downstream { closeDownstream(d) } else { closeUpstream(u) }
+        case .awaitingHead, .streamingBody, .tunnel:
+            guard let d, let x = d.exchange else { return closeUpstream(u) }
+            perform(d, x, x.machine.upstreamTimedOut(clientBytesSent: d.bytesSent))
         }
     }
 

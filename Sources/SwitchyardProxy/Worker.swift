@@ -52,12 +52,12 @@ final class Worker: @unchecked Sendable {
     /// fields and copied to `publishedCounters` on every tick for `/status`.
     var counters = ExchangeCounters()
     let publishedCounters = LockedValue(ExchangeCounters())
-    var exchanges = ExchangePool()
+    var exchanges: ExchangePool
     var table: ConnectionTable
     var routes: WorkerRoutes
     var pools: [SocketAddress: UpstreamPool] = [:]
     var random: FastRandom
-    let buffers = BufferPools()
+    let buffers: BufferPools
     /// The monotonic clock, read once per wake-up: in ns for exchange timings, in ms for deadlines.
     var nowNs: UInt64
     var now: UInt64
@@ -83,6 +83,9 @@ final class Worker: @unchecked Sendable {
         self.selector = try Selector()
         self.tickFD = try Syscall.timerfd()
         self.table = ConnectionTable(capacity: 1024)
+        let buffers = BufferPools()
+        self.buffers = buffers
+        self.exchanges = ExchangePool(headPool: buffers.output)
         self.random = FastRandom(seed: Clock.nowNs() &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(id))
         self.nowNs = Clock.nowNs()
         self.now = nowNs / 1_000_000
