@@ -180,9 +180,21 @@ public final class ByteBuffer {
     /// Reads once from `fd` into the free space (make room first with `reserveWritable`).
     public func read(from fd: Int32) throws(SystemError) -> IOResult {
         precondition(writableCount > 0)
+        // Safe because `writableCount > 0` means the storage is allocated.
         let result = try Syscall.read(fd, storage.unsafelyUnwrapped + writerIndex, writableCount)
         if case .processed(let count) = result { writerIndex += count }
         return result
+    }
+
+    /// The free space after the readable bytes, for a `Transport` to read into; report what was
+    /// written into it with `didWrite`. Valid until the buffer is next changed.
+    public var writableBytes: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: storage.map { $0 + writerIndex }, count: writableCount)
+    }
+
+    public func didWrite(_ count: Int) {
+        precondition(count <= writableCount)
+        writerIndex += count
     }
 
     /// Writes as much as the socket takes; returns true when the buffer is empty afterwards.

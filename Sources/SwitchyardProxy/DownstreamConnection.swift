@@ -26,7 +26,9 @@ final class DownstreamConnection {
         case lingering
     }
 
-    let fd: Int32
+    /// The client's socket, as bytes in and out.
+    let transport: SocketTransport
+    var fd: Int32 { transport.fd }
     var token: UInt64 = 0
     /// Bytes from the client: request heads, bodies, pipelined requests.
     let input: ByteBuffer
@@ -52,7 +54,7 @@ final class DownstreamConnection {
     var exchange: Exchange?
 
     init(fd: Int32, clientAddress: [UInt8], buffers: BufferPools, limits: HeadLimits, acceptedAt: UInt64, deadline: UInt64) {
-        self.fd = fd
+        self.transport = SocketTransport(fd: fd)
         self.clientAddress = clientAddress
         self.input = ByteBuffer(pool: buffers.input)
         self.output = ByteBuffer(pool: buffers.output)
@@ -62,57 +64,31 @@ final class DownstreamConnection {
     }
 }
 
-/// A connection to a backend, idle in its pool or serving one request.
+/// A connection to a backend, idle in its pool or serving one request. Its decisions are
+/// `machine`'s; this class holds the socket, the bytes, and the links.
 final class UpstreamConnection {
-    enum State {
-        /// Non-blocking connect in progress.
-        case connecting
-        /// Waiting in the pool.
-        case idle
-        /// Request sent (or being sent); waiting for the response head.
-        case awaitingHead
-        /// Relaying the response body.
-        case streamingBody
-        /// After 101: bytes flow both ways unchanged.
-        case tunnel
-    }
-
-    let fd: Int32
+    /// The backend's socket, as bytes in and out.
+    let transport: SocketTransport
+    var fd: Int32 { transport.fd }
     var token: UInt64 = 0
     let pool: UpstreamPool
     /// Bytes from the backend.
     let input: ByteBuffer
-    var state: State
+    var machine: H1ClientMachine
+    var state: H1ClientMachine.State { machine.state }
     var readable = false
     var peerHungUp = false
     var closed = false
     var deadline: UInt64 = 0
     var downstream: DownstreamConnection?
-    var parser: HeadParser
-    var response = ResponseHead()
     /// The response body: decoded in `input`, sent to the client (re-encoded if chunked).
     var responseBody = BodyRelay(.none)
-    /// Interim (1xx) responses of the current exchange and their bytes: capped, so a backend
-    /// cannot stream them forever.
-    var interimResponses = 0
-    var interimBytes = 0
-    /// Whether this connection came from the pool (served an earlier request).
-    var reused = false
 
-    init(fd: Int32, pool: UpstreamPool, state: State, buffers: BufferPools, limits: HeadLimits) {
-        self.fd = fd
+    init(fd: Int32, pool: UpstreamPool, connected: Bool, buffers: BufferPools, limits: HeadLimits) {
+        self.transport = SocketTransport(fd: fd)
         self.pool = pool
-        self.state = state
+        self.machine = H1ClientMachine(connected: connected, limits: limits)
         self.input = ByteBuffer(pool: buffers.response)
-        self.parser = HeadParser(limits: limits)
-    }
-
-    func resetForReuse() {
-        responseBody = BodyRelay(.none)
-        interimResponses = 0
-        interimBytes = 0
-        parser.reset()
-        downstream = nil
     }
 }
 

@@ -25,7 +25,7 @@ extension Worker {
         while !d.closed {
             if d.state == .readingHead, d.output.isEmpty, !d.input.isEmpty, parseRequest(d) { continue }
             guard d.readable, downstreamMayRead(d) else { return }  // backpressure: `readable` stays set
-            switch fill(d.input, from: d.fd, peerHungUp: d.peerHungUp) {
+            switch Relay.fill(d.input, from: d.transport, peerHungUp: d.peerHungUp) {
             case .data(let drained):
                 if drained { d.readable = false }
                 processDownstreamInput(d)
@@ -205,10 +205,10 @@ extension Worker {
         let drained: Bool
         do {
             if let u = d.exchange?.upstream {
-                drained = try pump(&u.responseBody, head: d.output, source: u.input, to: d.fd, written: &d.bytesSent)
+                drained = try Relay.pump(&u.responseBody, head: d.output, source: u.input, to: d.transport, written: &d.bytesSent)
             } else {
                 var none = 0
-                drained = try relay(to: d.fd, head: d.output, source: d.output, pending: &none, written: &d.bytesSent)
+                drained = try Relay.send(head: d.output, source: d.output, pending: &none, to: d.transport, written: &d.bytesSent)
             }
         } catch {
             closeDownstream(d)
@@ -261,7 +261,7 @@ extension Worker {
             closeDownstream(d)
             return
         }
-        Syscall.shutdownWrite(d.fd)
+        d.transport.shutdownWrite()
         d.state = .lingering
         d.input.clear()
         d.deadline = now + 1000
@@ -289,14 +289,12 @@ extension Worker {
     /// The response is complete and flushed: the backend connection goes back to the pool
     /// only when it got this whole request, sent exactly this response and nothing after it.
     private func recycle(_ x: Exchange, _ u: UpstreamConnection) {
-        let reusable = u.response.keepAlive && x.requestBody.isFinished && u.input.isEmpty
-            && u.response.framing != .untilClose && !u.pool.retired && !draining && !u.peerHungUp
-            && socketIsQuiet(u)
+        let reusable = u.machine.release(
+            requestFinished: x.requestBody.isFinished, responseFinished: u.responseBody.isFinished,
+            nothingAfter: u.input.isEmpty && socketIsQuiet(u), peerOpen: !u.peerHungUp, poolOpen: !u.pool.retired && !draining)
         detach(x, u)
         if reusable {
-            u.resetForReuse()
-            u.state = .idle
-            u.reused = true
+            u.responseBody = BodyRelay(.none)
             u.deadline = now + UInt64(settings.upstreamIdleMs)
             u.pool.idle.append(u)
         } else {
@@ -324,7 +322,7 @@ extension Worker {
     /// that arrive later, but not ones already waiting after a read that stopped early.
     private func socketIsQuiet(_ u: UpstreamConnection) -> Bool {
         guard u.readable else { return true }
-        switch fill(u.input, from: u.fd, peerHungUp: u.peerHungUp) {
+        switch Relay.fill(u.input, from: u.transport, peerHungUp: u.peerHungUp) {
         case .drained:
             u.readable = false
             u.input.releaseIfEmpty()
@@ -347,7 +345,7 @@ extension Worker {
         d.closed = true
         if let x = d.exchange { perform(d, x, x.machine.clientGone()) }
         table.remove(d.token)
-        Syscall.close(d.fd)
+        d.transport.close()
         downstreamCount -= 1
     }
 }

@@ -78,7 +78,7 @@ extension Worker {
     /// the version that served it, and how the connection continues.
     func writeResponseHead(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
         let head = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<headLength])
-        let response = u.response
+        let response = u.machine.response
         let out = d.output
         let switching = response.status == 101
         if response.framing == .untilClose || draining { x.keepAlive = false }

@@ -13,7 +13,7 @@ extension Worker {
             x.triedEndpoints.insert(index)
             x.endpoint = pool
             if let idle = pool.idle.popLast() {
-                idle.state = .awaitingHead
+                idle.machine.assigned()
                 idle.deadline = now + UInt64(settings.timeouts.responseMs)
                 attach(d, x, idle)
                 return idle
@@ -37,7 +37,7 @@ extension Worker {
         }
         if progress == .connected { pool.ejection.connected() }
         let u = UpstreamConnection(
-            fd: fd, pool: pool, state: progress == .connected ? .awaitingHead : .connecting, buffers: buffers,
+            fd: fd, pool: pool, connected: progress == .connected, buffers: buffers,
             limits: settings.headLimits)
         guard let token = register(fd, .upstream(u)) else { return nil }
         u.token = token
@@ -64,7 +64,7 @@ extension Worker {
     /// for one resend when the request allows it.
     private func upstreamReady(_ x: Exchange, _ u: UpstreamConnection) {
         x.timings.upstreamConnected = nowNs
-        x.machine.connected(resendable: u.reused && x.resendAllowed)
+        x.machine.connected(resendable: u.machine.reused && x.resendAllowed)
     }
 
     // MARK: - Running the exchange machine
@@ -150,7 +150,7 @@ extension Worker {
                 connectFailed(u)
             } else {
                 u.pool.ejection.connected()
-                u.state = .awaitingHead
+                u.machine.connected()
                 u.deadline = now + UInt64(settings.timeouts.responseMs)
                 if let d, let x = d.exchange {
                     upstreamReady(x, u)
@@ -201,7 +201,7 @@ extension Worker {
         var written = 0
         defer { x.upstreamBytes += written }
         do {
-            _ = try pump(&x.requestBody, head: x.forwardedHead, source: d.input, to: u.fd, written: &written)
+            _ = try Relay.pump(&x.requestBody, head: x.forwardedHead, source: d.input, to: u.transport, written: &written)
             x.forwardedHead.releaseIfEmpty()
             // An upload still moving is not a backend that stopped answering.
             if written > 0, u.state == .awaitingHead { u.deadline = now + UInt64(settings.timeouts.responseMs) }
@@ -219,18 +219,10 @@ extension Worker {
     func readUpstream(_ u: UpstreamConnection) {
         defer { u.input.releaseIfEmpty() }
         while u.readable && !u.closed {
-            // Backpressure: stop reading while the client has not taken what is waiting.
-            guard u.responseBody.buffered < Self.highWaterMark else { return }
-            switch u.state {
-            case .awaitingHead:
-                if u.input.readableCount > settings.headLimits.maxHeadBytes { return }
-            case .streamingBody:
-                // Nothing after a complete response is read: `completeExchange` checks for it.
-                if u.responseBody.complete { return }
-            default:
-                break
-            }
-            switch fill(u.input, from: u.fd, peerHungUp: u.peerHungUp) {
+            guard u.machine.mayRead(
+                inputBytes: u.input.readableCount, buffered: u.responseBody.buffered,
+                bodyComplete: u.responseBody.complete, highWaterMark: Self.highWaterMark) else { return }
+            switch Relay.fill(u.input, from: u.transport, peerHungUp: u.peerHungUp) {
             case .data(let drained):
                 if drained { u.readable = false }
                 processUpstreamInput(u)
@@ -244,10 +236,6 @@ extension Worker {
         }
     }
 
-    /// Interim (1xx) responses accepted per exchange; more is a backend stuck in a loop (or
-    /// hostile), and their bytes are capped by `limits.max_head_bytes` as well.
-    static let maxInterimResponses = 16
-
     private func processUpstreamInput(_ u: UpstreamConnection) {
         guard let d = u.downstream, let x = d.exchange else {
             closeUpstream(u)
@@ -255,47 +243,31 @@ extension Worker {
         }
         if x.timings.firstResponseByte == 0 { x.timings.firstResponseByte = nowNs }
         while u.state == .awaitingHead {
-            let status = u.parser.parseResponse(u.input.readableBytes, requestWasHead: d.request.methodKind == .head, into: &u.response)
-            switch status {
+            let request = d.request
+            switch u.machine.parseHead(
+                u.input.readableBytes, requestWasHead: request.methodKind == .head, upgradeRequested: request.upgrade,
+                clientSpeaksHTTP11: request.version == .http11)
+            {
             case .needMore:
                 if !d.output.isEmpty { flushToDownstream(d) }
                 return
-            case .error:
-                return upstreamBroke(d, x, .upstreamProtocolError, message: "the backend sent a malformed response head")
-            case .complete(let length):
-                u.parser.reset()
-                let code = u.response.status
-                if code == 101 {
-                    guard d.request.upgrade else {
-                        return upstreamBroke(
-                            d, x, .upstreamProtocolError,
-                            message: "the backend switched protocols without a WebSocket upgrade request")
-                    }
-                    x.status = code
-                    startTunnel(d, x, u, headLength: length)
-                    return
-                }
-                if code < 200 {
-                    // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as
-                    // they are. They do not extend the response deadline.
-                    u.interimResponses += 1
-                    u.interimBytes += length
-                    guard u.interimResponses <= Self.maxInterimResponses,
-                          u.interimBytes <= settings.headLimits.maxHeadBytes else {
-                        return upstreamBroke(d, x, .upstreamProtocolError, message: "the backend sent too many interim (1xx) responses")
-                    }
-                    if d.request.version == .http11 {
-                        d.output.append(UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<length]))
-                    }
-                    u.input.consume(length)
-                    continue
-                }
-                x.status = code
+            case .fault(let fault):
+                return upstreamBroke(d, x, fault.error, message: fault.message)
+            case .interim(let length, let forward):
+                // 100 Continue, 103 Early Hints: passed on as they are; they do not extend
+                // the response deadline.
+                if forward { d.output.append(UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<length])) }
+                u.input.consume(length)
+            case .switchingProtocols(let length):
+                x.status = 101
+                startTunnel(d, x, u, headLength: length)
+                return
+            case .final(let length):
+                x.status = u.machine.response.status
                 x.machine.responseHeadQueued(at: d.bytesSent + d.output.readableCount)
                 writeResponseHead(d, x, u, headLength: length)
                 u.input.consume(length)
-                u.responseBody = BodyRelay(u.response.framing, keepTrailers: d.request.acceptsTrailers)
-                u.state = .streamingBody
+                u.responseBody = BodyRelay(u.machine.response.framing, keepTrailers: request.acceptsTrailers)
             }
         }
         switch u.state {
@@ -319,7 +291,6 @@ extension Worker {
         u.input.consume(headLength)
         x.machine.switchedProtocols()
         d.state = .tunnel
-        u.state = .tunnel
         u.deadline = 0
         d.deadline = now + UInt64(settings.timeouts.idleMs)
         // From here bytes flow both ways as they are; what either side sent early is tunnel data.
@@ -337,7 +308,7 @@ extension Worker {
             return
         }
         switch u.state {
-        case .streamingBody where u.response.framing == .untilClose:
+        case .streamingBody where u.machine.response.framing == .untilClose:
             u.responseBody.endOfInput()
             flushToDownstream(d)
         case .tunnel:
@@ -377,6 +348,6 @@ extension Worker {
         }
         if let x = u.downstream?.exchange, x.upstream === u { detach(x, u) }
         table.remove(u.token)
-        Syscall.close(u.fd)
+        u.transport.close()
     }
 }

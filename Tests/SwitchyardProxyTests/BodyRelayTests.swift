@@ -1,34 +1,29 @@
 import SwitchyardHTTP
 import SwitchyardIO
+import SwitchyardTesting
 import Testing
 @testable import SwitchyardProxy
 
-/// Runs bytes through a `BodyRelay` as the worker does — decode what arrived, then send what
-/// it releases — with a "socket" that takes at most `window` bytes per write.
+/// Runs bytes through a `BodyRelay` with the worker's own `Relay.pump`: decode what arrived,
+/// then send what it releases to a peer that takes at most `window` bytes per write and then
+/// blocks until the next turn.
 private func relay(_ framing: BodyFraming, arrivals: [String], window: Int, keepTrailers: Bool = true) -> (sent: String, rest: String, finished: Bool, error: HTTPParseError?) {
     var body = BodyRelay(framing, keepTrailers: keepTrailers)
     let source = ByteBuffer(capacity: 64)
     let head = ByteBuffer(capacity: 4096)
-    var sent: [UInt8] = []
+    let peer = FakeTransport(window: window, room: 0)
+    var written = 0
     for arrival in arrivals {
         source.append(arrival)
-        if let error = body.decode(source) { return (String(decoding: sent, as: UTF8.self), "", false, error) }
-        while true {
-            let count = body.prepare(head: head, source: source)
-            if head.isEmpty && count == 0 { break }
-            // Write the head, then up to `count` source bytes, `window` bytes at a time.
-            var budget = window
-            let fromHead = min(budget, head.readableCount)
-            sent += head.readableBytes[0..<fromHead]
-            head.consume(fromHead)
-            budget -= fromHead
-            let fromSource = head.isEmpty ? min(budget, count) : 0
-            sent += source.readableBytes[0..<fromSource]
-            source.consume(fromSource)
-            body.sent(fromSource)
+        if let error = body.decode(source) { return (peer.writtenText, "", false, error) }
+        var done = false
+        while !done {
+            peer.room = window
+            done = (try? Relay.pump(&body, head: head, source: source, to: peer, written: &written)) ?? true
         }
     }
-    return (String(decoding: sent, as: UTF8.self), String(decoding: source.readableBytes, as: UTF8.self), body.isFinished, nil)
+    #expect(written == peer.written.count)
+    return (peer.writtenText, String(decoding: source.readableBytes, as: UTF8.self), body.isFinished, nil)
 }
 
 /// Reads a chunked body that must be in canonical form (lowercase hex sizes without leading

@@ -1,8 +1,7 @@
 import SwitchyardIO
 
-/// Moving bytes between sockets and buffers.
-extension Worker {
-
+/// Moving bytes between transports and buffers, the same way for every connection.
+enum Relay {
     enum FillResult {
         /// Bytes arrived; `drained` when the read came back short, so the socket is empty
         /// and edge-triggered epoll will report the next bytes.
@@ -12,12 +11,12 @@ extension Worker {
     }
 
     /// Reads once into `buffer`. A failed read (reset) counts as end of file.
-    func fill(_ buffer: ByteBuffer, from fd: Int32, peerHungUp: Bool) -> FillResult {
+    static func fill(_ buffer: ByteBuffer, from transport: some Transport, peerHungUp: Bool) -> FillResult {
         buffer.reserveWritable(4096)
-        let requested = buffer.writableCount
+        let space = buffer.writableBytes
         let result: IOResult
         do {
-            result = try buffer.read(from: fd)
+            result = try transport.read(into: space)
         } catch {
             return .endOfFile
         }
@@ -25,21 +24,22 @@ extension Worker {
         case .wouldBlock: return .drained
         case .processed(0): return .endOfFile
         case .processed(let count):
+            buffer.didWrite(count)
             // After a hang-up, read on until the end-of-file shows (no edge will come for it).
-            return .data(drained: count < requested && !peerHungUp)
+            return .data(drained: count < space.count && !peerHungUp)
         }
     }
 
     /// Sends `head`, then the body bytes `body` releases from `source`, until both are out or
-    /// the socket is full (false). `written` counts the bytes that went out.
-    func pump(
-        _ body: inout BodyRelay, head: ByteBuffer, source: ByteBuffer, to fd: Int32, written: inout Int
+    /// the transport is full (false). `written` counts the bytes that went out.
+    static func pump(
+        _ body: inout BodyRelay, head: ByteBuffer, source: ByteBuffer, to transport: some Transport, written: inout Int
     ) throws(SystemError) -> Bool {
         while true {
             let count = body.prepare(head: head, source: source)
             if head.isEmpty && count == 0 { return true }
             var pending = count
-            let done = try relay(to: fd, head: head, source: source, pending: &pending, written: &written)
+            let done = try send(head: head, source: source, pending: &pending, to: transport, written: &written)
             body.sent(count - pending)
             if !done { return false }
             if !body.mayHaveMore { return true }
@@ -47,9 +47,9 @@ extension Worker {
     }
 
     /// Writes `head` and then the first `pending` bytes of `source`, consuming what went out.
-    /// Returns true when both are fully written. One `writev` carries both when both are there.
-    func relay(
-        to fd: Int32, head: ByteBuffer, source: ByteBuffer, pending: inout Int, written: inout Int
+    /// Returns true when both are fully written. One write carries both when both are there.
+    static func send(
+        head: ByteBuffer, source: ByteBuffer, pending: inout Int, to transport: some Transport, written: inout Int
     ) throws(SystemError) -> Bool {
         // A small body after a proxy-made head is copied behind it when it fits the head's
         // block: one send of contiguous bytes costs the kernel less than a two-part writev
@@ -61,15 +61,7 @@ extension Worker {
         }
         while !head.isEmpty || pending > 0 {
             let body = UnsafeRawBufferPointer(start: source.readableBytes.baseAddress, count: pending)
-            let result: IOResult
-            if head.isEmpty {
-                result = try Syscall.write(fd, body.baseAddress!, pending)
-            } else if pending == 0 {
-                result = try Syscall.write(fd, head.readableBytes.baseAddress!, head.readableCount)
-            } else {
-                result = try Syscall.writev(fd, head.readableBytes, body)
-            }
-            switch result {
+            switch try transport.write(head.readableBytes, body) {
             case .wouldBlock:
                 return false
             case .processed(let count):
