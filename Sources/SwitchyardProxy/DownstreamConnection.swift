@@ -1,31 +1,12 @@
 import SwitchyardHTTP
 import SwitchyardIO
 
-/// A client connection and the exchange currently on it.
+/// A client connection and the exchange currently on it. Its decisions are `machine`'s (see
+/// `H1ServerMachine` for its states); this class holds the socket, the bytes, and the links.
 ///
-///     readingHead ──head──▶ proxying ──response done, keep-alive──▶ readingHead
-///          │                   │  └──101 Switching Protocols──▶ tunnel
-///          │                   └──error / close──▶ closing ──▶ lingering ──▶ (closed)
-///          └──bad request──▶ closing
-///
-/// Requests on one connection are served one at a time; pipelined requests wait in `input`
-/// and are answered in order. Everything about one request lives in its `Exchange`, so an
-/// idle connection holds only its socket, its parser and two empty buffers.
+/// Everything about one request lives in its `Exchange`, so an idle connection holds only its
+/// socket, its machine and two empty buffers.
 final class DownstreamConnection {
-    enum State {
-        /// Waiting for (the rest of) a request head.
-        case readingHead
-        /// A request is being relayed to a backend and its response back.
-        case proxying
-        /// After 101: bytes flow both ways unchanged.
-        case tunnel
-        /// The last response is being written; the connection closes afterwards.
-        case closing
-        /// Write side shut; unread client bytes are discarded briefly so the kernel does not
-        /// answer them with a reset that would destroy the response in flight.
-        case lingering
-    }
-
     /// The client's socket, as bytes in and out.
     let transport: SocketTransport
     var fd: Int32 { transport.fd }
@@ -39,28 +20,25 @@ final class DownstreamConnection {
     /// When the connection was accepted (monotonic ns).
     let acceptedAt: UInt64
 
-    var state = State.readingHead
-    var parser: HeadParser
-    var request = RequestHead()
+    var machine: H1ServerMachine
     /// Edge-triggered epoll: bytes may be waiting in the socket that were not read yet.
     var readable = false
     /// The last readiness event said the peer closed or failed.
     var peerHungUp = false
     var closed = false
-    var deadline: UInt64 = 0
+    var deadline: UInt64 { machine.deadline }
     /// Bytes written to the client over the connection's life.
     var bytesSent = 0
     /// The request being read or served: from the first byte of its head to its finish.
     var exchange: Exchange?
 
-    init(fd: Int32, clientAddress: [UInt8], buffers: BufferPools, limits: HeadLimits, acceptedAt: UInt64, deadline: UInt64) {
+    init(fd: Int32, clientAddress: [UInt8], buffers: BufferPools, machine: H1ServerMachine, acceptedAt: UInt64) {
         self.transport = SocketTransport(fd: fd)
         self.clientAddress = clientAddress
         self.input = ByteBuffer(pool: buffers.input)
         self.output = ByteBuffer(pool: buffers.output)
-        self.parser = HeadParser(limits: limits)
+        self.machine = machine
         self.acceptedAt = acceptedAt
-        self.deadline = deadline
     }
 }
 

@@ -4,6 +4,8 @@ import SwitchyardRouting
 /// The parts of the server config a worker uses on the request path, in ready-to-use form.
 struct ProxySettings: Sendable {
     let timeouts: ServerConfig.Timeouts
+    /// The client-connection timeouts in the form `H1ServerMachine` takes.
+    let serverTimeouts: H1ServerMachine.Timeouts
     let headLimits: HeadLimits
     let maxConnectionsPerWorker: Int
     let forwardAuthorization: Bool
@@ -14,6 +16,7 @@ struct ProxySettings: Sendable {
     /// `maxConnections`: the configured limit, or the one derived from the descriptor limit.
     init(config: ServerConfig, workers: Int, maxConnections: Int) {
         timeouts = config.timeouts
+        serverTimeouts = .init(idleMs: UInt64(config.timeouts.idleMs), requestHeadMs: UInt64(config.timeouts.requestHeadMs))
         headLimits = HeadLimits(
             maxHeadBytes: config.limits.maxHeadBytes, maxHeaders: config.limits.maxHeaders,
             maxURIBytes: config.limits.maxURIBytes)

@@ -23,7 +23,7 @@ extension Worker {
     func serveDownstream(_ d: DownstreamConnection) {
         defer { d.input.releaseIfEmpty() }
         while !d.closed {
-            if d.state == .readingHead, d.output.isEmpty, !d.input.isEmpty, parseRequest(d) { continue }
+            if d.machine.mayParse(inputEmpty: d.input.isEmpty, outputEmpty: d.output.isEmpty), parseRequest(d) { continue }
             guard d.readable, downstreamMayRead(d) else { return }  // backpressure: `readable` stays set
             switch Relay.fill(d.input, from: d.transport, peerHungUp: d.peerHungUp) {
             case .data(let drained):
@@ -42,29 +42,14 @@ extension Worker {
     }
 
     private func downstreamMayRead(_ d: DownstreamConnection) -> Bool {
-        switch d.state {
-        case .readingHead:
-            // The previous answer must leave before more requests are read.
-            return d.output.isEmpty && d.input.readableCount <= settings.headLimits.maxHeadBytes
-        case .proxying:
-            // While the request body flows, unsent bytes are bounded by the high-water mark;
-            // after it, a pipelined request may wait (and a close is noticed).
-            guard let body = d.exchange?.requestBody else { return false }
-            return body.complete
-                ? d.input.readableCount <= settings.headLimits.maxHeadBytes
-                : body.buffered < Self.highWaterMark
-        case .tunnel:
-            guard let body = d.exchange?.requestBody else { return false }
-            return body.buffered < Self.highWaterMark
-        case .closing:
-            return false
-        case .lingering:
-            return true
-        }
+        let body = d.exchange?.requestBody
+        return d.machine.mayRead(
+            inputBytes: d.input.readableCount, outputEmpty: d.output.isEmpty, bodyBuffered: body?.buffered ?? 0,
+            bodyComplete: body?.complete ?? true, maxHeadBytes: settings.headLimits.maxHeadBytes, highWaterMark: Self.highWaterMark)
     }
 
     private func processDownstreamInput(_ d: DownstreamConnection) {
-        switch d.state {
+        switch d.machine.state {
         case .readingHead, .closing:
             break
         case .proxying:
@@ -72,7 +57,7 @@ extension Worker {
             if decodeRequestBody(d, x), x.upstream === u { perform(d, x, flushToUpstream(d, x, u)) }
         case .tunnel:
             guard let x = d.exchange, let u = x.upstream else { return }
-            d.deadline = now + UInt64(settings.timeouts.idleMs)
+            d.machine.tunnelActivity(now: now)
             _ = x.requestBody.decode(d.input)
             perform(d, x, flushToUpstream(d, x, u))
         case .lingering:
@@ -83,37 +68,39 @@ extension Worker {
     /// Parses a request head at the front of the input and starts its exchange or answers it.
     /// False when the head is not complete yet.
     private func parseRequest(_ d: DownstreamConnection) -> Bool {
-        let skip = HeadParser.leadingEmptyLines(d.input.readableBytes)
-        if skip > 0 { d.input.consume(skip) }
-        if d.input.isEmpty { return false }
+        let step = d.machine.parseRequest(d.input.readableBytes, now: now)
+        if case .emptyLines(let count) = step {
+            d.input.consume(count)
+            return true
+        }
+        if step == .needMore && !d.machine.headStarted { return false }
+        // The first byte of a request head arrived: its exchange starts.
         let x = d.exchange ?? beginExchange(d)
-        switch d.parser.parseRequest(d.input.readableBytes, into: &d.request) {
-        case .needMore:
+        switch step {
+        case .needMore, .emptyLines:
             return false
         case .error(let error):
             perform(d, x, x.machine.reject(ProxyError(error)), message: "\(error.message)")
-        case .complete(let length):
+        case .head(let length):
             x.timings.headParsed = nowNs
             startExchange(d, x, headLength: length)
         }
         return true
     }
 
-    /// The first byte of a request head arrived: its exchange starts, and the head timeout runs.
     private func beginExchange(_ d: DownstreamConnection) -> Exchange {
         let x = exchanges.acquire()
         x.timings.accepted = d.acceptedAt
         x.timings.started = nowNs
         x.clientBytesBase = d.bytesSent + d.output.readableCount
         d.exchange = x
-        d.deadline = now + UInt64(settings.timeouts.requestHeadMs)
         return x
     }
 
     /// Authenticates and routes a complete request head, then starts relaying it.
     private func startExchange(_ d: DownstreamConnection, _ x: Exchange, headLength: Int) {
         let head = UnsafeRawBufferPointer(rebasing: d.input.readableBytes[0..<headLength])
-        let request = d.request
+        let request = d.machine.request
         x.keepAlive = request.keepAlive && !draining
         // Set before any answer: a proxy-made answer to a request whose body was not read closes.
         x.requestBody = BodyRelay(request.framing)
@@ -169,8 +156,7 @@ extension Worker {
             return
         }
         if x.machine.mayResend { x.resendHead.append(x.forwardedHead.readableBytes) }
-        d.state = .proxying
-        d.deadline = 0  // the backend's deadlines govern the exchange now
+        d.machine.proxying()
         if decodeRequestBody(d, x), x.upstream === u { perform(d, x, flushToUpstream(d, x, u)) }
     }
 
@@ -217,22 +203,23 @@ extension Worker {
         guard drained else { return }
         d.output.releaseIfEmpty()
         d.exchange?.upstream?.input.releaseIfEmpty()
-        switch d.state {
-        case .closing:
-            startLingering(d)
-        case .proxying:
+        if d.machine.state == .proxying {
             if let x = d.exchange, let u = x.upstream, u.state == .streamingBody, u.responseBody.isFinished {
                 recycle(x, u)
                 perform(d, x, x.machine.responseComplete())
             }
-        case .readingHead:
-            // An answer written while the worker started draining: the connection is idle now.
-            if draining && d.input.isEmpty {
-                d.state = .closing
-                startLingering(d)
-            }
-        case .tunnel, .lingering:
+            return
+        }
+        let next = d.machine.outputDrained(
+            inputBuffered: !d.input.isEmpty, mayBeUnread: d.readable, peerHungUp: d.peerHungUp, draining: draining, now: now)
+        switch next {
+        case .none:
             break
+        case .linger:
+            d.transport.shutdownWrite()
+            d.input.clear()
+        case .close:
+            closeDownstream(d)
         }
     }
 
@@ -248,24 +235,8 @@ extension Worker {
         ErrorRenderer.http1(error, message: message, context: context, into: d.output)
         if !closing { d.input.consume(x.requestBody.buffered) }
         finish(d, x, .rejected(error))
-        d.state = closing ? .closing : .readingHead
-        d.deadline = now + UInt64(settings.timeouts.idleMs)
+        d.machine.answered(keepAlive: !closing, now: now)
         flushToDownstream(d)
-    }
-
-    /// After the last response: close at once if the client sent nothing more; otherwise stop
-    /// sending and read (discarding) what it still sends for a moment, so that closing with
-    /// unread bytes does not reset the connection under the response.
-    private func startLingering(_ d: DownstreamConnection) {
-        if d.input.isEmpty && !d.readable {
-            closeDownstream(d)
-            return
-        }
-        d.transport.shutdownWrite()
-        d.state = .lingering
-        d.input.clear()
-        d.deadline = now + 1000
-        if d.peerHungUp { closeDownstream(d) }
     }
 
     // MARK: - Ending
@@ -281,7 +252,6 @@ extension Worker {
         x.timings.finished = nowNs
         x.clientBytes = d.bytesSent + d.output.readableCount - x.clientBytesBase
         counters.record(outcome)
-        d.parser.reset()
         d.exchange = nil
         exchanges.release(x)
     }
@@ -309,13 +279,8 @@ extension Worker {
         // Body bytes the backend answered without reading belong to this request, not the next.
         if keepAlive { d.input.consume(x.requestBody.buffered) }
         finish(d, x, .completed)
-        d.deadline = now + UInt64(settings.timeouts.idleMs)
-        if !keepAlive {
-            d.state = .closing
-            flushToDownstream(d)
-            return
-        }
-        d.state = .readingHead
+        d.machine.answered(keepAlive: keepAlive, now: now)
+        if !keepAlive { flushToDownstream(d) }
     }
 
     /// True when a read finds the backend's socket empty: edge-triggered epoll reports bytes
@@ -333,7 +298,7 @@ extension Worker {
     }
 
     func downstreamTimedOut(_ d: DownstreamConnection) {
-        if d.state == .readingHead, let x = d.exchange {
+        if d.machine.timeoutAnswers408(), let x = d.exchange {
             perform(d, x, x.machine.reject(.requestTimeout))
         } else {
             closeDownstream(d)

@@ -7,7 +7,7 @@ extension Worker {
     /// origin-form, end-to-end fields, a normalised Content-Length, and `X-Forwarded-*` /
     /// `X-Request-Id`.
     func writeForwardedRequestHead(_ d: DownstreamConnection, _ x: Exchange, head: UnsafeRawBufferPointer, into out: ByteBuffer) {
-        let request = d.request
+        let request = d.machine.request
         if !request.hostFromTarget {
             // method SP target SP HTTP/1.x CRLF, as received
             out.append(UnsafeRawBufferPointer(rebasing: head[0..<(Int(request.target.end) + 11)]))
@@ -109,7 +109,7 @@ extension Worker {
             out.append("Connection: upgrade\r\n" as StaticString)
         } else if !x.keepAlive {
             out.append("Connection: close\r\n" as StaticString)
-        } else if d.request.version == .http10 {
+        } else if d.machine.request.version == .http10 {
             out.append("Connection: keep-alive\r\n" as StaticString)
         }
         out.append("\r\n" as StaticString)

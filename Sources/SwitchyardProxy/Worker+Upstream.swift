@@ -243,7 +243,7 @@ extension Worker {
         }
         if x.timings.firstResponseByte == 0 { x.timings.firstResponseByte = nowNs }
         while u.state == .awaitingHead {
-            let request = d.request
+            let request = d.machine.request
             switch u.machine.parseHead(
                 u.input.readableBytes, requestWasHead: request.methodKind == .head, upgradeRequested: request.upgrade,
                 clientSpeaksHTTP11: request.version == .http11)
@@ -278,7 +278,7 @@ extension Worker {
                 return upstreamBroke(d, x, .upstreamProtocolError, message: "the backend sent a malformed response body (\(error.message))")
             }
         case .tunnel:
-            d.deadline = now + UInt64(settings.timeouts.idleMs)
+            d.machine.tunnelActivity(now: now)
             _ = u.responseBody.decode(u.input)
         default:
             break
@@ -290,9 +290,8 @@ extension Worker {
         writeResponseHead(d, x, u, headLength: headLength)
         u.input.consume(headLength)
         x.machine.switchedProtocols()
-        d.state = .tunnel
+        d.machine.tunnelled(now: now)
         u.deadline = 0
-        d.deadline = now + UInt64(settings.timeouts.idleMs)
         // From here bytes flow both ways as they are; what either side sent early is tunnel data.
         x.requestBody = BodyRelay(.untilClose)
         _ = x.requestBody.decode(d.input)

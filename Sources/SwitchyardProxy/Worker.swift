@@ -165,8 +165,8 @@ final class Worker: @unchecked Sendable {
             }
             Socket.setNoDelay(fd)
             let connection = DownstreamConnection(
-                fd: fd, clientAddress: Array((peer?.host ?? "unknown").utf8), buffers: buffers, limits: settings.headLimits,
-                acceptedAt: nowNs, deadline: now + UInt64(settings.timeouts.idleMs))
+                fd: fd, clientAddress: Array((peer?.host ?? "unknown").utf8), buffers: buffers,
+                machine: H1ServerMachine(limits: settings.headLimits, timeouts: settings.serverTimeouts, now: now), acceptedAt: nowNs)
             guard let token = register(fd, .downstream(connection)) else { continue }
             connection.token = token
             downstreamCount += 1
@@ -260,7 +260,7 @@ final class Worker: @unchecked Sendable {
         guard let tokens = routes.snapshot.tokens else { return }
         var revoked: [DownstreamConnection] = []
         table.forEach { registration in
-            if case .downstream(let connection) = registration, connection.state == .tunnel,
+            if case .downstream(let connection) = registration, connection.machine.state == .tunnel,
                let hash = connection.exchange?.tunnelTokenHash, !tokens.contains(hash: hash) {
                 revoked.append(connection)
             }
@@ -287,7 +287,7 @@ final class Worker: @unchecked Sendable {
         // Idle client connections close now; busy ones close after their current response.
         var idle: [DownstreamConnection] = []
         table.forEach { registration in
-            if case .downstream(let connection) = registration, connection.state == .readingHead, connection.input.isEmpty,
+            if case .downstream(let connection) = registration, connection.machine.isIdle, connection.input.isEmpty,
                connection.output.isEmpty {
                 idle.append(connection)
             }
