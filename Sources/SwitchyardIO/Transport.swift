@@ -13,6 +13,8 @@ public protocol Transport {
 }
 
 /// A non-blocking socket. Both parts of a write go out in one `writev` when both have bytes.
+/// `@inlinable`: the request path calls these from another module, and a call through them
+/// would cost as much as what they do.
 public struct SocketTransport: Transport {
     public let fd: Int32
 
@@ -20,12 +22,12 @@ public struct SocketTransport: Transport {
         self.fd = fd
     }
 
-    @inline(__always)
+    @inlinable
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult {
         try Syscall.read(fd, buffer.baseAddress.unsafelyUnwrapped, buffer.count)  // Safe because callers pass a non-empty buffer.
     }
 
-    @inline(__always)
+    @inlinable
     public func write(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) throws(SystemError) -> IOResult {
         if let head = first.baseAddress, !first.isEmpty {
             guard !second.isEmpty else { return try Syscall.write(fd, head, first.count) }

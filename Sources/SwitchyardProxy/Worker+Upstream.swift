@@ -72,8 +72,15 @@ extension Worker {
     /// Runs what the exchange machine decided, and what it decides next, in one loop: a failed
     /// connect or write comes back as the next action, not as a nested call. `message` is the
     /// detail for a proxy-made answer (a default one per error otherwise).
+    @inline(__always)
     func perform(_ d: DownstreamConnection, _ x: Exchange, _ first: ExchangeMachine.Action?, message: String? = nil) {
-        var next = first
+        // Most calls bring no action (a write that went through): no call for them.
+        guard let first else { return }
+        run(d, x, first, message: message)
+    }
+
+    private func run(_ d: DownstreamConnection, _ x: Exchange, _ first: ExchangeMachine.Action, message: String?) {
+        var next: ExchangeMachine.Action? = first
         var message = message
         while let action = next {
             next = nil
