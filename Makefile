@@ -82,26 +82,34 @@ bench-deps: deps
 micro-bench: deps
 	cd Benchmarks/micro && swift package benchmark thresholds check --path "$$PWD/Thresholds" --no-progress
 
-# libFuzzer targets (with AddressSanitizer), each run for FUZZ_SECONDS, each built from one
-# module's sources and its Fuzz/ folder:
+# libFuzzer targets (with AddressSanitizer), each run for FUZZ_SECONDS, each built by
+# Fuzz/build.sh from its Fuzz/ folder and the sources it tests:
 #   framer-differential  the chunked body decoder against a strict reference written
 #                        separately, both directions (decoding what peers send, re-encoding
 #                        what the proxy sends on)
 #   head-parser          hostile bytes to the request and response head parser
 #   config-files         hostile versions.json, switchyard.json, tokens files and JSON
+#   h1-exchange          a client connection end to end: hostile client bytes and backend
+#                        bytes through H1ServerMachine, ExchangeMachine, H1ClientMachine and
+#                        both body relays, as the worker drives them
 # New inputs are kept in Fuzz/corpus/<target>.
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := framer-differential:FramerDifferential:SwitchyardHTTP \
-                head-parser:HeadParser:SwitchyardHTTP \
-                config-files:ConfigFiles:SwitchyardRouting
+comma := ,
+space := $(empty) $(empty)
+PROXY_MACHINES := Sources/SwitchyardProxy/H1ServerMachine.swift Sources/SwitchyardProxy/H1ClientMachine.swift \
+                  Sources/SwitchyardProxy/ExchangeMachine.swift Sources/SwitchyardProxy/BodyRelay.swift \
+                  Sources/SwitchyardProxy/ProxyError.swift Sources/SwitchyardProxy/ExchangeOutcome.swift
+FUZZ_TARGETS := framer-differential:FramerDifferential:Sources/SwitchyardHTTP \
+                head-parser:HeadParser:Sources/SwitchyardHTTP \
+                config-files:ConfigFiles:Sources/SwitchyardRouting \
+                h1-exchange:H1Exchange:Sources/SwitchyardHTTP,Sources/SwitchyardIO,$(subst $(space),$(comma),$(PROXY_MACHINES))
 fuzz: deps
 	@mkdir -p .build/fuzz
 	@for spec in $(FUZZ_TARGETS); do \
-		target=$${spec%%:*}; rest=$${spec#*:}; dir=$${rest%%:*}; module=$${rest#*:}; \
+		target=$${spec%%:*}; rest=$${spec#*:}; dir=$${rest%%:*}; sources=$$(echo $${rest#*:} | tr , ' '); \
 		echo "== $$target: building"; \
-		swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name $$dir \
-			Sources/$$module/*.swift Fuzz/$$dir/*.swift -o .build/fuzz/$$target 2>&1 | grep -v "ld.gold: warning"; \
-		mkdir -p Fuzz/corpus/$$target; \
+		Fuzz/build.sh .build/fuzz/$$target $$dir $$sources || exit 1; \
+		mkdir -p Fuzz/corpus/$$target Fuzz/seeds/$$target; \
 		echo "== $$target: fuzzing for $(FUZZ_SECONDS) s"; \
 		.build/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 			-artifact_prefix=.build/fuzz/$$target- Fuzz/corpus/$$target Fuzz/seeds/$$target || exit 1; \

@@ -27,15 +27,17 @@ public enum ASCII {
     /// Compares `bytes` with an ASCII literal, case-sensitively.
     @inline(__always)
     public static func equalsExact(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
-        bytes.count == literal.utf8CodeUnitCount && memcmp(bytes.baseAddress!, literal.utf8Start, bytes.count) == 0
+        guard bytes.count == literal.utf8CodeUnitCount else { return false }
+        guard let base = bytes.baseAddress else { return true }  // both empty
+        return memcmp(base, literal.utf8Start, bytes.count) == 0
     }
 
     /// Exact byte comparison.
     @inline(__always)
     public static func equals(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
         guard a.count == b.count else { return false }
-        if a.isEmpty { return true }
-        return memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0
+        guard let first = a.baseAddress, let second = b.baseAddress else { return true }  // both empty
+        return memcmp(first, second, a.count) == 0
     }
 
     /// RFC 9110 `tchar`, as a 128-bit set: no table to initialise or bounds-check.

@@ -74,6 +74,7 @@ public final class ByteBuffer {
         precondition(offset >= 0 && count >= 0 && offset + count <= readableCount)
         guard count > 0 else { return }
         if offset == 0 { return consume(count) }
+        // Safe because `count > 0` readable bytes mean the storage is allocated.
         let start = storage.unsafelyUnwrapped + readerIndex + offset
         let after = readableCount - offset - count
         if after > 0 { start.copyMemory(from: start + count, byteCount: after) }
@@ -133,6 +134,7 @@ public final class ByteBuffer {
     public func append(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         reserveWritable(bytes.count)
+        // Safe because `reserveWritable` of a positive count allocates the storage.
         (storage.unsafelyUnwrapped + writerIndex).copyMemory(from: base, byteCount: bytes.count)
         writerIndex += bytes.count
     }
@@ -170,6 +172,7 @@ public final class ByteBuffer {
     public func append(hex16 value: UInt64) {
         reserveWritable(16)
         let digits: StaticString = "0123456789abcdef"
+        // Safe because `reserveWritable(16)` allocates the storage.
         let target = storage.unsafelyUnwrapped + writerIndex
         for index in 0..<16 {
             target.storeBytes(of: digits.utf8Start[Int(value >> UInt64(60 - 4 * index) & 0xF)], toByteOffset: index, as: UInt8.self)
@@ -200,6 +203,7 @@ public final class ByteBuffer {
     /// Writes as much as the socket takes; returns true when the buffer is empty afterwards.
     public func flush(to fd: Int32) throws(SystemError) -> Bool {
         while readableCount > 0 {
+            // Safe because readable bytes mean the storage is allocated.
             switch try Syscall.write(fd, storage.unsafelyUnwrapped + readerIndex, readableCount) {
             case .processed(let count): consume(count)
             case .wouldBlock: return false

@@ -14,7 +14,8 @@ public enum ThreadStarter {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         var thread = pthread_t()
         let status = pthread_create(&thread, nil, { argument in
-            let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
+            // Safe because `pthread_create` passes back the non-nil `box` given to it.
+            let box = Unmanaged<Box>.fromOpaque(argument.unsafelyUnwrapped).takeRetainedValue()
             box.body()
             return nil
         }, box)

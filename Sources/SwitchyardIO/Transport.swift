@@ -24,7 +24,8 @@ public struct SocketTransport: Transport {
 
     @inlinable
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult {
-        try Syscall.read(fd, buffer.baseAddress.unsafelyUnwrapped, buffer.count)  // Safe because callers pass a non-empty buffer.
+        // Safe because callers pass a non-empty buffer (the protocol's contract).
+        try Syscall.read(fd, buffer.baseAddress.unsafelyUnwrapped, buffer.count)
     }
 
     @inlinable

@@ -10,7 +10,8 @@ extension Syscall {
             iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count)
         )
         return try withUnsafeMutableBytes(of: &vectors) { raw throws(SystemError) -> IOResult in
-            let base = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
+            // Safe because the bytes of a two-element tuple are never empty.
+            let base = raw.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: iovec.self)
             return try nonBlocking("writev") { Glibc.writev(fd, base, 2) }
         }
     }

@@ -106,20 +106,6 @@ final class Exchange {
     }
 }
 
-/// How an exchange ended. Set once, by `Worker.finish`.
-enum ExchangeOutcome: Equatable {
-    /// The backend's response reached the client in full.
-    case completed
-    /// A WebSocket tunnel ran and closed.
-    case tunnelled
-    /// The proxy answered with an error; nothing (more) went to a backend.
-    case rejected(ProxyError)
-    /// The client went away, or stopped reading, before its response was complete.
-    case clientGone
-    /// The response was cut off after part of it reached the client.
-    case truncated(ProxyError)
-}
-
 /// Recycled exchanges of one worker: a steady keep-alive request allocates none.
 struct ExchangePool {
     private var free: [Exchange] = []
@@ -140,45 +126,5 @@ struct ExchangePool {
     mutating func release(_ exchange: Exchange) {
         exchange.reset()
         if free.count < maxFree { free.append(exchange) }
-    }
-}
-
-/// A worker's tally of finished exchanges: plain fields on the request path, copied into a
-/// `LockedValue` on the tick for `/status`.
-struct ExchangeCounters: Sendable {
-    var completed: UInt64 = 0
-    var tunnelled: UInt64 = 0
-    var clientGone: UInt64 = 0
-    /// Per `ProxyError.rawValue`: answered by the proxy, and cut short.
-    var rejected = InlineArray<15, UInt64>(repeating: 0)
-    var truncated = InlineArray<15, UInt64>(repeating: 0)
-    /// Connections answered 503 for `limits.max_connections` (not exchanges: nothing was read).
-    var refusedConnections: UInt64 = 0
-
-    var finished: UInt64 {
-        var total = completed + tunnelled + clientGone
-        for index in rejected.indices { total += rejected[index] + truncated[index] }
-        return total
-    }
-
-    mutating func record(_ outcome: ExchangeOutcome) {
-        switch outcome {
-        case .completed: completed += 1
-        case .tunnelled: tunnelled += 1
-        case .clientGone: clientGone += 1
-        case .rejected(let error): rejected[error.rawValue] += 1
-        case .truncated(let error): truncated[error.rawValue] += 1
-        }
-    }
-
-    mutating func add(_ other: ExchangeCounters) {
-        completed += other.completed
-        tunnelled += other.tunnelled
-        clientGone += other.clientGone
-        refusedConnections += other.refusedConnections
-        for index in rejected.indices {
-            rejected[index] += other.rejected[index]
-            truncated[index] += other.truncated[index]
-        }
     }
 }

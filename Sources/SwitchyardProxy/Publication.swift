@@ -49,8 +49,8 @@ final class WorkerRoutes {
             if tried.contains(index) { continue }
             let pool = candidates[index]
             if pool.ejection.isEjected(at: now) {
-                if bestEjected == nil || pool.active < bestEjected!.pool.active { bestEjected = (index, pool) }
-            } else if best == nil || pool.active < best!.pool.active {
+                if pool.active < bestEjected?.pool.active ?? Int.max { bestEjected = (index, pool) }
+            } else if pool.active < best?.pool.active ?? Int.max {
                 best = (index, pool)
             }
         }

@@ -187,7 +187,8 @@ final class Worker: @unchecked Sendable {
     /// A connection beyond `limits.max_connections`: answered 503 in one write (a new socket
     /// has room for it), counted, reported at most once a second, closed.
     private func refuseOverLimit(_ fd: Int32) {
-        _ = Self.overLimitAnswer.withUnsafeBytes { try? Syscall.write(fd, $0.baseAddress!, $0.count) }
+        // Safe because the rendered answer is never empty.
+        _ = Self.overLimitAnswer.withUnsafeBytes { try? Syscall.write(fd, $0.baseAddress.unsafelyUnwrapped, $0.count) }
         Syscall.shutdownWrite(fd)
         Syscall.close(fd)
         counters.refusedConnections += 1

@@ -160,7 +160,8 @@ final class DemoConnection {
     static func sendAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let sent = Glibc.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            // Safe because `offset < bytes.count` means the buffer is not empty.
+            let sent = Glibc.send(fd, bytes.baseAddress.unsafelyUnwrapped + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
             if sent <= 0 {
                 if sent < 0 && sy_errno() == EINTR { continue }
                 return false
