@@ -203,16 +203,23 @@ final class ControlPlane {
         }
     }
 
-    /// Asks the resolver thread for fresh addresses of the current versions' endpoints.
+    /// Asks the resolver thread for the addresses of the versions file waiting to be published,
+    /// or else for fresh addresses of the current versions' endpoints.
     private func requestResolution() {
+        let versions = state.pendingVersions?.versions ?? state.versions
         resolveTicket += 1
-        resolvingVersions = state.versions
-        resolver.resolve(state.versions, ticket: resolveTicket)
+        resolvingVersions = versions
+        resolver.resolve(versions, ticket: resolveTicket)
     }
 
     private func resolved(ticket: UInt64, result: Result<ConfigLoader.Resolution, LoadError>) {
-        // An answer about a versions config replaced since (or superseded by a newer request) is stale.
-        guard ticket == resolveTicket, resolvingVersions == state.versions else { return }
+        // An answer superseded by a newer request, or about a versions config replaced since, is stale.
+        guard ticket == resolveTicket else { return }
+        if let pending = state.pendingVersions {
+            guard resolvingVersions == pending.versions else { return }
+            return publishResolvedVersions(result, trigger: pending.trigger)
+        }
+        guard resolvingVersions == state.versions else { return }
         switch result {
         case .failure(let error):
             logger.warning("resolving the endpoints again failed, keeping the addresses found before: \(error)")
@@ -252,7 +259,10 @@ final class ControlPlane {
     /// its final content comes with its own close event anyway.
     func reload(trigger: String, tentative: Bool = true) {
         var failed = false
-        let publication = state.reload(loader: loader, trigger: trigger, tentative: tentative, failed: &failed)
+        var resolve = false
+        let publication = state.reload(loader: loader, trigger: trigger, tentative: tentative, failed: &failed, resolve: &resolve)
+        // A changed versions file is published once its names resolve, off this thread.
+        if resolve { requestResolution() }
         if failed && tentative {
             settlingTrigger = trigger
             try? Syscall.armOnce(settleTimerFD, afterMs: Self.settleMs)
@@ -262,9 +272,24 @@ final class ControlPlane {
             }
         }
         guard let publication else { return }
-        for endpoint in state.unresolved {
-            logger.warning("\(loader.versionsPath): \(endpoint); left out until the file is reloaded")
+        announce(publication, trigger: trigger)
+    }
+
+    /// The resolver answered for a changed versions file: publish it, or say why it is rejected.
+    private func publishResolvedVersions(_ result: Result<ConfigLoader.Resolution, LoadError>, trigger: String) {
+        guard let publication = state.versionsResolved(result) else {
+            for error in state.lastOutcome.errors {
+                logger.error("reload (\(trigger)) rejected, keeping the last good configuration: \(error)")
+            }
+            return
         }
+        for endpoint in state.unresolved {
+            logger.warning("\(loader.versionsPath): \(endpoint); left out until it resolves again")
+        }
+        announce(publication, trigger: trigger)
+    }
+
+    private func announce(_ publication: Publication, trigger: String) {
         for worker in workers { worker.mailbox.post(.publish(publication)) }
         let split = publication.snapshot.versions.map { "\($0.name)=\($0.trafficPercentText)%" }.joined(separator: " ")
         logger.info("reloaded (\(trigger)): generation \(publication.snapshot.generation), \(split)")

@@ -23,6 +23,15 @@ struct ReloadState {
     var tokensBytes: [UInt8]
     var lastOutcome: Outcome
     var failedReloads = 0
+    /// A versions file that reads valid and differs from the one routed with: its endpoint
+    /// names are being resolved (on the resolver thread) before it is published.
+    private(set) var pendingVersions: PendingVersions?
+
+    struct PendingVersions {
+        let versions: VersionsConfig
+        let bytes: [UInt8]
+        let trigger: String
+    }
 
     /// Loads both files for the first time; failures here stop the start.
     init(loader: ConfigLoader) throws(LoadError) {
@@ -54,24 +63,27 @@ struct ReloadState {
         return Publication(snapshot: snapshot, targets: targets)
     }
 
-    /// Re-reads both files. Returns a publication if anything valid changed. An invalid file
-    /// keeps its last good content; the other file still reloads.
+    /// Re-reads both files. Returns a publication if the tokens changed; a changed versions
+    /// file becomes `pendingVersions` (`resolve` is set) and is published once its names are
+    /// resolved (`versionsResolved`). An invalid file keeps its last good content; the other
+    /// file still reloads.
     ///
     /// With `tentative`, a failure is not recorded (no outcome, no count) and `failed` is set:
     /// the caller reads again after a short settle, since a file rewritten in place may have
     /// been read while its next writer had just truncated it.
-    mutating func reload(loader: ConfigLoader, trigger: String, tentative: Bool = false, failed: inout Bool) -> Publication? {
+    mutating func reload(
+        loader: ConfigLoader, trigger: String, tentative: Bool = false, failed: inout Bool, resolve: inout Bool
+    ) -> Publication? {
         var changed = false
         var errors: [String] = []
+        resolve = false
         do {
             let (versions, bytes) = try loader.loadVersions()
-            if bytes != versionsBytes {
-                let resolution = try loader.resolve(versions)
-                self.versions = versions
-                self.versionsBytes = bytes
-                self.targets = resolution.targets
-                self.unresolved = resolution.unresolved
-                changed = true
+            if bytes == versionsBytes {
+                pendingVersions = nil  // changed back before its names resolved
+            } else if bytes != pendingVersions?.bytes {
+                pendingVersions = PendingVersions(versions: versions, bytes: bytes, trigger: trigger)
+                resolve = true
             }
         } catch {
             errors.append(contentsOf: error.description.split(separator: "\n").map(String.init))
@@ -88,8 +100,35 @@ struct ReloadState {
         failed = !errors.isEmpty
         if failed && tentative { return changed ? publish() : nil }
         if !errors.isEmpty { failedReloads += 1 }
-        lastOutcome = Outcome(time: Self.timestamp(), trigger: trigger, result: errors.isEmpty ? (changed ? "ok" : "unchanged") : "error", errors: errors)
+        // A versions change is reported when its names have resolved.
+        if !resolve || !errors.isEmpty || changed {
+            lastOutcome = Outcome(
+                time: Self.timestamp(), trigger: trigger, result: errors.isEmpty ? (changed || resolve ? "ok" : "unchanged") : "error",
+                errors: errors)
+        }
         return changed ? publish() : nil
+    }
+
+    /// The resolver's answer for `pendingVersions`: published, or rejected with the reason
+    /// (the last good versions stay).
+    mutating func versionsResolved(_ result: Result<ConfigLoader.Resolution, LoadError>) -> Publication? {
+        guard let pending = pendingVersions else { return nil }
+        pendingVersions = nil
+        switch result {
+        case .success(let resolution):
+            versions = pending.versions
+            versionsBytes = pending.bytes
+            targets = resolution.targets
+            unresolved = resolution.unresolved
+            lastOutcome = Outcome(time: Self.timestamp(), trigger: pending.trigger, result: "ok", errors: [])
+            return publish()
+        case .failure(let error):
+            failedReloads += 1
+            lastOutcome = Outcome(
+                time: Self.timestamp(), trigger: pending.trigger, result: "error",
+                errors: error.description.split(separator: "\n").map(String.init))
+            return nil
+        }
     }
 
     /// The current UTC time as RFC 3339 with milliseconds.

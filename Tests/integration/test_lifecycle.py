@@ -337,3 +337,57 @@ def test_endpoint_names_are_resolved_again(proxy):
         for backend in backends:
             backend.kill()
             backend.wait()
+
+
+def test_a_slow_dns_answer_does_not_stall_the_control_thread(demo, proxy, tmp_path):
+    """A changed versions file naming a host whose DNS server does not answer: the names are
+    resolved off the control thread, so /status and SIGHUP are served meanwhile, and the new
+    file is published when the lookup gives up (the name left out, the version kept)."""
+    import ctypes
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("needs a private mount namespace for /etc/resolv.conf (root)")
+    silent_dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes queries, never answers
+    try:
+        silent_dns.bind(("127.0.0.77", 53))
+    except OSError:
+        pytest.skip("port 53 on 127.0.0.77 is not available")
+    silent_dns.settimeout(0)
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.77\noptions timeout:3 attempts:1\n")
+
+    def private_resolv_conf():
+        libc = ctypes.CDLL(None, use_errno=True)
+        clone_newns, ms_rec, ms_private, ms_bind = 0x20000, 0x4000, 0x40000, 0x1000
+        if libc.unshare(clone_newns) != 0 or libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0 \
+                or libc.mount(str(resolv).encode(), b"/etc/resolv.conf", None, ms_bind, None) != 0:
+            raise OSError(ctypes.get_errno(), "private /etc/resolv.conf")
+
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])], preexec_fn=private_resolv_conf)
+    generation = server.status()["generation"]
+    server.write_versions([("v1", 100, [v1.address, "no-answer.switchyard-test.example:8000"])])
+    # Wait until the lookup is under way (the silent server got the query) ...
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            silent_dns.recv(512)
+            break
+        except BlockingIOError:
+            assert time.monotonic() < deadline, "the proxy never asked the DNS server"
+            time.sleep(0.02)
+    # ... and the control thread still answers at once.
+    started = time.monotonic()
+    status = server.status()
+    assert time.monotonic() - started < 0.5
+    assert status["generation"] == generation, "not published before its names resolved"
+    assert http_get(server.port, "/", auth())[0] == 200
+    # The lookup gives up after 3 s: published with the name left out.
+    deadline = time.monotonic() + 10
+    while server.status()["generation"] == generation:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
+    status = server.status()
+    assert any("no-answer.switchyard-test.example" in entry for entry in status["unresolved_endpoints"]), status
+    assert status["last_reload"]["outcome"] == "ok"
+    silent_dns.close()
