@@ -391,3 +391,39 @@ def test_a_slow_dns_answer_does_not_stall_the_control_thread(demo, proxy, tmp_pa
     assert any("no-answer.switchyard-test.example" in entry for entry in status["unresolved_endpoints"]), status
     assert status["last_reload"]["outcome"] == "ok"
     silent_dns.close()
+
+
+def test_a_watch_queue_overflow_reloads_everything(demo, proxy, tmp_path):
+    """The kernel drops file events once the watcher's queue is full and reports an overflow
+    instead: the proxy must then re-read the hot files, or a change lost in the overflow would
+    never be seen. The queue is made tiny for the proxy (max_queued_events is read when the
+    proxy creates its watcher) and the proxy is paused while the directory fills it."""
+    import os
+    import signal
+    limit_path = "/proc/sys/fs/inotify/max_queued_events"
+    if os.geteuid() != 0 or not os.access(limit_path, os.W_OK):
+        pytest.skip("needs to lower fs.inotify.max_queued_events (root)")
+    v1, v2 = demo("v1"), demo("v2")
+    with open(limit_path) as f:
+        original = f.read()
+    try:
+        with open(limit_path, "w") as f:
+            f.write("8\n")
+        server = proxy([("v1", 100, [v1.address])])
+    finally:
+        with open(limit_path, "w") as f:
+            f.write(original)
+    generation = server.status()["generation"]
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        for index in range(40):  # events for files the proxy does not care about fill the queue
+            (tmp_path / f"noise-{index}").write_text("x")
+        server.write_versions([("v2", 100, [v2.address])])  # its events are dropped
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 5
+    while server.status()["generation"] == generation:
+        assert time.monotonic() < deadline, "a change lost in the overflow was never read:\n" + server.log()
+        time.sleep(0.05)
+    assert json.loads(http_get(server.port, "/", auth())[2])["version"] == "v2"
+    assert "overflowed" in server.log()
