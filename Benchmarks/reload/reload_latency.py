@@ -15,6 +15,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
+# The release build unless told otherwise; set before the harness reads it at import.
+os.environ.setdefault("SWITCHYARD_BIN", os.path.join(ROOT, ".build/release/switchyard"))
 from harness import DemoBackend, Proxy, versions_json  # noqa: E402
 
 
@@ -23,7 +25,6 @@ def main():
     parser.add_argument("--reloads", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    os.environ.setdefault("SWITCHYARD_BIN", os.path.join(ROOT, ".build/release/switchyard"))
     backend = DemoBackend("v1")
     directory = tempfile.mkdtemp(prefix="switchyard-reload-")
     proxy = Proxy(directory, [("v1", 50, [backend.address]), ("v2", 50, [backend.address])], workers=args.workers)

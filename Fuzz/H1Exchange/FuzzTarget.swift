@@ -107,16 +107,9 @@ struct Connection {
     private mutating func flushOutput() -> Bool {
         var moved = false
         if var current = exchange, current.upstream?.state == .streamingBody || current.upstream?.state == .tunnel {
-            while true {
-                let count = current.responseBody.prepare(head: output, source: backendInput)
-                if output.isEmpty && count == 0 { break }
-                clientSent += output.readableCount + count
-                output.clear()
-                backendInput.consume(count)
-                current.responseBody.sent(count)
-                moved = true
-                if !current.responseBody.mayHaveMore { break }
-            }
+            let sent = Self.send(&current.responseBody, head: output, source: backendInput)
+            clientSent += sent
+            moved = sent > 0
             exchange = current
         }
         if !output.isEmpty {
@@ -181,24 +174,30 @@ struct Connection {
     /// Decodes the request body and sends what it releases to the backend (which takes all).
     private mutating func relayRequestBody() -> Bool {
         guard var current = exchange, server.state == .proxying || server.state == .tunnel else { return false }
-        if let error = current.requestBody.decode(input) {
-            _ = error
+        if current.requestBody.decode(input) != nil {
             exchange = current
             act(exchange?.machine.requestBodyMalformed(clientBytesSent: clientSent))
             return true
         }
-        var moved = false
-        while true {
-            let count = current.requestBody.prepare(head: scratch, source: input)
-            if scratch.isEmpty && count == 0 { break }
-            scratch.clear()
-            input.consume(count)
-            current.requestBody.sent(count)
-            moved = true
-            if !current.requestBody.mayHaveMore { break }
-        }
+        let moved = Self.send(&current.requestBody, head: scratch, source: input) > 0
         exchange = current
         return moved
+    }
+
+    /// Sends what `body` releases to a peer that takes everything, as `Relay.pump` does;
+    /// returns the bytes that went (framing included).
+    private static func send(_ body: inout BodyRelay, head: ByteBuffer, source: ByteBuffer) -> Int {
+        var sent = 0
+        while true {
+            let count = body.prepare(head: head, source: source)
+            if head.isEmpty && count == 0 { break }
+            sent += head.readableCount + count
+            head.clear()
+            source.consume(count)
+            body.sent(count)
+            if !body.mayHaveMore { break }
+        }
+        return sent
     }
 
     private mutating func readBackend(_ stream: inout ArraySlice<UInt8>) -> Bool {
@@ -254,8 +253,7 @@ struct Connection {
                 return true
             }
         case .streamingBody, .tunnel:
-            if let error = current.responseBody.decode(backendInput) {
-                _ = error
+            if current.responseBody.decode(backendInput) != nil {
                 exchange = current
                 fail(.upstreamProtocolError, received: true)
                 return true

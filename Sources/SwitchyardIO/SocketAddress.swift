@@ -45,7 +45,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
 
     init(storage: Storage) { self.storage = storage }
 
-    static func numericHost(_ host: String, port: UInt16) -> SocketAddress? {
+    public static func numericHost(_ host: String, port: UInt16) -> SocketAddress? {
         var v4 = in_addr()
         if inet_pton(AF_INET, host, &v4) == 1 { return SocketAddress(storage: .v4(host: v4.s_addr, port: port)) }
         var v6 = in6_addr()

@@ -74,7 +74,16 @@ public struct ConfigLoader: Sendable {
         public var unresolved: [String] = []
     }
 
-    /// Resolves every endpoint of every version (blocking DNS: control thread only). A name
+    /// Whether resolving `versions` needs DNS (some endpoint is a name): numeric addresses are
+    /// parsed without blocking, so only names go to the resolver thread.
+    public func needsLookup(_ versions: VersionsConfig) -> Bool {
+        versions.versions.contains { version in
+            version.endpoints.contains { SocketAddress.numericHost($0.host, port: $0.port) == nil }
+        }
+    }
+
+    /// Resolves every endpoint of every version (blocking DNS for names: at start, or on the
+    /// resolver thread). A name
     /// that does not resolve leaves its endpoint out; only a version left with no address at
     /// all is an error, since it could serve nothing.
     public func resolve(_ versions: VersionsConfig) throws(LoadError) -> Resolution {

@@ -393,7 +393,8 @@ func exchangesJSON(_ counters: ExchangeCounters) -> String {
     }
     return """
         {"finished":\(counters.finished),"completed":\(counters.completed),"tunnelled":\(counters.tunnelled),\
-        "client_gone":\(counters.clientGone),"rejected":\(byLabel(counters.rejected)),"truncated":\(byLabel(counters.truncated))}
+        "client_gone":\(counters.clientGone),"rejected":\(byLabel(counters.rejected)),"truncated":\(byLabel(counters.truncated)),\
+        "retries":\(counters.retries),"bytes_to_clients":\(counters.bytesToClients),"bytes_to_backends":\(counters.bytesToBackends)}
         """
 }
 

@@ -21,6 +21,10 @@ struct ExchangeCounters: Sendable {
     /// Per `ProxyError.rawValue`: answered by the proxy, and cut short.
     var rejected = InlineArray<15, UInt64>(repeating: 0)
     var truncated = InlineArray<15, UInt64>(repeating: 0)
+    /// Backend attempts after the first (next endpoint, resend), and bytes written.
+    var retries: UInt64 = 0
+    var bytesToClients: UInt64 = 0
+    var bytesToBackends: UInt64 = 0
     /// Connections answered 503 for `limits.max_connections` (not exchanges: nothing was read).
     var refusedConnections: UInt64 = 0
 
@@ -30,7 +34,10 @@ struct ExchangeCounters: Sendable {
         return total
     }
 
-    mutating func record(_ outcome: ExchangeOutcome) {
+    mutating func record(_ outcome: ExchangeOutcome, retries: Int, clientBytes: Int, upstreamBytes: Int) {
+        self.retries += UInt64(retries)
+        bytesToClients += UInt64(clientBytes)
+        bytesToBackends += UInt64(upstreamBytes)
         switch outcome {
         case .completed: completed += 1
         case .tunnelled: tunnelled += 1
@@ -44,6 +51,9 @@ struct ExchangeCounters: Sendable {
         completed += other.completed
         tunnelled += other.tunnelled
         clientGone += other.clientGone
+        retries += other.retries
+        bytesToClients += other.bytesToClients
+        bytesToBackends += other.bytesToBackends
         refusedConnections += other.refusedConnections
         for index in rejected.indices {
             rejected[index] += other.rejected[index]

@@ -63,9 +63,9 @@ struct ReloadState {
         return Publication(snapshot: snapshot, targets: targets)
     }
 
-    /// Re-reads both files. Returns a publication if the tokens changed; a changed versions
-    /// file becomes `pendingVersions` (`resolve` is set) and is published once its names are
-    /// resolved (`versionsResolved`). An invalid file keeps its last good content; the other
+    /// Re-reads both files. Returns a publication if anything valid changed, except a versions
+    /// file that names hosts: that one becomes `pendingVersions` (`resolve` is set) and is
+    /// published once its names are resolved (`versionsResolved`). An invalid file keeps its last good content; the other
     /// file still reloads.
     ///
     /// With `tentative`, a failure is not recorded (no outcome, no count) and `failed` is set:
@@ -81,6 +81,15 @@ struct ReloadState {
             let (versions, bytes) = try loader.loadVersions()
             if bytes == versionsBytes {
                 pendingVersions = nil  // changed back before its names resolved
+            } else if !loader.needsLookup(versions) {
+                // Numeric addresses only: nothing to wait for, published at once.
+                let resolution = try loader.resolve(versions)
+                pendingVersions = nil
+                self.versions = versions
+                self.versionsBytes = bytes
+                self.targets = resolution.targets
+                self.unresolved = resolution.unresolved
+                changed = true
             } else if bytes != pendingVersions?.bytes {
                 pendingVersions = PendingVersions(versions: versions, bytes: bytes, trigger: trigger)
                 resolve = true

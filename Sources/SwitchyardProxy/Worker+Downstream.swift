@@ -251,7 +251,7 @@ extension Worker {
         }
         x.timings.finished = nowNs
         x.clientBytes = d.bytesSent + d.output.readableCount - x.clientBytesBase
-        counters.record(outcome)
+        counters.record(outcome, retries: x.retries, clientBytes: x.clientBytes, upstreamBytes: x.upstreamBytes)
         d.exchange = nil
         exchanges.release(x)
     }
