@@ -22,9 +22,10 @@ enum ProxyError: Int, CaseIterable, Sendable {
     case upstreamTimeout
     case tooManyConnections
 
-    /// Who caused it: the caller, a backend, the configuration, or the proxy's own limits.
+    /// Who caused it: the caller, a backend, or the proxy's own limits. (Errors caused by the
+    /// configuration, such as a version with no healthy endpoint, come with health checks.)
     enum Origin: Sendable {
-        case client, upstream, config, `internal`
+        case client, upstream, `internal`
     }
 
     init(_ error: HTTPParseError) {
@@ -102,7 +103,7 @@ enum ProxyError: Int, CaseIterable, Sendable {
     var closesConnection: Bool {
         switch origin {
         case .client: return self != .unknownVersion
-        case .upstream, .config, .internal: return self == .tooManyConnections
+        case .upstream, .internal: return self == .tooManyConnections
         }
     }
 }

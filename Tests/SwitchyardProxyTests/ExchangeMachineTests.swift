@@ -155,3 +155,20 @@ import Testing
         }
     }
 }
+
+@Suite struct ProxyErrorTests {
+    @Test func everyErrorHasADistinctLabelAndAnErrorStatus() {
+        let labels = ProxyError.allCases.map { "\($0.label)" }
+        #expect(Set(labels).count == labels.count)
+        #expect(ProxyError.allCases.allSatisfy { (400...599).contains($0.status) })
+        #expect(ProxyError.allCases.count == ExchangeCounters().rejected.count, "a counter slot per error")
+    }
+
+    @Test func clientErrorsCloseTheConnectionExceptAnUnknownVersion() {
+        for error in ProxyError.allCases where error.origin == .client {
+            #expect(error.closesConnection == (error != .unknownVersion), "\(error)")
+        }
+        #expect(!ProxyError.upstreamTimeout.closesConnection)
+        #expect(ProxyError.upstreamConnectFailed.retryable && !ProxyError.upstreamTimeout.retryable)
+    }
+}
