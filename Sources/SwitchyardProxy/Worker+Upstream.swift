@@ -94,7 +94,10 @@ extension Worker {
                 }
                 next = flushToUpstream(d, x, u)
             case .resend:
-                guard let failed = x.upstream else { continue }
+                guard let failed = x.upstream else {
+                    next = x.machine.noEndpointLeft()
+                    continue
+                }
                 let pool = failed.pool
                 dropUpstream(x, failed)
                 x.retries += 1
