@@ -3,13 +3,15 @@
 /// (`Worker.perform`); an event that asks the worker to try again (`connectNext`, `resend`)
 /// is answered by another event, never by a nested call.
 ///
-///                         ┌──────── connectFailed: connectNext ────────┐
-///                         ▼                                            │
-///     routing ─routed─▶ connecting ─connected─▶ awaitingHead ─head─▶ responding ─complete─▶ finished
-///        │                 │ noEndpointLeft       │  │ failed, resendable: resend          │ failed:
-///        │                 ▼                      │  └──▶ connecting                       │ respond if nothing
-///        └─ reject ─▶ finished(rejected) ◀─ failed / timed out: respond ─┘                 │ left, else cut
-///                                                 └─101─▶ tunnel ─any end─▶ finished(tunnelled)
+///                       connectFailed: connectNext
+///                           ┌─────┐
+///                           ▼     │
+///     routing ──routed──▶ connecting ──connected──▶ awaitingHead ──head──▶ responding ──complete──▶ finished(completed)
+///        │                 │    ▲                    │  │  │                  │
+///        │ reject          │    └──── failed on a reused connection: resend   │ failed, timed out:
+///        │                 │ noEndpointLeft          │  │  └─101─▶ tunnel      │ respond (nothing left yet)
+///        ▼                 ▼                         │  ▼           │          ▼ or cut
+///     finished(rejected)  finished(rejected)   failed, timed out: respond   finished(tunnelled)
 ///
 /// Every path reaches `finished` exactly once: the action that gets it there is the only one
 /// that finishes, and events after it are ignored (nil).

@@ -6,7 +6,7 @@ enum ExchangeOutcome: Equatable {
     case tunnelled
     /// The proxy answered with an error; nothing (more) went to a backend.
     case rejected(ProxyError)
-    /// The client went away, or stopped reading, before its response was complete.
+    /// The client went away (or its connection failed) before its response was complete.
     case clientGone
     /// The response was cut off after part of it reached the client.
     case truncated(ProxyError)

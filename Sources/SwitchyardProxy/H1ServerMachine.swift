@@ -81,7 +81,8 @@ struct H1ServerMachine {
         state == .readingHead && outputEmpty && !inputEmpty
     }
 
-    /// Whether to read more from the client. `body` is the current request body's state.
+    /// Whether to read more from the client; `bodyBuffered` and `bodyComplete` describe the
+    /// current request body (none: 0 and true).
     func mayRead(inputBytes: Int, outputEmpty: Bool, bodyBuffered: Int, bodyComplete: Bool, maxHeadBytes: Int, highWaterMark: Int) -> Bool {
         switch state {
         case .readingHead:
