@@ -28,6 +28,17 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// 127.0.0.0/8 or ::1 (IPv4-mapped loopback included): reachable from this host only.
+    public var isLoopback: Bool {
+        switch storage {
+        case .v4(let host, _):
+            return UInt32(bigEndian: host) >> 24 == 127
+        case .v6(let bytes, _):
+            let mapped = bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF
+            return (bytes[0..<15].allSatisfy { $0 == 0 } && bytes[15] == 1) || (mapped && bytes[12] == 127)
+        }
+    }
+
     public var description: String {
         switch storage {
         case .v4: return "\(host):\(port)"

@@ -258,6 +258,8 @@ final class ControlPlane {
     /// `settleMs` before it is reported: an in-place rewrite may be caught half-written, and
     /// its final content comes with its own close event anyway.
     func reload(trigger: String, tentative: Bool = true) {
+        let wasFailing = state.lastOutcome.result == "error"
+        defer { reportRecovery(wasFailing: wasFailing, trigger: trigger) }
         var failed = false
         var resolve = false
         let publication = state.reload(loader: loader, trigger: trigger, tentative: tentative, failed: &failed, resolve: &resolve)
@@ -277,6 +279,8 @@ final class ControlPlane {
 
     /// The resolver answered for a changed versions file: publish it, or say why it is rejected.
     private func publishResolvedVersions(_ result: Result<ConfigLoader.Resolution, LoadError>, trigger: String) {
+        let wasFailing = state.lastOutcome.result == "error"
+        defer { reportRecovery(wasFailing: wasFailing, trigger: trigger) }
         guard let publication = state.versionsResolved(result) else {
             for error in state.lastOutcome.errors {
                 logger.error("reload (\(trigger)) rejected, keeping the last good configuration: \(error)")
@@ -287,6 +291,12 @@ final class ControlPlane {
             logger.warning("\(loader.versionsPath): \(endpoint); left out until it resolves again")
         }
         announce(publication, trigger: trigger)
+    }
+
+    /// After rejected reloads, the first good one says so: whoever fixed the file sees it worked.
+    private func reportRecovery(wasFailing: Bool, trigger: String) {
+        guard wasFailing, state.lastOutcome.result != "error", state.lastOutcome.trigger == trigger else { return }
+        logger.info("reload recovered (\(trigger)): the hot files are valid again (last reload \(state.lastOutcome.result))")
     }
 
     private func announce(_ publication: Publication, trigger: String) {

@@ -62,10 +62,33 @@ public enum Server {
         let adminBound = Socket.localAddress(adminFD)?.description ?? config.admin.description
         let split = state.versions.versions.map { "\($0.name)=\($0.trafficPercentText)%" }.joined(separator: " ")
         logger.info("service \(state.versions.service): \(split); auth \(state.tokens == nil ? "disabled" : "on")")
+        warnAboutExposure(loader: loader, tokens: state.tokens, admin: Socket.localAddress(adminFD) ?? adminAddress, logger: logger)
         // One line on stdout with the bound addresses (port 0 becomes a real port), for scripts.
         print("switchyard listening on \(clientAddresses.joined(separator: ", ")) with \(workerCount) workers; admin on \(adminBound)")
         fflush(nil)
         control.run()
+    }
+
+    /// The token shipped in config/tokens.txt for the demo.
+    static let demoToken = "demo-token-change-me"
+
+    /// Settings that are fine on a laptop and dangerous anywhere else, said once at start.
+    private static func warnAboutExposure(loader: ConfigLoader, tokens: TokenSet?, admin: SocketAddress, logger: Logger) {
+        if let tokens, Array(demoToken.utf8).withUnsafeBytes({ tokens.contains($0) }) {
+            logger.warning("""
+                \(loader.server.auth.tokensFile ?? "the tokens file") contains the demo token "\(demoToken)": \
+                anyone who read the README can use it. Replace it before exposing Switchyard
+                """)
+        }
+        if tokens == nil {
+            logger.warning("auth.disabled is set: every client reaches every version without a token")
+        }
+        if !admin.isLoopback {
+            logger.warning("""
+                the admin API listens on \(admin), reachable from other hosts, without authentication; \
+                bind admin.address to 127.0.0.1 unless a firewall protects it
+                """)
+        }
     }
 
     /// Raises the soft descriptor limit to the hard one and returns how many client

@@ -1,5 +1,6 @@
 """Start-up checks, backend failures, timeouts and graceful shutdown."""
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -427,3 +428,19 @@ def test_a_watch_queue_overflow_reloads_everything(demo, proxy, tmp_path):
         time.sleep(0.05)
     assert json.loads(http_get(server.port, "/", auth())[2])["version"] == "v2"
     assert "overflowed" in server.log()
+
+
+def test_start_warns_about_the_demo_token_and_disabled_auth(demo, proxy):
+    v1 = demo("v1")
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "config", "tokens.txt")) as f:
+        demo_token = [line for line in f.read().splitlines() if line and not line.startswith("#")][0]
+    exposed = proxy([("v1", 100, [v1.address])], tokens=(TOKEN, demo_token))
+    open_auth = proxy([("v1", 100, [v1.address])], extra={"auth": {"disabled": True}})
+    careful = proxy([("v1", 100, [v1.address])])
+    for server in (exposed, open_auth, careful):
+        assert http_get(server.port, "/", auth())[0] == 200  # started and serving
+        server.stop()
+    assert f'contains the demo token "{demo_token}"' in exposed.log()
+    assert "auth.disabled is set" in open_auth.log()
+    assert "demo token" not in careful.log() and "auth.disabled" not in careful.log()
+    assert "admin API listens on" not in careful.log(), "a loopback admin listener is not warned about"

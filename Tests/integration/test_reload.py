@@ -214,3 +214,14 @@ def test_sighup_names_static_settings_that_need_a_restart(demo, proxy, tmp_path)
         assert time.monotonic() < deadline, server.log()
         time.sleep(0.05)
     assert "(workers, timeouts)" in server.log()
+
+
+def test_a_fixed_file_is_reported_as_recovered(demo, proxy):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])])
+    server.write_versions('{"service": "test", "versions": [}')
+    wait_for(lambda: server.status()["last_reload"]["outcome"] == "error")
+    assert "reload recovered" not in server.log()
+    server.write_versions([("v1", 100, [v1.address]), ("v2", 0, [v1.address])])
+    wait_for(lambda: server.status()["last_reload"]["outcome"] == "ok")
+    wait_for(lambda: "reload recovered (file change)" in server.log())
