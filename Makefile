@@ -6,8 +6,8 @@ CONFIG    ?= config/switchyard.json
 RELEASE   := .build/release/switchyard
 DEBUG     := .build/debug/switchyard
 SUDO      := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# Build: libnghttp2-dev, libssl-dev, pkg-config. Tests: curl, wrk, python3 (pytest and uvicorn,
-# the server Ray Serve runs, via pip).
+# Build: libnghttp2-dev, libssl-dev, pkg-config. Tests: curl, wrk, python3 (via pip: pytest,
+# uvicorn, the server Ray Serve runs, and prometheus_client, whose parser reads /metrics).
 DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk
 
 .PHONY: all deps bench-deps build run demo test unit-test integration-test check bench micro-bench fuzz sanitize clean
@@ -20,7 +20,7 @@ deps:
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@python3 -c "import pytest, uvicorn" 2>/dev/null || python3 -m pip install -q pytest uvicorn
+	@python3 -c "import pytest, uvicorn, prometheus_client" 2>/dev/null || python3 -m pip install -q pytest uvicorn prometheus_client
 
 build: deps
 	$(SWIFT) build -c release

@@ -81,6 +81,11 @@ public enum Socket {
         _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
     }
 
+    /// Asks for a send buffer of at least `bytes` (the kernel may cap it at net.core.wmem_max).
+    public static func setSendBuffer(_ fd: Int32, bytes: Int) {
+        _ = try? Syscall.setOption(fd, SOL_SOCKET, SO_SNDBUF, Int32(clamping: bytes))
+    }
+
     public static func setNoDelay(_ fd: Int32) {
         _ = try? Syscall.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
     }

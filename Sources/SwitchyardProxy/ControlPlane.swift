@@ -342,26 +342,49 @@ final class ControlPlane {
         case .closed:
             break
         case .request(let method, let path):
-            let (status, body) = adminResponse(method: method, path: path)
-            connection.respond(status: status, body: body)
+            let (status, body, type) = adminResponse(method: method, path: path)
+            connection.respond(status: status, body: body, contentType: type)
         case .invalid(let status):
-            connection.respond(status: status, body: "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed request\"}}\n")
+            connection.respond(
+                status: status, body: "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed request\"}}\n",
+                contentType: "application/json")
         }
         closeAdmin(connection, token: token)
     }
 
-    private func adminResponse(method: String, path: String) -> (Int, String) {
+    private func adminResponse(method: String, path: String) -> (Int, String, String) {
+        let json = "application/json"
         guard method == "GET" || method == "HEAD" else {
-            return (405, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"the admin API answers GET\"}}\n")
+            return (405, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"the admin API answers GET\"}}\n", json)
         }
         switch path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path {
         case "/healthz":
-            return draining ? (503, "{\"status\":\"draining\"}\n") : (200, "{\"status\":\"ok\"}\n")
+            return draining ? (503, "{\"status\":\"draining\"}\n", json) : (200, "{\"status\":\"ok\"}\n", json)
         case "/status":
-            return (200, statusJSON())
+            return (200, statusJSON(), json)
+        case "/metrics":
+            return (200, metricsText(), MetricsText.contentType)
         default:
-            return (404, "{\"error\":{\"code\":\"not_found\",\"message\":\"admin endpoints: GET /healthz, GET /status\"}}\n")
+            return (404, "{\"error\":{\"code\":\"not_found\",\"message\":\"admin endpoints: GET /healthz, GET /status, GET /metrics\"}}\n", json)
         }
+    }
+
+    /// Every worker's published version stats, summed by version name.
+    func metricsText() -> String {
+        var byName: [String: VersionStats] = [:]
+        var order: [String] = []
+        var counters = ExchangeCounters()
+        for worker in workers {
+            counters.add(worker.publishedCounters.load())
+            for entry in worker.publishedVersionStats.load() {
+                if byName[entry.name] == nil { order.append(entry.name) }
+                byName[entry.name, default: VersionStats()].add(entry.stats)
+            }
+        }
+        return MetricsText.render(.init(
+            versions: order.map { NamedVersionStats(name: $0, stats: byName[$0] ?? VersionStats()) },
+            counters: counters, configured: state.versions.versions, generation: state.generation,
+            failedReloads: state.failedReloads))
     }
 
     func statusJSON() -> String {
@@ -448,10 +471,13 @@ final class AdminConnection {
 
     /// Writes a small JSON response and lets the caller close. Admin responses fit easily in
     /// a socket buffer, so one non-blocking write suffices.
-    func respond(status: Int, body: String) {
+    /// Writes the whole answer at once: the send buffer is made large enough first, so a big
+    /// `/metrics` page is not cut off by a non-blocking write.
+    func respond(status: Int, body: String, contentType: String) {
         let out = ByteBuffer(capacity: 1024)
         out.append("HTTP/1.1 \(status) \(status == 200 ? "OK" : ErrorRenderer.reason(status))\r\n"
-            + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n")
+            + "Content-Type: \(contentType)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n")
+        Socket.setSendBuffer(fd, bytes: out.readableCount + body.utf8.count + 4096)
         if head.methodKind != .head { out.append(body) }
         _ = try? out.flush(to: fd)
     }

@@ -29,10 +29,13 @@ final class WorkerRoutes {
     let versionHeaderLines: [[UInt8]]
     /// Round-robin cursor per version, for ties between equally loaded endpoints.
     var cursors: [Int]
+    /// This worker's stats of each version.
+    let stats: [VersionStatsCell]
 
-    init(publication: Publication, pools: [[UpstreamPool]]) {
+    init(publication: Publication, pools: [[UpstreamPool]], stats: [VersionStatsCell]) {
         self.snapshot = publication.snapshot.workerCopy()
         self.pools = pools
+        self.stats = stats
         self.versionHeaderLines = snapshot.versions.map { Array("X-ANYSCALE-VERSION: \($0.name)\r\n".utf8) }
         self.cursors = pools.map { _ in 0 }
     }

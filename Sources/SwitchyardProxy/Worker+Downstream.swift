@@ -141,6 +141,7 @@ extension Worker {
             return
         }
         x.routes = routes
+        routes.stats[x.versionIndex].stats.routed()
         if request.upgrade { x.tunnelTokenHash = tokenHash(authorization: request.authorization, head: head) }
         if !request.hasRequestID {
             x.requestID = RequestID(high: nextRandom(), low: nextRandom())
@@ -252,8 +253,19 @@ extension Worker {
         x.timings.finished = nowNs
         x.clientBytes = d.bytesSent + d.output.readableCount - x.clientBytesBase
         counters.record(outcome, retries: x.retries, clientBytes: x.clientBytes, upstreamBytes: x.upstreamBytes)
+        let cell = if let routes = x.routes { routes.stats[x.versionIndex] } else { unroutedStats }
+        cell.stats.record(x, outcome, status: Self.answeredStatus(x, outcome))
         d.exchange = nil
         exchanges.release(x)
+    }
+
+    /// The status the client got: the backend's, the proxy's answer, 0 for none complete.
+    private static func answeredStatus(_ x: Exchange, _ outcome: ExchangeOutcome) -> Int {
+        switch outcome {
+        case .completed, .tunnelled: return x.status
+        case .rejected(let error): return error.status
+        case .clientGone, .truncated: return 0
+        }
     }
 
     /// The response is complete and flushed: the backend connection goes back to the pool

@@ -61,6 +61,13 @@ final class Worker: @unchecked Sendable {
     /// fields and copied to `publishedCounters` on every tick for `/status`.
     var counters = ExchangeCounters()
     let publishedCounters = LockedValue(ExchangeCounters())
+    /// Per version name, kept across reloads (`WorkerRoutes.stats` holds the current versions'
+    /// cells); the first one counts exchanges that never chose a version. Copied out on every tick.
+    private var statCells: [VersionStatsCell] = [VersionStatsCell(name: "")]
+    var unroutedStats: VersionStatsCell { statCells[0] }
+    let publishedVersionStats = LockedValue<[NamedVersionStats]>([])
+    private var publishedFinished: UInt64 = 0
+    private var publishedCells = 0
     var exchanges: ExchangePool
     var table: RegistrationTable<Registration>
     var routes: WorkerRoutes
@@ -100,7 +107,7 @@ final class Worker: @unchecked Sendable {
         self.random = FastRandom(seed: Clock.nowNs() &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(id))
         self.nowNs = Clock.nowNs()
         self.now = nowNs / 1_000_000
-        self.routes = WorkerRoutes(publication: publication, pools: [])
+        self.routes = WorkerRoutes(publication: publication, pools: [], stats: [])
         self.routes = makeRoutes(publication)
 
         appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
@@ -150,7 +157,7 @@ final class Worker: @unchecked Sendable {
             Syscall.drainCounter(tickFD)
             resumeListeners()
             expireDeadlines()
-            publishedCounters.store(counters)
+            publishCounters()
         case nil: break
         }
     }
@@ -262,7 +269,28 @@ final class Worker: @unchecked Sendable {
             pool.idle.removeAll()
         }
         pools = kept
-        return WorkerRoutes(publication: publication, pools: versionPools)
+        let stats = publication.snapshot.versions.map { statCell(for: $0.name) }
+        return WorkerRoutes(publication: publication, pools: versionPools, stats: stats)
+    }
+
+    /// Copies the counters out for `/status` and `/metrics` (the cells stay the worker's), when
+    /// an exchange finished since the last copy or the versions changed: an idle worker copies
+    /// nothing.
+    private func publishCounters() {
+        let finished = counters.finished
+        guard finished != publishedFinished || statCells.count != publishedCells else { return }
+        publishedFinished = finished
+        publishedCells = statCells.count
+        publishedCounters.store(counters)
+        publishedVersionStats.store(statCells.map { NamedVersionStats(name: $0.name, stats: $0.stats) })
+    }
+
+    /// The stats cell of a version name, made on first sight (at a reload, not per request).
+    private func statCell(for name: String) -> VersionStatsCell {
+        if let cell = statCells.first(where: { $0.name == name && !$0.name.isEmpty }) { return cell }
+        let cell = VersionStatsCell(name: name)
+        statCells.append(cell)
+        return cell
     }
 
     // MARK: - Draining and stopping

@@ -1,0 +1,100 @@
+import SwitchyardRouting
+
+/// `GET /metrics`: the workers' counters in the Prometheus text format 0.0.4. Built on the
+/// control thread from what the workers published on their last tick (≤ 100 ms old).
+enum MetricsText {
+    static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    struct Inputs {
+        /// Per version name, summed over the workers; "" holds requests that chose no version.
+        var versions: [NamedVersionStats]
+        var counters: ExchangeCounters
+        var configured: [VersionsConfig.Version]
+        var generation: UInt64
+        var failedReloads: Int
+    }
+
+    static func render(_ inputs: Inputs) -> String {
+        var out = ""
+        family(&out, "switchyard_requests_total", "counter",
+               "Finished requests by the status the client got (the proxy's own answers included), per version and route.")
+        for entry in inputs.versions {
+            for (route, codes) in [("weighted", entry.stats.weighted), ("pinned", entry.stats.pinned)] {
+                for index in codes.indices where codes[index] != 0 {
+                    out += "switchyard_requests_total{version=\(quote(entry.name)),route=\"\(route)\",code=\"\(index + 100)\"} \(codes[index])\n"
+                }
+            }
+        }
+        family(&out, "switchyard_requests_unanswered_total", "counter",
+               "Requests that ended without a complete answer: the client left, or the response was cut off.")
+        for entry in inputs.versions where entry.stats.withoutStatus != 0 {
+            out += "switchyard_requests_unanswered_total{version=\(quote(entry.name))} \(entry.stats.withoutStatus)\n"
+        }
+        family(&out, "switchyard_proxy_errors_total", "counter", "Answers the proxy made itself and responses it cut off, by kind.")
+        for entry in inputs.versions {
+            for error in ProxyError.allCases where entry.stats.proxyErrors[error.rawValue] != 0 {
+                out += "switchyard_proxy_errors_total{version=\(quote(entry.name)),kind=\"\(error.label)\"} \(entry.stats.proxyErrors[error.rawValue])\n"
+            }
+        }
+        let routed = inputs.versions.filter { !$0.name.isEmpty }
+        histogram(&out, "switchyard_request_duration_seconds", "From the first byte of the request head to the last byte of the answer.",
+                  routed.map { ($0.name, $0.stats.duration) })
+        histogram(&out, "switchyard_upstream_response_first_byte_seconds",
+                  "From the request reaching a backend connection to the first byte of its response.",
+                  routed.map { ($0.name, $0.stats.firstByte) })
+        family(&out, "switchyard_requests_in_flight", "gauge", "Requests routed to the version and not finished.")
+        for entry in routed {
+            out += "switchyard_requests_in_flight{version=\(quote(entry.name))} \(Int64(entry.stats.started) - Int64(entry.stats.finished))\n"
+        }
+        family(&out, "switchyard_bytes_total", "counter", "Bytes written to backends (request heads and bodies) and to clients.")
+        for entry in inputs.versions {
+            out += "switchyard_bytes_total{version=\(quote(entry.name)),direction=\"to_backend\"} \(entry.stats.bytesToBackends)\n"
+            out += "switchyard_bytes_total{version=\(quote(entry.name)),direction=\"to_client\"} \(entry.stats.bytesToClients)\n"
+        }
+        family(&out, "switchyard_version_weight", "gauge", "Each version's traffic share in percent, as configured.")
+        for version in inputs.configured {
+            out += "switchyard_version_weight{version=\(quote(version.name)),kind=\"configured\"} \(version.trafficPercentText)\n"
+        }
+        family(&out, "switchyard_upstream_retries_total", "counter", "Backend attempts after the first: the next endpoint, or a resend.")
+        out += "switchyard_upstream_retries_total \(inputs.counters.retries)\n"
+        family(&out, "switchyard_connections_refused_total", "counter", "Client connections answered 503 for limits.max_connections.")
+        out += "switchyard_connections_refused_total \(inputs.counters.refusedConnections)\n"
+        family(&out, "switchyard_config_generation", "gauge", "The generation of the configuration in force.")
+        out += "switchyard_config_generation \(inputs.generation)\n"
+        family(&out, "switchyard_reload_failures_total", "counter", "Reloads rejected because a hot file was invalid.")
+        out += "switchyard_reload_failures_total \(inputs.failedReloads)\n"
+        return out
+    }
+
+    private static func family(_ out: inout String, _ name: String, _ type: String, _ help: String) {
+        out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+    }
+
+    private static func histogram(_ out: inout String, _ name: String, _ help: String, _ series: [(String, VersionStats.Histogram)]) {
+        family(&out, name, "histogram", help)
+        for (version, histogram) in series {
+            var cumulative: UInt64 = 0
+            for (index, bound) in VersionStats.bucketBounds.enumerated() {
+                cumulative += histogram.buckets[index]
+                out += "\(name)_bucket{version=\(quote(version)),le=\"\(bound)\"} \(cumulative)\n"
+            }
+            out += "\(name)_bucket{version=\(quote(version)),le=\"+Inf\"} \(histogram.count)\n"
+            out += "\(name)_sum{version=\(quote(version))} \(Double(histogram.sumNs) / 1e9)\n"
+            out += "\(name)_count{version=\(quote(version))} \(histogram.count)\n"
+        }
+    }
+
+    /// A label value: backslash, double quote and line feed escaped.
+    private static func quote(_ value: String) -> String {
+        var result = "\""
+        for character in value {
+            switch character {
+            case "\\": result += "\\\\"
+            case "\"": result += "\\\""
+            case "\n": result += "\\n"
+            default: result.append(character)
+            }
+        }
+        return result + "\""
+    }
+}
