@@ -66,7 +66,8 @@ final class Worker: @unchecked Sendable {
     private var statCells: [VersionStatsCell] = [VersionStatsCell(name: "")]
     var unroutedStats: VersionStatsCell { statCells[0] }
     let publishedVersionStats = LockedValue<[NamedVersionStats]>([])
-    private var publishedFinished: UInt64 = 0
+    /// Finished exchanges plus refused connections at the last copy.
+    private var publishedActivity: UInt64 = 0
     private var publishedCells = 0
     var exchanges: ExchangePool
     var table: RegistrationTable<Registration>
@@ -274,12 +275,12 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Copies the counters out for `/status` and `/metrics` (the cells stay the worker's), when
-    /// an exchange finished since the last copy or the versions changed: an idle worker copies
-    /// nothing.
+    /// an exchange finished or a connection was refused since the last copy, or the versions
+    /// changed: an idle worker copies nothing.
     private func publishCounters() {
-        let finished = counters.finished
-        guard finished != publishedFinished || statCells.count != publishedCells else { return }
-        publishedFinished = finished
+        let activity = counters.finished &+ counters.refusedConnections
+        guard activity != publishedActivity || statCells.count != publishedCells else { return }
+        publishedActivity = activity
         publishedCells = statCells.count
         publishedCounters.store(counters)
         publishedVersionStats.store(statCells.map { NamedVersionStats(name: $0.name, stats: $0.stats) })
