@@ -374,7 +374,15 @@ final class ControlPlane {
         var byName: [String: VersionStats] = [:]
         var order: [String] = []
         var counters = ExchangeCounters()
+        var failures: [EndpointFailures] = []
         for worker in workers {
+            for entry in worker.publishedConnectFailures.load() {
+                if let index = failures.firstIndex(where: { $0.version == entry.version && $0.endpoint == entry.endpoint }) {
+                    failures[index].failures += entry.failures
+                } else {
+                    failures.append(entry)
+                }
+            }
             counters.add(worker.publishedCounters.load())
             for entry in worker.publishedVersionStats.load() {
                 if byName[entry.name] == nil { order.append(entry.name) }
@@ -384,7 +392,7 @@ final class ControlPlane {
         return MetricsText.render(.init(
             versions: order.map { NamedVersionStats(name: $0, stats: byName[$0] ?? VersionStats()) },
             counters: counters, configured: state.versions.versions, generation: state.generation,
-            failedReloads: state.failedReloads))
+            failedReloads: state.failedReloads, reloads: state.reloadCounts, connectFailures: failures))
     }
 
     func statusJSON() -> String {

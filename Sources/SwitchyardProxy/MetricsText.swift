@@ -12,6 +12,9 @@ enum MetricsText {
         var configured: [VersionsConfig.Version]
         var generation: UInt64
         var failedReloads: Int
+        var reloads: ReloadState.ReloadCounts
+        /// Summed over the workers, for the endpoints configured now.
+        var connectFailures: [EndpointFailures]
     }
 
     static func render(_ inputs: Inputs) -> String {
@@ -55,6 +58,11 @@ enum MetricsText {
         for version in inputs.configured {
             out += "switchyard_version_weight{version=\(quote(version.name)),kind=\"configured\"} \(version.trafficPercentText)\n"
         }
+        family(&out, "switchyard_upstream_connect_failures_total", "counter",
+               "Failed connects (refused, timed out) per endpoint, while the endpoint is configured.")
+        for entry in inputs.connectFailures {
+            out += "switchyard_upstream_connect_failures_total{version=\(quote(entry.version)),endpoint=\(quote(entry.endpoint))} \(entry.failures)\n"
+        }
         family(&out, "switchyard_upstream_retries_total", "counter", "Backend attempts after the first: the next endpoint, or a resend.")
         out += "switchyard_upstream_retries_total \(inputs.counters.retries)\n"
         family(&out, "switchyard_connections_refused_total", "counter", "Client connections answered 503 for limits.max_connections.")
@@ -63,6 +71,12 @@ enum MetricsText {
         out += "switchyard_config_generation \(inputs.generation)\n"
         family(&out, "switchyard_reload_failures_total", "counter", "Reloads rejected because a hot file was invalid.")
         out += "switchyard_reload_failures_total \(inputs.failedReloads)\n"
+        family(&out, "switchyard_reloads_total", "counter", "Hot-file reloads (file change, SIGHUP) per file and result.")
+        for file in ReloadState.ReloadCounts.File.allCases {
+            for result in ReloadState.ReloadCounts.Result.allCases {
+                out += "switchyard_reloads_total{file=\"\(file.label)\",result=\"\(result.label)\"} \(inputs.reloads[file, result])\n"
+            }
+        }
         return out
     }
 

@@ -75,6 +75,8 @@ final class UpstreamPool {
     var retired = false
     /// Whether recent connects failed (kept across publications while the address stays).
     var ejection = Ejection()
+    /// Failed connects in all, for `/metrics`.
+    var connectFailures: UInt64 = 0
 
     init(address: SocketAddress) {
         self.address = address

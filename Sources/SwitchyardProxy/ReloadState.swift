@@ -23,6 +23,27 @@ struct ReloadState {
     var tokensBytes: [UInt8]
     var lastOutcome: Outcome
     var failedReloads = 0
+    /// Reloads per hot file and result, for `/metrics`.
+    private(set) var reloadCounts = ReloadCounts()
+
+    struct ReloadCounts {
+        enum File: Int, CaseIterable {
+            case versions, tokens
+            var label: String { self == .versions ? "versions" : "tokens" }
+        }
+
+        enum Result: Int, CaseIterable {
+            case ok, unchanged, error
+            var label: String { ["ok", "unchanged", "error"][rawValue] }
+        }
+
+        private var counts = [UInt64](repeating: 0, count: File.allCases.count * Result.allCases.count)
+
+        subscript(file: File, result: Result) -> UInt64 {
+            get { counts[file.rawValue * Result.allCases.count + result.rawValue] }
+            set { counts[file.rawValue * Result.allCases.count + result.rawValue] = newValue }
+        }
+    }
     /// A versions file that reads valid and differs from the one routed with: its endpoint
     /// names are being resolved (on the resolver thread) before it is published.
     private(set) var pendingVersions: PendingVersions?
@@ -76,6 +97,8 @@ struct ReloadState {
     ) -> Publication? {
         var changed = false
         var errors: [String] = []
+        var versionsResult = ReloadCounts.Result.unchanged
+        var tokensResult = ReloadCounts.Result.unchanged
         resolve = false
         do {
             let (versions, bytes) = try loader.loadVersions()
@@ -90,25 +113,32 @@ struct ReloadState {
                 self.targets = resolution.targets
                 self.unresolved = resolution.unresolved
                 changed = true
+                versionsResult = .ok
             } else if bytes != pendingVersions?.bytes {
                 pendingVersions = PendingVersions(versions: versions, bytes: bytes, trigger: trigger)
                 resolve = true
             }
         } catch {
             errors.append(contentsOf: error.description.split(separator: "\n").map(String.init))
+            versionsResult = .error
         }
         do {
             if let (tokens, bytes) = try loader.loadTokens(), bytes != tokensBytes {
                 self.tokens = tokens
                 self.tokensBytes = bytes
                 changed = true
+                tokensResult = .ok
             }
         } catch {
             errors.append(contentsOf: error.description.split(separator: "\n").map(String.init))
+            tokensResult = .error
         }
         failed = !errors.isEmpty
         if failed && tentative { return changed ? publish() : nil }
         if !errors.isEmpty { failedReloads += 1 }
+        // A versions file waiting for its names is counted when they resolve.
+        if !resolve { reloadCounts[.versions, versionsResult] += 1 }
+        reloadCounts[.tokens, tokensResult] += 1
         // A versions change is reported when its names have resolved.
         if !resolve || !errors.isEmpty || changed {
             lastOutcome = Outcome(
@@ -130,9 +160,11 @@ struct ReloadState {
             targets = resolution.targets
             unresolved = resolution.unresolved
             lastOutcome = Outcome(time: Self.timestamp(), trigger: pending.trigger, result: "ok", errors: [])
+            reloadCounts[.versions, .ok] += 1
             return publish()
         case .failure(let error):
             failedReloads += 1
+            reloadCounts[.versions, .error] += 1
             lastOutcome = Outcome(
                 time: Self.timestamp(), trigger: pending.trigger, result: "error",
                 errors: error.description.split(separator: "\n").map(String.init))

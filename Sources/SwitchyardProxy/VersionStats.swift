@@ -120,6 +120,13 @@ final class VersionStatsCell {
     }
 }
 
+/// Failed connects to one endpoint of one version, as a worker publishes them.
+struct EndpointFailures: Sendable {
+    let version: String
+    let endpoint: String
+    var failures: UInt64
+}
+
 /// A version's stats under its name, as a worker publishes them.
 struct NamedVersionStats: Sendable {
     let name: String

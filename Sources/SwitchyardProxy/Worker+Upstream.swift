@@ -196,6 +196,7 @@ extension Worker {
     /// out, not when it fails again while out (tried because nothing else was left), so the
     /// backoff bounds how often.
     private func recordConnectFailure(_ pool: UpstreamPool) {
+        pool.connectFailures += 1
         let wasOut = pool.ejection.isEjected(at: now)
         let backoff = pool.ejection.connectFailed(at: now)
         if !wasOut {

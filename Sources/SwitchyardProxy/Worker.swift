@@ -66,6 +66,7 @@ final class Worker: @unchecked Sendable {
     private var statCells: [VersionStatsCell] = [VersionStatsCell(name: "")]
     var unroutedStats: VersionStatsCell { statCells[0] }
     let publishedVersionStats = LockedValue<[NamedVersionStats]>([])
+    let publishedConnectFailures = LockedValue<[EndpointFailures]>([])
     /// Finished exchanges plus refused connections at the last copy.
     private var publishedActivity: UInt64 = 0
     private var publishedCells = 0
@@ -284,6 +285,13 @@ final class Worker: @unchecked Sendable {
         publishedCells = statCells.count
         publishedCounters.store(counters)
         publishedVersionStats.store(statCells.map { NamedVersionStats(name: $0.name, stats: $0.stats) })
+        var failures: [EndpointFailures] = []
+        for (index, version) in routes.snapshot.versions.enumerated() {
+            for pool in routes.pools[index] where pool.connectFailures > 0 {
+                failures.append(EndpointFailures(version: version.name, endpoint: pool.address.description, failures: pool.connectFailures))
+            }
+        }
+        publishedConnectFailures.store(failures)
     }
 
     /// The stats cell of a version name, made on first sight (at a reload, not per request).

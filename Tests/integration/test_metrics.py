@@ -72,3 +72,39 @@ def test_metrics_keep_a_removed_versions_counts_and_survive_reloads(demo, proxy)
     assert value(samples, "switchyard_requests_total", version="old", route="pinned", code="200") == 4
     assert value(samples, "switchyard_requests_total", version="v1", route="weighted", code="200") == 1
     assert ("switchyard_version_weight", (("kind", "configured"), ("version", "old"))) not in samples, "no longer configured"
+
+
+def test_reloads_are_counted_per_file_and_result(demo, proxy):
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])])
+    server.write_versions('{"service": "test", "versions": [}')
+    deadline = time.monotonic() + 5
+    while server.status()["last_reload"]["outcome"] != "error":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    samples = scrape(server)
+    # The first read of a bad file is read again after 100 ms before it counts: one error.
+    assert value(samples, "switchyard_reloads_total", file="versions", result="error") == 1
+    assert value(samples, "switchyard_reloads_total", file="tokens", result="unchanged") == 1
+    server.write_versions([("v1", 100, [v1.address]), ("v2", 0, [v1.address])])
+    while server.status()["generation"] == 1:
+        assert time.monotonic() < deadline + 5
+        time.sleep(0.02)
+    samples = scrape(server)
+    assert value(samples, "switchyard_reloads_total", file="versions", result="ok") == 1
+    assert value(samples, "switchyard_reloads_total", file="tokens", result="unchanged") == 2
+    assert value(samples, "switchyard_reload_failures_total") == 1
+
+
+def test_connect_failures_are_counted_per_endpoint(demo, proxy):
+    from test_lifecycle import free_port
+    v1 = demo("v1")
+    dead = f"127.0.0.1:{free_port()}"
+    server = proxy([("v1", 100, [dead, v1.address])], workers=1)
+    for _ in range(5):
+        assert http_get(server.port, "/", auth())[0] == 200
+    samples = scrape(server)
+    # The refused endpoint is tried once, then ejected for a second: one failure, one retry.
+    assert value(samples, "switchyard_upstream_connect_failures_total", version="v1", endpoint=dead) == 1
+    assert ("switchyard_upstream_connect_failures_total", (("endpoint", v1.address), ("version", "v1"))) not in samples
+    assert value(samples, "switchyard_upstream_retries_total") == 1
