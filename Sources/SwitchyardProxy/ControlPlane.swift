@@ -375,11 +375,14 @@ final class ControlPlane {
         var order: [String] = []
         var counters = ExchangeCounters()
         var failures: [EndpointFailures] = []
+        var failureIndex: [String: Int] = [:]  // "version endpoint" → index in `failures`
         for worker in workers {
             for entry in worker.publishedConnectFailures.load() {
-                if let index = failures.firstIndex(where: { $0.version == entry.version && $0.endpoint == entry.endpoint }) {
+                let key = "\(entry.version) \(entry.endpoint)"
+                if let index = failureIndex[key] {
                     failures[index].failures += entry.failures
                 } else {
+                    failureIndex[key] = failures.count
                     failures.append(entry)
                 }
             }
