@@ -39,7 +39,8 @@ public struct ConfigLoader: Sendable {
     /// Reads and validates the versions file; also returns its bytes to detect unchanged content.
     public func loadVersions() throws(LoadError) -> (config: VersionsConfig, bytes: [UInt8]) {
         let bytes = try read(versionsPath, what: "the versions file", field: "versions_file")
-        return (try parse(VersionsConfig.parse, bytes, versionsPath), bytes)
+        let defaults = server.versionDefaults
+        return (try parse({ bytes, file throws(ConfigError) in try VersionsConfig.parse(bytes, file: file, defaults: defaults) }, bytes, versionsPath), bytes)
     }
 
     /// Reads the tokens file; nil when authentication is disabled.

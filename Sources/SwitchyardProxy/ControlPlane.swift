@@ -18,7 +18,9 @@ enum ControlMessage: Sendable {
     /// The resolver thread's answer to the request with this ticket.
     case resolved(ticket: UInt64, result: Result<ConfigLoader.Resolution, LoadError>)
     /// A worker could not connect to an endpoint and skips it for `backoffMs`.
-    case endpointEjected(worker: Int, address: String, failures: Int, backoffMs: UInt64)
+    case endpointEjected(worker: Int, address: SocketAddress, failures: Int, backoffMs: UInt64)
+    /// The health prober's answer about one endpoint.
+    case probed(HealthBook.Key, ProbeResult)
 }
 
 /// The control thread: signals, file watching and reloads, the admin API, shutdown.
@@ -52,6 +54,7 @@ final class ControlPlane {
     private var settlingTrigger: String?
     private static let settleMs = 100
     private let resolver: Resolver
+    private let prober: HealthProber
     /// The newest request to the resolver; older answers are dropped.
     private var resolveTicket: UInt64 = 0
     /// The versions config that request was about.
@@ -82,6 +85,7 @@ final class ControlPlane {
         self.sweepTimerFD = try Syscall.timerfd()
         self.settleTimerFD = try Syscall.timerfd()
         self.resolver = try Resolver(loader: loader, answers: mailbox)
+        self.prober = try HealthProber(answers: mailbox)
         try add(signalFD, .signals)
         try add(watcher.fd, .watcher)
         try add(mailbox.eventFD, .mailbox)
@@ -90,6 +94,8 @@ final class ControlPlane {
         try add(sweepTimerFD, .sweepTimer)
         try add(settleTimerFD, .settleTimer)
         try resolver.start()
+        try prober.start()
+        updateProbes()
         if loader.server.resolveIntervalMs > 0 {
             let resolveTimerFD = try Syscall.timerfd()
             try Syscall.armPeriodic(resolveTimerFD, intervalMs: loader.server.resolveIntervalMs)
@@ -129,6 +135,11 @@ final class ControlPlane {
                                 worker \(worker): cannot connect to \(address) (\(failures) failed connect\(failures == 1 ? "" : "s") \
                                 in a row); it gets no requests for \(backoffMs) ms unless no other endpoint of its version is left
                                 """)
+                            for version in state.versions.versions {
+                                recordHealth(.failed("worker \(worker) could not connect"), .init(version: version.name, address: address), probed: false)
+                            }
+                        case .probed(let key, let result):
+                            recordHealth(result, key, probed: true)
                         case .connectionLimitReached(let worker, let limit):
                             logger.warning("""
                                 worker \(worker) is at its \(limit) client connections (limits.max_connections over \
@@ -228,7 +239,7 @@ final class ControlPlane {
             for endpoint in state.unresolved {
                 logger.warning("\(loader.versionsPath): \(endpoint); left out until it resolves again")
             }
-            for worker in workers { worker.mailbox.post(.publish(publication)) }
+            distribute(publication)
             logger.info("endpoint addresses changed when resolved again: generation \(publication.snapshot.generation)")
         }
     }
@@ -300,9 +311,63 @@ final class ControlPlane {
     }
 
     private func announce(_ publication: Publication, trigger: String) {
-        for worker in workers { worker.mailbox.post(.publish(publication)) }
+        distribute(publication)
         let split = publication.snapshot.versions.map { "\($0.name)=\($0.trafficPercentText)%" }.joined(separator: " ")
         logger.info("reloaded (\(trigger)): generation \(publication.snapshot.generation), \(split)")
+    }
+
+    /// Posts a publication to every worker and the current endpoints to the prober.
+    private func distribute(_ publication: Publication) {
+        for worker in workers { worker.mailbox.post(.publish(publication)) }
+        updateProbes()
+    }
+
+    // MARK: - Health
+
+    /// Probes every address of every version that has health checks.
+    private func updateProbes() {
+        var targets: [ProbeTarget] = []
+        for (index, version) in state.versions.versions.enumerated() {
+            guard let check = version.healthCheck else { continue }
+            for address in state.targets[index] {
+                targets.append(ProbeTarget(key: HealthBook.Key(version: version.name, address: address), check: check))
+            }
+        }
+        prober.probe(targets)
+    }
+
+    /// Applies a probe result or a failed connect; logs a change of state and publishes the
+    /// routing it leads to.
+    private func recordHealth(_ result: ProbeResult, _ key: HealthBook.Key, probed: Bool) {
+        let before = state.routingStates
+        let (changed, publication) = state.recordHealth(
+            result, version: key.version, address: key.address, at: probed ? ReloadState.timestamp() : nil)
+        if let changed {
+            let reason: String
+            switch result {
+            case .healthy: reason = "answered 200"
+            case .draining: reason = "answered 503 This node is being drained."
+            case .failed(let why): reason = why
+            }
+            let line = "health: version \"\(key.version)\" endpoint \(key.address) is \(changed.rawValue) (\(reason))"
+            if changed == .healthy { logger.info("\(line)") } else { logger.warning("\(line)") }
+        }
+        guard let publication else { return }
+        distribute(publication)
+        let plan = publication.snapshot.plan
+        let versions = publication.snapshot.versions
+        for (index, version) in versions.enumerated() where before?[index] != plan.states[index] {
+            logger.info("version \"\(version.name)\" is \(plan.states[index].rawValue)")
+        }
+        let split = versions.indices.map { "\(versions[$0].name)=\(Self.percentText(plan.effective[$0]))%" }.joined(separator: " ")
+        logger.info("health changed the split: generation \(publication.snapshot.generation), effective weights \(split)")
+        if plan.failOpen {
+            logger.warning("no running version can take the traffic of the unhealthy ones: routing by the configured weights anyway (fail open)")
+        }
+    }
+
+    static func percentText(_ basisPoints: Int) -> String {
+        VersionsConfig.Version(name: "", trafficBasisPoints: basisPoints, endpoints: []).trafficPercentText
     }
 
     // MARK: - Admin API
@@ -429,7 +494,7 @@ final class ControlPlane {
 /// Finished exchanges by outcome, summed over the workers (as of their last tick): the
 /// proxy's own answers and cut-off responses by `ProxyError` label, zero counts left out.
 func exchangesJSON(_ counters: ExchangeCounters) -> String {
-    func byLabel(_ counts: InlineArray<15, UInt64>) -> String {
+    func byLabel(_ counts: InlineArray<16, UInt64>) -> String {
         let fields = ProxyError.allCases.compactMap { error in
             counts[error.rawValue] == 0 ? nil : "\"\(error.label)\":\(counts[error.rawValue])"
         }

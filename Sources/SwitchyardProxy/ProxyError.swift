@@ -21,9 +21,14 @@ enum ProxyError: Int, CaseIterable, Sendable {
     case upstreamClosed
     case upstreamTimeout
     case tooManyConnections
+    /// The version has no healthy endpoint (or its share fails by its `on_unhealthy` policy).
+    case versionUnavailable
 
-    /// Who caused it: the caller, a backend, or the proxy's own limits. (Errors caused by the
-    /// configuration, such as a version with no healthy endpoint, come with health checks.)
+    /// How many cases there are: the size of the counters indexed by `rawValue`.
+    static let count = 16
+
+    /// Who caused it: the caller, a backend (or a version with none healthy), or the proxy's
+    /// own limits.
     enum Origin: Sendable {
         case client, upstream, `internal`
     }
@@ -48,7 +53,7 @@ enum ProxyError: Int, CaseIterable, Sendable {
         case .uriTooLong: return 414
         case .headTooLarge, .tooManyHeaders: return 431
         case .upstreamConnectFailed, .upstreamProtocolError, .upstreamClosed: return 502
-        case .tooManyConnections: return 503
+        case .tooManyConnections, .versionUnavailable: return 503
         case .upstreamTimeout: return 504
         case .httpVersionNotSupported: return 505
         }
@@ -59,7 +64,7 @@ enum ProxyError: Int, CaseIterable, Sendable {
         case .malformedRequest, .headTooLarge, .tooManyHeaders, .uriTooLong, .httpVersionNotSupported,
              .methodNotAllowed, .requestTimeout, .missingToken, .invalidToken, .unknownVersion:
             return .client
-        case .upstreamConnectFailed, .upstreamProtocolError, .upstreamClosed, .upstreamTimeout:
+        case .upstreamConnectFailed, .upstreamProtocolError, .upstreamClosed, .upstreamTimeout, .versionUnavailable:
             return .upstream
         case .tooManyConnections:
             return .internal
@@ -96,6 +101,7 @@ enum ProxyError: Int, CaseIterable, Sendable {
         case .upstreamClosed: return "upstream_closed"
         case .upstreamTimeout: return "upstream_timeout"
         case .tooManyConnections: return "too_many_connections"
+        case .versionUnavailable: return "version_unavailable"
         }
     }
 

@@ -7,11 +7,18 @@ public final class Publication: Sendable {
     public let snapshot: RoutingSnapshot
     /// `targets[version]`: the resolved addresses of that version's endpoints, in file order.
     public let targets: [[SocketAddress]]
+    /// Which endpoints to avoid or leave alone; the snapshot's plan is `health.plan`.
+    let health: HealthRouting
 
-    public init(snapshot: RoutingSnapshot, targets: [[SocketAddress]]) {
-        precondition(targets.count == snapshot.versions.count)
+    public convenience init(snapshot: RoutingSnapshot, targets: [[SocketAddress]]) {
+        self.init(snapshot: snapshot, targets: targets, health: HealthRouting(configured: snapshot.config))
+    }
+
+    init(snapshot: RoutingSnapshot, targets: [[SocketAddress]], health: HealthRouting) {
+        precondition(targets.count == snapshot.versions.count && health.avoided.count == targets.count)
         self.snapshot = snapshot
         self.targets = targets
+        self.health = health
     }
 }
 
@@ -31,27 +38,35 @@ final class WorkerRoutes {
     var cursors: [Int]
     /// This worker's stats of each version.
     let stats: [VersionStatsCell]
+    /// Per version: endpoints that failed their health checks (picked only when no other is
+    /// left) and endpoints being drained (never picked).
+    let avoided: [EndpointSet]
+    let draining: [EndpointSet]
 
     init(publication: Publication, pools: [[UpstreamPool]], stats: [VersionStatsCell]) {
         self.snapshot = publication.snapshot.workerCopy()
         self.pools = pools
+        self.avoided = publication.health.avoided
+        self.draining = publication.health.draining
         self.stats = stats
         self.versionHeaderLines = snapshot.versions.map { Array("X-ANYSCALE-VERSION: \($0.name)\r\n".utf8) }
         self.cursors = pools.map { _ in 0 }
     }
 
     /// The least loaded endpoint of `version` not yet tried for this request; ties go round
-    /// robin. Ejected endpoints (see `Ejection`) are picked only when no other one is left.
+    /// robin. Ejected endpoints (see `Ejection`) and those failing their health checks are
+    /// picked only when no other one is left; draining ones never.
     func pickPool(version: Int, excluding tried: EndpointSet, now: UInt64) -> (index: Int, pool: UpstreamPool)? {
         let candidates = pools[version]
         let start = cursors[version]
+        let avoided = self.avoided[version], draining = self.draining[version]
         var best: (index: Int, pool: UpstreamPool)?
         var bestEjected: (index: Int, pool: UpstreamPool)?
         for offset in 0..<candidates.count {
             let index = (start + offset) % candidates.count
-            if tried.contains(index) { continue }
+            if tried.contains(index) || draining.contains(index) { continue }
             let pool = candidates[index]
-            if pool.ejection.isEjected(at: now) {
+            if pool.ejection.isEjected(at: now) || avoided.contains(index) {
                 if pool.active < bestEjected?.pool.active ?? Int.max { bestEjected = (index, pool) }
             } else if pool.active < best?.pool.active ?? Int.max {
                 best = (index, pool)

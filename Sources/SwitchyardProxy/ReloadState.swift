@@ -23,6 +23,9 @@ struct ReloadState {
     var tokensBytes: [UInt8]
     var lastOutcome: Outcome
     var failedReloads = 0
+    /// Endpoint health, and the routing it led to in the last publication.
+    private(set) var health = HealthBook()
+    private(set) var publishedRouting: HealthRouting?
     /// Reloads per hot file and result, for `/metrics`.
     private(set) var reloadCounts = ReloadCounts()
 
@@ -80,8 +83,26 @@ struct ReloadState {
     /// Builds the next publication from the current state.
     mutating func publish() -> Publication {
         generation += 1
-        let snapshot = RoutingSnapshot(generation: generation, config: versions, tokens: tokens)
-        return Publication(snapshot: snapshot, targets: targets)
+        health.sync(versions, targets: targets)
+        let routing = health.routing(versions, targets: targets)
+        publishedRouting = routing
+        let snapshot = RoutingSnapshot(generation: generation, config: versions, tokens: tokens, plan: routing.plan)
+        return Publication(snapshot: snapshot, targets: targets, health: routing)
+    }
+
+    /// Each version's state in the last publication, in the order of `versions`.
+    var routingStates: [TrafficPlan.VersionState]? { publishedRouting?.plan.states }
+
+    /// Applies a probe result (or a worker's failed connect, as a failure) to an endpoint of
+    /// the current versions: its new state when it changed, and a publication when that changes
+    /// what the workers route with.
+    mutating func recordHealth(
+        _ result: ProbeResult, version name: String, address: SocketAddress, at time: String?
+    ) -> (changed: EndpointHealth.State?, publication: Publication?) {
+        guard let version = versions.versions.first(where: { $0.name == name }), let check = version.healthCheck else { return (nil, nil) }
+        let changed = health.record(result, for: HealthBook.Key(version: name, address: address), check: check, at: time)
+        guard changed != nil, health.routing(versions, targets: targets) != publishedRouting else { return (changed, nil) }
+        return (changed, publish())
     }
 
     /// Re-reads both files. Returns a publication if anything valid changed, except a versions

@@ -121,6 +121,14 @@ extension Worker {
         case .pinned(let index):
             x.route = .pinned
             x.versionIndex = index
+        case .unavailable(let index, let pinned):
+            x.route = pinned ? .pinned : .sampled
+            x.versionIndex = index
+            x.routes = routes
+            routes.stats[index].stats.routed()
+            d.input.consume(headLength)
+            perform(d, x, x.machine.reject(.versionUnavailable), message: unavailableMessage(routes.snapshot, index, pinned: pinned))
+            return
         case .unauthorized(let failure):
             d.input.consume(headLength)
             // Closed once answered (as nginx does): a client without a valid token gets no
@@ -159,6 +167,16 @@ extension Worker {
         if x.machine.mayResend { x.resendHead.append(x.forwardedHead.readableBytes) }
         d.machine.proxying()
         if decodeRequestBody(d, x), x.upstream === u { perform(d, x, flushToUpstream(d, x, u)) }
+    }
+
+    /// Why a version cannot take the request, and what the caller can do about it.
+    private func unavailableMessage(_ snapshot: RoutingSnapshot, _ index: Int, pinned: Bool) -> String {
+        let name = snapshot.versions[index].name
+        if pinned {
+            let running = snapshot.versions.indices.filter { !snapshot.plan.isUnavailable($0) }.map { snapshot.versions[$0].name }
+            return "version \"\(name)\" has no healthy endpoint; versions running: \(running.joined(separator: ", "))"
+        }
+        return "version \"\(name)\" has no healthy endpoint and its share of the traffic fails (on_unhealthy: fail)"
     }
 
     /// The keyed hash of the request's Bearer token (nil without authentication).

@@ -201,7 +201,7 @@ extension Worker {
         let backoff = pool.ejection.connectFailed(at: now)
         if !wasOut {
             controlMailbox.post(.endpointEjected(
-                worker: id, address: pool.address.description, failures: pool.ejection.failures, backoffMs: backoff))
+                worker: id, address: pool.address, failures: pool.ejection.failures, backoffMs: backoff))
         }
     }
 

@@ -271,6 +271,13 @@ final class Worker: @unchecked Sendable {
             pool.idle.removeAll()
         }
         pools = kept
+        // A draining backend gets no new requests; its idle connections would only be closed by it.
+        for (version, drainingSet) in publication.health.draining.enumerated() where drainingSet != EndpointSet() {
+            for (index, pool) in versionPools[version].enumerated() where drainingSet.contains(index) {
+                for connection in pool.idle { closeUpstream(connection) }
+                pool.idle.removeAll()
+            }
+        }
         let stats = publication.snapshot.versions.map { statCell(for: $0.name) }
         return WorkerRoutes(publication: publication, pools: versionPools, stats: stats)
     }

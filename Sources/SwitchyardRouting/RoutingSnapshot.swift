@@ -8,14 +8,19 @@ public final class RoutingSnapshot: Sendable {
     public let config: VersionsConfig
     /// nil when `auth.disabled` is set.
     public let tokens: TokenSet?
+    /// The split once version health is applied; the sampler follows its weights.
+    public let plan: TrafficPlan
     public let sampler: WeightedSampler
     private let names: [[UInt8]]
 
-    public init(generation: UInt64, config: VersionsConfig, tokens: TokenSet?) {
+    public init(generation: UInt64, config: VersionsConfig, tokens: TokenSet?, plan: TrafficPlan? = nil) {
+        let plan = plan ?? TrafficPlan(configured: config)
+        precondition(plan.weights.count == config.versions.count)
         self.generation = generation
         self.config = config
         self.tokens = tokens
-        self.sampler = WeightedSampler(weights: config.versions.map(\.trafficBasisPoints))
+        self.plan = plan
+        self.sampler = WeightedSampler(weights: plan.weights)
         self.names = config.versions.map { Array($0.name.utf8) }
     }
 
@@ -25,7 +30,7 @@ public final class RoutingSnapshot: Sendable {
     /// such a copy: retaining or reading shared arrays would make workers bump reference
     /// counts on the same cache lines with every request.
     public func workerCopy() -> RoutingSnapshot {
-        RoutingSnapshot(generation: generation, config: config, tokens: tokens?.deepCopy())
+        RoutingSnapshot(generation: generation, config: config, tokens: tokens?.deepCopy(), plan: plan)
     }
 
     /// The index of the version called `name` (exact, case-sensitive match).
@@ -47,9 +52,23 @@ public final class RoutingSnapshot: Sendable {
         }
         if let pinned {
             guard let index = versionIndex(named: pinned) else { return .unknownVersion }
-            return .pinned(index)
+            return plan.isUnavailable(index) ? .unavailable(index, pinned: true) : .pinned(index)
         }
-        return .sampled(sampler.pick(random))
+        let index = sampler.pick(random)
+        return plan.isUnavailable(index) ? .unavailable(index, pinned: false) : .sampled(index)
+    }
+
+    /// Another version for a request that found no reachable endpoint in `excluded`: sampled
+    /// by the effective weights without it; nil when no other version serves traffic.
+    public func alternative(to excluded: Int, random: UInt64) -> Int? {
+        let first = sampler.pick(random)
+        var index = first
+        // The table interleaves the versions, so the next other entry is a few slots away.
+        for step in 1...WeightedSampler.resolution {
+            if index != excluded && !plan.isUnavailable(index) { return index }
+            index = sampler.entry(at: (sampler.slot(random) + step) % WeightedSampler.resolution)
+        }
+        return nil
     }
 }
 
@@ -61,6 +80,8 @@ public enum RouteDecision: Equatable, Sendable {
 
     case sampled(Int)
     case pinned(Int)
+    /// The version is unhealthy (or its share fails by policy): answered 503.
+    case unavailable(Int, pinned: Bool)
     case unauthorized(AuthFailure)
     case unknownVersion
 }

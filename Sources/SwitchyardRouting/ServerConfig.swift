@@ -63,6 +63,8 @@ public struct ServerConfig: Sendable, Equatable {
     /// How often endpoint names are resolved again (also on SIGHUP); 0 turns it off. Default 30000.
     public var resolveIntervalMs = 30_000
     public var auth = Auth()
+    /// Health checks and `retry_other_version` for versions that do not set their own.
+    public var versionDefaults = VersionsConfig.Defaults()
     public var timeouts = Timeouts()
     public var limits = Limits()
 
@@ -78,6 +80,8 @@ public struct ServerConfig: Sendable, Equatable {
         if versionsFile != other.versionsFile { changed.append("versions_file") }
         if resolveIntervalMs != other.resolveIntervalMs { changed.append("resolve_interval_ms") }
         if auth != other.auth { changed.append("auth") }
+        if versionDefaults.healthCheck != other.versionDefaults.healthCheck { changed.append("health_check") }
+        if versionDefaults.retryOtherVersion != other.versionDefaults.retryOtherVersion { changed.append("retry_other_version") }
         if timeouts != other.timeouts { changed.append("timeouts") }
         if limits != other.limits { changed.append("limits") }
         return changed
@@ -123,6 +127,10 @@ public struct ServerConfig: Sendable, Equatable {
             throw ConfigError(file: file, position: root.position,
                               message: "no tokens file: set auth.tokens_file to a file of Bearer tokens, or set auth.disabled to true to serve without authentication")
         }
+        if let node = reader.take("health_check") {
+            config.versionDefaults.healthCheck = try HealthCheck.parse(node, over: nil, file: file, path: "health_check")
+        }
+        config.versionDefaults.retryOtherVersion = try reader.bool("retry_other_version") ?? false
         if var timeouts = try reader.object("timeouts") {
             let day = 86_400_000
             config.timeouts.connectMs = try timeouts.integer("connect_ms", in: 1...day) ?? config.timeouts.connectMs

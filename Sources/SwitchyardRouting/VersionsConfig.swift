@@ -10,11 +10,24 @@ public struct VersionsConfig: Sendable, Equatable {
         public let trafficBasisPoints: Int
         /// At least one backend address.
         public let endpoints: [Endpoint]
+        /// How its endpoints are probed; nil when they are not.
+        public let healthCheck: HealthCheck?
+        /// What happens to its share while it has no healthy endpoint.
+        public let onUnhealthy: UnhealthyPolicy
+        /// Whether an unpinned request that finds no reachable endpoint here may be routed once
+        /// more, to another version.
+        public let retryOtherVersion: Bool
 
-        public init(name: String, trafficBasisPoints: Int, endpoints: [Endpoint]) {
+        public init(
+            name: String, trafficBasisPoints: Int, endpoints: [Endpoint], healthCheck: HealthCheck? = nil,
+            onUnhealthy: UnhealthyPolicy = .redistribute, retryOtherVersion: Bool = false
+        ) {
             self.name = name
             self.trafficBasisPoints = trafficBasisPoints
             self.endpoints = endpoints
+            self.healthCheck = healthCheck
+            self.onUnhealthy = onUnhealthy
+            self.retryOtherVersion = retryOtherVersion
         }
 
         /// `traffic_percent` as written back in JSON (`30`, `12.5`, `0.25`).
@@ -26,6 +39,18 @@ public struct VersionsConfig: Sendable, Equatable {
     }
 
     public static let maxVersions = 10
+
+    /// What a version gets when it does not say: from switchyard.json.
+    public struct Defaults: Sendable, Equatable {
+        /// nil: versions are not probed unless they ask to be.
+        public var healthCheck: HealthCheck? = HealthCheck()
+        public var retryOtherVersion = false
+
+        public init(healthCheck: HealthCheck? = HealthCheck(), retryOtherVersion: Bool = false) {
+            self.healthCheck = healthCheck
+            self.retryOtherVersion = retryOtherVersion
+        }
+    }
 
     public let service: String
     public let versions: [Version]
@@ -40,7 +65,7 @@ public struct VersionsConfig: Sendable, Equatable {
     ///
     /// The file is an object (`{"service": …, "versions": […]}`) or just the versions array,
     /// as given to Anyscale's `--versions` (then the service is named after the file).
-    public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> VersionsConfig {
+    public static func parse(_ bytes: [UInt8], file: String, defaults: Defaults = Defaults()) throws(ConfigError) -> VersionsConfig {
         let root = try JSONParser.parse(bytes, file: file)
         var errors: [ConfigError] = []
         let service: String
@@ -90,7 +115,7 @@ public struct VersionsConfig: Sendable, Equatable {
         var versions: [Version] = []
         var complete = true
         for (index, element) in elements.enumerated() {
-            guard let version = parseVersion(element, file: file, path: "versions[\(index)]", errors: &errors) else {
+            guard let version = parseVersion(element, file: file, path: "versions[\(index)]", defaults: defaults, errors: &errors) else {
                 complete = false
                 continue
             }
@@ -98,6 +123,16 @@ public struct VersionsConfig: Sendable, Equatable {
                 errors.append(ConfigError(file: file, position: element.position, message: "version name \"\(clash.name)\" is used twice; names must be unique"))
             }
             versions.append(version)
+        }
+        for (index, version) in versions.enumerated() {
+            guard case .fallback(let target) = version.onUnhealthy else { continue }
+            if target == version.name || !versions.contains(where: { $0.name == target }) {
+                let others = versions.map(\.name).filter { $0 != version.name }.joined(separator: ", ")
+                errors.append(ConfigError(file: file, position: elements[index].position, message: """
+                    version "\(version.name)": on_unhealthy falls back to "\(target)", which is \
+                    \(target == version.name ? "itself" : "not a version in this file"); name another version (\(others))
+                    """))
+            }
         }
         let total = versions.reduce(0) { $0 + $1.trafficBasisPoints }
         if complete && total != 10000 {
@@ -121,7 +156,9 @@ public struct VersionsConfig: Sendable, Equatable {
     }
 
     /// One version; its problems go to `errors` (all of them, each field checked on its own).
-    private static func parseVersion(_ node: JSONNode, file: String, path: String, errors: inout [ConfigError]) -> Version? {
+    private static func parseVersion(
+        _ node: JSONNode, file: String, path: String, defaults: Defaults, errors: inout [ConfigError]
+    ) -> Version? {
         var reader: ObjectReader
         do {
             reader = try ObjectReader(node, file: file, path: path)
@@ -156,9 +193,25 @@ public struct VersionsConfig: Sendable, Equatable {
         } catch {
             errors.append(error)
         }
+        var healthCheck = defaults.healthCheck
+        var onUnhealthy = UnhealthyPolicy.redistribute
+        var retryOtherVersion = defaults.retryOtherVersion
+        do {
+            if let node = reader.take("health_check") {
+                healthCheck = try HealthCheck.parse(node, over: defaults.healthCheck, file: file, path: "\(path).health_check")
+            }
+            if let node = reader.take("on_unhealthy") {
+                onUnhealthy = try UnhealthyPolicy.parse(node, file: file, path: "\(path).on_unhealthy")
+            }
+            retryOtherVersion = try reader.bool("retry_other_version") ?? retryOtherVersion
+        } catch {
+            errors.append(error)
+        }
         do { try reader.finish() } catch { errors.append(error) }
         guard errors.count == before else { return nil }
-        return Version(name: name, trafficBasisPoints: basisPoints, endpoints: endpoints)
+        return Version(
+            name: name, trafficBasisPoints: basisPoints, endpoints: endpoints, healthCheck: healthCheck,
+            onUnhealthy: onUnhealthy, retryOtherVersion: retryOtherVersion)
     }
 
     private static func parseEndpoints(_ reader: inout ObjectReader, version name: String) throws(ConfigError) -> [Endpoint] {

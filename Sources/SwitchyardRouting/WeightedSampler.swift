@@ -31,8 +31,17 @@ public struct WeightedSampler: Sendable {
     /// Maps 32 random bits onto the table with a multiply-shift (no modulo bias worth a bit).
     @inline(__always)
     public func pick(_ random: UInt64) -> Int {
-        let slot = Int(((random & 0xFFFF_FFFF) &* UInt64(Self.resolution)) >> 32)
-        return table.withUnsafeBufferPointer { Int($0[slot]) }
+        entry(at: slot(random))
+    }
+
+    @inline(__always)
+    public func slot(_ random: UInt64) -> Int {
+        Int(((random & 0xFFFF_FFFF) &* UInt64(Self.resolution)) >> 32)
+    }
+
+    @inline(__always)
+    public func entry(at slot: Int) -> Int {
+        table.withUnsafeBufferPointer { Int($0[slot]) }
     }
 }
 
