@@ -434,10 +434,24 @@ final class ControlPlane {
         }
     }
 
-    /// Every worker's published version stats, summed by version name.
+    /// Every worker's published version stats, summed by version name, in order of first sight.
+    private func summedVersionStats() -> [NamedVersionStats] {
+        var byName: [String: Int] = [:]
+        var summed: [NamedVersionStats] = []
+        for worker in workers {
+            for entry in worker.publishedVersionStats.load() {
+                if let index = byName[entry.name] {
+                    summed[index].stats.add(entry.stats)
+                } else {
+                    byName[entry.name] = summed.count
+                    summed.append(entry)
+                }
+            }
+        }
+        return summed
+    }
+
     func metricsText() -> String {
-        var byName: [String: VersionStats] = [:]
-        var order: [String] = []
         var counters = ExchangeCounters()
         var failures: [EndpointFailures] = []
         var failureIndex: [String: Int] = [:]  // "version endpoint" → index in `failures`
@@ -452,22 +466,31 @@ final class ControlPlane {
                 }
             }
             counters.add(worker.publishedCounters.load())
-            for entry in worker.publishedVersionStats.load() {
-                if byName[entry.name] == nil { order.append(entry.name) }
-                byName[entry.name, default: VersionStats()].add(entry.stats)
-            }
         }
         return MetricsText.render(.init(
-            versions: order.map { NamedVersionStats(name: $0, stats: byName[$0] ?? VersionStats()) },
-            counters: counters, configured: state.versions.versions, generation: state.generation,
+            versions: summedVersionStats(), counters: counters, configured: state.versions.versions,
+            plan: state.publishedRouting?.plan, endpoints: endpointHealth(),
+            clientConnections: workers.reduce(0) { $0 + $1.publishedConnections.load(ordering: .relaxed) }, generation: state.generation,
             failedReloads: state.failedReloads, reloads: state.reloadCounts, connectFailures: failures))
+    }
+
+    /// The health of every checked address, per version, in file order.
+    private func endpointHealth() -> [(version: String, address: SocketAddress, health: EndpointHealth)] {
+        var list: [(version: String, address: SocketAddress, health: EndpointHealth)] = []
+        for (index, version) in state.versions.versions.enumerated() {
+            let addresses = state.targets[index]
+            guard let health = state.health.health(of: version, addresses: addresses) else { continue }
+            for (address, endpoint) in zip(addresses, health) { list.append((version.name, address, endpoint)) }
+        }
+        return list
     }
 
     func statusJSON() -> String {
         let outcome = state.lastOutcome
-        let versions = state.versions.versions.map { version in
-            "{\"name\":\(JSONText.quote(version.name)),\"traffic_percent\":\(version.trafficPercentText),"
-                + "\"endpoints\":[\(version.endpoints.map { JSONText.quote($0.description) }.joined(separator: ","))]}"
+        let plan = state.publishedRouting?.plan ?? TrafficPlan(configured: state.versions)
+        let inFlight = Dictionary(summedVersionStats().map { ($0.name, Int64($0.stats.started) - Int64($0.stats.finished)) }) { $1 }
+        let versions = state.versions.versions.enumerated().map { index, version in
+            versionJSON(version, index: index, plan: plan, inFlight: inFlight[version.name] ?? 0)
         }
         let applied = workers.map { String($0.appliedGeneration.load(ordering: .relaxed)) }
         let appliedAt = workers.map { String($0.appliedAtNs.load(ordering: .relaxed)) }
@@ -475,7 +498,8 @@ final class ControlPlane {
         var counters = ExchangeCounters()
         for worker in workers { counters.add(worker.publishedCounters.load()) }
         return """
-            {"service":\(JSONText.quote(state.versions.service)),"generation":\(state.generation),\
+            {"service":\(JSONText.quote(state.versions.service)),"state":"\(Self.serviceState(plan).rawValue)","fail_open":\(plan.failOpen),\
+            "generation":\(state.generation),\
             "workers":{"count":\(workers.count),"applied_generation":[\(applied.joined(separator: ","))],\
             "applied_at_monotonic_ns":[\(appliedAt.joined(separator: ","))]},\
             "draining":\(draining),\
@@ -488,6 +512,34 @@ final class ControlPlane {
             "versions":[\(versions.joined(separator: ","))]}
 
             """
+    }
+
+    /// RUNNING when every version runs, UNHEALTHY when some version is, STARTING otherwise.
+    static func serviceState(_ plan: TrafficPlan) -> TrafficPlan.VersionState {
+        if plan.states.contains(.unhealthy) { return .unhealthy }
+        return plan.states.allSatisfy { $0 == .running } ? .running : .starting
+    }
+
+    private func versionJSON(_ version: VersionsConfig.Version, index: Int, plan: TrafficPlan, inFlight: Int64) -> String {
+        let addresses = state.targets[index]
+        let health = state.health.health(of: version, addresses: addresses)
+        let endpoints = addresses.enumerated().map { position, address in
+            let endpoint = health?[position]
+            return "{\"address\":\(JSONText.quote(address.description)),\"state\":\"\(endpoint?.state.rawValue ?? "NOT_CHECKED")\","
+                + "\"last_check\":\(endpoint?.lastCheck.map(JSONText.quote) ?? "null"),"
+                + "\"last_failure\":\(endpoint?.lastFailure.map(JSONText.quote) ?? "null")}"
+        }
+        let check = version.healthCheck.map { check in
+            "{\"path\":\(JSONText.quote(check.path)),\"interval_ms\":\(check.intervalMs),\"timeout_ms\":\(check.timeoutMs),"
+                + "\"healthy_threshold\":\(check.healthyThreshold),\"unhealthy_threshold\":\(check.unhealthyThreshold)}"
+        } ?? "false"
+        return "{\"name\":\(JSONText.quote(version.name)),\"state\":\"\(plan.states[index].rawValue)\","
+            + "\"traffic_percent\":\(version.trafficPercentText),\"effective_traffic_percent\":\(Self.percentText(plan.effective[index])),"
+            + "\"created_at\":\(state.createdAt[version.name].map(JSONText.quote) ?? "null"),\"in_flight\":\(max(inFlight, 0)),"
+            + "\"on_unhealthy\":\(JSONText.quote(version.onUnhealthy.description)),\"retry_other_version\":\(version.retryOtherVersion),"
+            + "\"health_check\":\(check),"
+            + "\"endpoints\":[\(version.endpoints.map { JSONText.quote($0.description) }.joined(separator: ","))],"
+            + "\"addresses\":[\(endpoints.joined(separator: ","))]}"
     }
 }
 

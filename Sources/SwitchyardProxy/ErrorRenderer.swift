@@ -40,7 +40,7 @@ enum ErrorRenderer {
         switch error {
         case .missingToken: out.append("WWW-Authenticate: Bearer realm=\"switchyard\"\r\n" as StaticString)
         case .invalidToken: out.append("WWW-Authenticate: Bearer realm=\"switchyard\", error=\"invalid_token\"\r\n" as StaticString)
-        case .tooManyConnections: out.append("Retry-After: 1\r\n" as StaticString)
+        case .tooManyConnections, .versionUnavailable: out.append("Retry-After: 1\r\n" as StaticString)
         default: break
         }
         if let requestID = context.requestID {

@@ -1,3 +1,4 @@
+import SwitchyardIO
 import SwitchyardRouting
 
 /// `GET /metrics`: the workers' counters in the Prometheus text format 0.0.4. Built on the
@@ -10,6 +11,11 @@ enum MetricsText {
         var versions: [NamedVersionStats]
         var counters: ExchangeCounters
         var configured: [VersionsConfig.Version]
+        /// The traffic plan in force (nil before the first publication).
+        var plan: TrafficPlan?
+        /// Every checked endpoint's health.
+        var endpoints: [(version: String, address: SocketAddress, health: EndpointHealth)]
+        var clientConnections: Int
         var generation: UInt64
         var failedReloads: Int
         var reloads: ReloadState.ReloadCounts
@@ -54,9 +60,28 @@ enum MetricsText {
             out += "switchyard_bytes_total{version=\(quote(entry.name)),direction=\"to_backend\"} \(entry.stats.bytesToBackends)\n"
             out += "switchyard_bytes_total{version=\(quote(entry.name)),direction=\"to_client\"} \(entry.stats.bytesToClients)\n"
         }
-        family(&out, "switchyard_version_weight", "gauge", "Each version's traffic share in percent, as configured.")
-        for version in inputs.configured {
+        let plan = inputs.plan ?? TrafficPlan(config: VersionsConfig(service: "", versions: inputs.configured),
+                                              states: inputs.configured.map { _ in .running })
+        family(&out, "switchyard_version_weight", "gauge",
+               "Each version's share of unpinned traffic in percent: as configured, and as routed now that health is applied.")
+        for (index, version) in inputs.configured.enumerated() {
             out += "switchyard_version_weight{version=\(quote(version.name)),kind=\"configured\"} \(version.trafficPercentText)\n"
+            out += "switchyard_version_weight{version=\(quote(version.name)),kind=\"effective\"} \(ControlPlane.percentText(plan.effective[index]))\n"
+        }
+        family(&out, "switchyard_version_state", "gauge", "1 for the state each version is in (STARTING, RUNNING, UNHEALTHY), 0 for the others.")
+        for (index, version) in inputs.configured.enumerated() {
+            for state in [TrafficPlan.VersionState.starting, .running, .unhealthy] {
+                out += "switchyard_version_state{version=\(quote(version.name)),state=\"\(state.rawValue)\"} \(plan.states[index] == state ? 1 : 0)\n"
+            }
+        }
+        family(&out, "switchyard_fail_open", "gauge", "1 while unhealthy versions are routed to because no running version can take their share.")
+        out += "switchyard_fail_open \(plan.failOpen ? 1 : 0)\n"
+        family(&out, "switchyard_endpoint_health", "gauge", "1 for the health state each checked endpoint is in, 0 for the others.")
+        for entry in inputs.endpoints {
+            for state in EndpointHealth.State.allCases {
+                out += "switchyard_endpoint_health{version=\(quote(entry.version)),endpoint=\(quote(entry.address.description)),"
+                    + "state=\"\(state.rawValue)\"} \(entry.health.state == state ? 1 : 0)\n"
+            }
         }
         family(&out, "switchyard_upstream_connect_failures_total", "counter",
                "Failed connects (refused, timed out) per endpoint, while the endpoint is configured.")
@@ -67,6 +92,13 @@ enum MetricsText {
         out += "switchyard_upstream_retries_total \(inputs.counters.retries)\n"
         family(&out, "switchyard_connections_refused_total", "counter", "Client connections answered 503 for limits.max_connections.")
         out += "switchyard_connections_refused_total \(inputs.counters.refusedConnections)\n"
+        family(&out, "switchyard_auth_failures_total", "counter", "Requests refused for a missing or invalid Bearer token.")
+        let auth = inputs.counters.rejected[ProxyError.missingToken.rawValue] + inputs.counters.rejected[ProxyError.invalidToken.rawValue]
+        out += "switchyard_auth_failures_total \(auth)\n"
+        family(&out, "switchyard_client_connections", "gauge", "Open client connections.")
+        out += "switchyard_client_connections \(inputs.clientConnections)\n"
+        family(&out, "switchyard_build_info", "gauge", "Always 1; the version label says which Switchyard runs.")
+        out += "switchyard_build_info{version=\(quote(BuildInfo.version))} 1\n"
         family(&out, "switchyard_config_generation", "gauge", "The generation of the configuration in force.")
         out += "switchyard_config_generation \(inputs.generation)\n"
         family(&out, "switchyard_reload_failures_total", "counter", "Reloads rejected because a hot file was invalid.")

@@ -26,6 +26,8 @@ struct ReloadState {
     /// Endpoint health, and the routing it led to in the last publication.
     private(set) var health = HealthBook()
     private(set) var publishedRouting: HealthRouting?
+    /// When this process first saw each version name (RFC 3339).
+    private(set) var createdAt: [String: String] = [:]
     /// Reloads per hot file and result, for `/metrics`.
     private(set) var reloadCounts = ReloadCounts()
 
@@ -83,6 +85,7 @@ struct ReloadState {
     /// Builds the next publication from the current state.
     mutating func publish() -> Publication {
         generation += 1
+        for version in versions.versions where createdAt[version.name] == nil { createdAt[version.name] = Self.timestamp() }
         health.sync(versions, targets: targets)
         let routing = health.routing(versions, targets: targets)
         publishedRouting = routing

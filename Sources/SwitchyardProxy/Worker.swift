@@ -37,6 +37,8 @@ final class Worker: @unchecked Sendable {
     let controlMailbox: Mailbox<ControlMessage>
     /// The snapshot generation this worker routes with, for `/status` and reload measurements.
     let appliedGeneration = Atomic<UInt64>(0)
+    /// Open client connections as of the last tick, for `/metrics` (stored, never incremented).
+    let publishedConnections = Atomic<Int>(0)
     /// When it started routing with that generation (CLOCK_MONOTONIC, ns).
     let appliedAtNs = Atomic<UInt64>(0)
 
@@ -286,6 +288,7 @@ final class Worker: @unchecked Sendable {
     /// an exchange finished or a connection was refused since the last copy, or the versions
     /// changed: an idle worker copies nothing.
     private func publishCounters() {
+        publishedConnections.store(downstreamCount, ordering: .relaxed)
         let activity = counters.finished &+ counters.refusedConnections
         guard activity != publishedActivity || statCells.count != publishedCells else { return }
         publishedActivity = activity

@@ -8,7 +8,13 @@ public struct HealthCheck: Sendable, Equatable {
     public var healthyThreshold = 2
     public var unhealthyThreshold = 2
 
-    public init() {}
+    public init(path: String = "/-/healthz", intervalMs: Int = 2000, timeoutMs: Int = 1000, healthyThreshold: Int = 2, unhealthyThreshold: Int = 2) {
+        self.path = path
+        self.intervalMs = intervalMs
+        self.timeoutMs = timeoutMs
+        self.healthyThreshold = healthyThreshold
+        self.unhealthyThreshold = unhealthyThreshold
+    }
 
     /// A `health_check` value: `false` (off, nil), `true` (`base`, or the defaults when the
     /// base is off) or an object whose fields replace those of `base`.

@@ -7,7 +7,7 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "A weighted traffic-routing reverse proxy for several versions of one service.",
-        version: "0.1.0",
+        version: BuildInfo.version,
         subcommands: [Serve.self, Check.self, DemoBackendCommand.self, Versions.self],
         defaultSubcommand: Serve.self
     )

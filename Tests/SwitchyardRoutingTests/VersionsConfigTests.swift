@@ -170,3 +170,55 @@ func versionsError(_ text: String) -> ConfigError? {
         }
     }
 }
+
+@Suite struct HealthCheckConfigTests {
+    private func parse(_ versionFields: String, defaults: VersionsConfig.Defaults = .init()) throws(ConfigError) -> VersionsConfig.Version {
+        let text = """
+            {"service": "s", "versions": [
+              {"name": "v1", "traffic_percent": 100, "endpoints": ["127.0.0.1:1"]\(versionFields)},
+              {"name": "stable", "traffic_percent": 0, "endpoints": ["127.0.0.1:2"]}]}
+            """
+        return try VersionsConfig.parse(Array(text.utf8), file: "versions.json", defaults: defaults).versions[0]
+    }
+
+    @Test func defaultsSuitRayServe() throws {
+        let version = try parse("")
+        #expect(version.healthCheck == HealthCheck())
+        #expect(version.healthCheck?.path == "/-/healthz" && version.healthCheck?.intervalMs == 2000)
+        #expect(version.onUnhealthy == .redistribute)
+        #expect(!version.retryOtherVersion)
+    }
+
+    @Test func aVersionOverridesFieldsOrTurnsChecksOff() throws {
+        let custom = try parse(#", "health_check": {"path": "/ready", "unhealthy_threshold": 3}"#)
+        #expect(custom.healthCheck?.path == "/ready" && custom.healthCheck?.unhealthyThreshold == 3 && custom.healthCheck?.intervalMs == 2000)
+        #expect(try parse(#", "health_check": false"#).healthCheck == nil)
+        var globalOff = VersionsConfig.Defaults()
+        globalOff.healthCheck = nil
+        #expect(try parse("", defaults: globalOff).healthCheck == nil)
+        #expect(try parse(#", "health_check": true"#, defaults: globalOff).healthCheck == HealthCheck())
+    }
+
+    @Test func policiesParse() throws {
+        #expect(try parse(#", "on_unhealthy": "fail""#).onUnhealthy == .fail)
+        #expect(try parse(#", "on_unhealthy": {"fallback": "stable"}"#).onUnhealthy == .fallback("stable"))
+        #expect(try parse(#", "retry_other_version": true"#).retryOtherVersion)
+    }
+
+    @Test(arguments: [
+        (#", "on_unhealthy": {"fallback": "v9"}"#, "not a version in this file"),
+        (#", "on_unhealthy": {"fallback": "v1"}"#, "itself"),
+        (#", "on_unhealthy": "drop""#, "must be \"redistribute\", \"fail\""),
+        (#", "health_check": {"interval_ms": 500, "timeout_ms": 1000}"#, "must not exceed interval_ms"),
+        (#", "health_check": {"path": "healthz"}"#, "must start with \"/\""),
+        (#", "health_check": {"intervall_ms": 500}"#, "did you mean \"interval_ms\""),
+        (#", "health_check": "yes""#, "must be false (no checks), true"),
+    ])
+    func mistakesAreNamed(fields: String, expected: String) {
+        #expect {
+            _ = try parse(fields)
+        } throws: { error in
+            "\(error)".contains(expected) && "\(error)".contains("versions.json:")
+        }
+    }
+}

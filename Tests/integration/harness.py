@@ -78,9 +78,13 @@ class UvicornBackend:
 class RecordingBackend:
     """A Python HTTP/1.1 server that records every request it receives."""
 
-    def __init__(self, name="rec"):
+    def __init__(self, name="rec", port=0):
         self.name = name
         self.requests = []
+        # What `GET /-/healthz` answers (Ray Serve's health route): "ok" (200) or "draining"
+        # (Ray's 503 "This node is being drained."). Probes are counted, not recorded.
+        self.healthz = "ok"
+        self.probes = 0
         self.disconnects = threading.Event()
         backend = self
 
@@ -91,6 +95,8 @@ class RecordingBackend:
                 pass
 
             def handle_one(self):
+                if self.path == "/-/healthz":
+                    return self.health()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -107,13 +113,23 @@ class RecordingBackend:
                 if self.command != "HEAD":
                     self.wfile.write(payload)
 
+            def health(self):
+                backend.probes += 1
+                draining = backend.healthz == "draining"
+                payload = b"This node is being drained." if draining else b"success"
+                self.send_response(503 if draining else 200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def stream(self):
+                events = int(self.path.partition("events=")[2] or 200)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 try:
-                    for index in range(200):
+                    for index in range(events):
                         event = f"data: {index}\n\n".encode()
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
                         self.wfile.flush()
@@ -125,7 +141,7 @@ class RecordingBackend:
 
             do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = handle_one
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -148,9 +164,10 @@ def read_chunked(stream):
 
 
 def versions_json(versions, service="test"):
+    """`versions`: (name, percent, endpoints) or (name, percent, endpoints, {more fields})."""
     return json.dumps({"service": service, "versions": [
-        {"name": name, "traffic_percent": percent, "endpoints": endpoints}
-        for name, percent, endpoints in versions]}, indent=2)
+        {"name": entry[0], "traffic_percent": entry[1], "endpoints": entry[2], **(entry[3] if len(entry) > 3 else {})}
+        for entry in versions]}, indent=2)
 
 
 class Proxy:
@@ -164,9 +181,13 @@ class Proxy:
             "workers": workers,
             "versions_file": "versions.json",
             "auth": {"tokens_file": "tokens.txt"},
+            # Off unless a test asks: probes would add requests to what backends record.
+            "health_check": False,
         }
         for key, value in (extra or {}).items():
             config[key] = value
+        # A value of None leaves the setting out, to run with its default.
+        config = {key: value for key, value in config.items() if value is not None}
         self.config_path = os.path.join(directory, "switchyard.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f)

@@ -99,7 +99,12 @@ def test_admin_api(demo, proxy):
     assert http_get(server.admin_port, "/healthz")[0] == 200
     status = server.status()
     assert status["service"] == "test"
-    assert status["versions"] == [{"name": "v1", "traffic_percent": 100, "endpoints": [v1.address]}]
+    [version] = status["versions"]
+    assert {key: version[key] for key in ("name", "traffic_percent", "effective_traffic_percent", "endpoints", "state",
+                                          "health_check", "on_unhealthy", "in_flight")} == {
+        "name": "v1", "traffic_percent": 100, "effective_traffic_percent": 100, "endpoints": [v1.address],
+        "state": "RUNNING", "health_check": False, "on_unhealthy": "redistribute", "in_flight": 0}
+    assert version["addresses"] == [{"address": v1.address, "state": "NOT_CHECKED", "last_check": None, "last_failure": None}]
     assert http_get(server.admin_port, "/nope")[0] == 404
     # The admin port never serves client traffic and the client port never serves admin.
     assert http_get(server.port, "/status", auth())[1]["x-anyscale-version"] == "v1"
