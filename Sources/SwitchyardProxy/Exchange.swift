@@ -37,6 +37,9 @@ final class Exchange {
     var versionIndex = 0
     /// Endpoints of the version already tried.
     var triedEndpoints = EndpointSet()
+    /// Whether the request moved to another version after finding no reachable endpoint in
+    /// the first (`retry_other_version`; once per request).
+    var rerouted = false
     /// The pool of the endpoint last tried.
     var endpoint: UpstreamPool?
     /// Backend attempts after the first: the next endpoint after a failed connect, or the
@@ -86,6 +89,7 @@ final class Exchange {
         routes = nil
         versionIndex = 0
         triedEndpoints = EndpointSet()
+        rerouted = false
         endpoint = nil
         retries = 0
         upstream = nil

@@ -159,7 +159,7 @@ extension Worker {
         writeForwardedRequestHead(d, x, head: head, into: x.forwardedHead)
         d.input.consume(headLength)
         x.machine.routed()
-        guard let u = connectUpstream(d, x) else {
+        guard let u = connectUpstream(d, x) ?? connectOtherVersion(d, x) else {
             x.forwardedHead.clear()
             perform(d, x, x.machine.noEndpointLeft())
             return

@@ -25,6 +25,20 @@ extension Worker {
         return nil
     }
 
+    /// `retry_other_version`: an unpinned request whose version has no reachable endpoint
+    /// (nothing sent yet) is routed once more, by the effective weights without that version.
+    func connectOtherVersion(_ d: DownstreamConnection, _ x: Exchange) -> UpstreamConnection? {
+        guard let routes = x.routes, x.route == .sampled, !x.rerouted,
+              routes.snapshot.versions[x.versionIndex].retryOtherVersion,
+              let other = routes.snapshot.alternative(to: x.versionIndex, random: nextRandom()) else { return nil }
+        routes.stats[x.versionIndex].stats.started -= 1
+        routes.stats[other].stats.routed()
+        x.rerouted = true
+        x.versionIndex = other
+        x.triedEndpoints = EndpointSet()
+        return connectUpstream(d, x)
+    }
+
     /// Starts a non-blocking connect to `pool`'s address; nil if it failed at once.
     private func openConnection(to pool: UpstreamPool) -> UpstreamConnection? {
         let fd: Int32
@@ -87,7 +101,7 @@ extension Worker {
             switch action {
             case .connectNext:
                 if let u = x.upstream { dropUpstream(x, u) }
-                guard let u = connectUpstream(d, x) else {
+                guard let u = connectUpstream(d, x) ?? connectOtherVersion(d, x) else {
                     next = x.machine.noEndpointLeft()
                     message = nil
                     continue

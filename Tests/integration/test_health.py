@@ -194,3 +194,27 @@ def test_a_stalled_health_endpoint_times_out(proxy):
         assert version_state(status, "v1")["addresses"][0]["last_failure"] == "no answer within 100 ms"
     finally:
         silent.close()
+
+
+def test_retry_other_version_serves_a_request_whose_version_is_unreachable(recorder, proxy):
+    from test_lifecycle import free_port
+    v2 = recorder("v2")
+    dead = f"127.0.0.1:{free_port()}"
+    # No health checks: the dead version is found out by the requests themselves.
+    server = proxy([("v1", 50, [dead]), ("v2", 50, [v2.address])], extra={"retry_other_version": True})
+    served, failures = served_by(server, 100)
+    assert failures == [] and served == {"v2": 100}, "the response names the version that served it"
+    assert http_get(server.port, "/", auth({"X-ANYSCALE-VERSION": "v1"}))[0] == 502, "a pinned request is not moved"
+    status = server.settled_status()
+    assert status["exchanges"]["retries"] >= 20 and status["exchanges"]["completed"] == 100
+    assert [v["retry_other_version"] for v in status["versions"]] == [True, True]
+
+
+def test_retry_other_version_is_per_version(recorder, proxy):
+    from test_lifecycle import free_port
+    v2 = recorder("v2")
+    dead = f"127.0.0.1:{free_port()}"
+    server = proxy([("v1", 50, [dead], {"retry_other_version": False}), ("v2", 50, [v2.address])],
+                   extra={"retry_other_version": True})
+    served, failures = served_by(server, 60)
+    assert failures and {code for code, _ in failures} == {502} and set(served) == {"v2"}
