@@ -1,4 +1,5 @@
 import CLinuxShims
+import Glibc
 
 /// Monotonic time for deadlines.
 public enum Clock {
@@ -10,4 +11,12 @@ public enum Clock {
     /// Nanoseconds on the precise monotonic clock (for measurements).
     @inline(__always)
     public static func nowNs() -> UInt64 { sy_monotonic_ns() }
+
+    /// Nanoseconds since the Unix epoch (wall clock, for timestamps in logs).
+    @inline(__always)
+    public static func wallNs() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
+    }
 }

@@ -24,6 +24,21 @@ public enum FileIO {
         }
     }
 
+    /// Opens a log file for appending, creating it (mode 0640) if needed. Blocking writes: for
+    /// a writer thread of its own, never a worker.
+    public static func openForAppending(_ path: String) throws(SystemError) -> Int32 {
+        Int32(try Syscall.call("open \(path)") { Int(open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)) })
+    }
+
+    /// Writes every byte, waiting as long as the destination needs (a pipe may be full).
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count {
+            let count = try Syscall.call("write") { Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset) }
+            offset += count
+        }
+    }
+
     private static func kind(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
         case S_IFIFO: return "a FIFO"

@@ -17,4 +17,9 @@ public final class LockedValue<Value: Sendable>: @unchecked Sendable {
     public func load() -> Value {
         mutex.withLock { value }
     }
+
+    /// Reads and changes the value in one critical section.
+    public func update<Result>(_ body: (inout Value) -> Result) -> Result {
+        mutex.withLock { body(&value) }
+    }
 }

@@ -55,6 +55,7 @@ final class ControlPlane {
     private static let settleMs = 100
     private let resolver: Resolver
     private let prober: HealthProber
+    private let accessLog: AccessLogWriter?
     /// The newest request to the resolver; older answers are dropped.
     private var resolveTicket: UInt64 = 0
     /// The versions config that request was about.
@@ -67,7 +68,8 @@ final class ControlPlane {
     private var draining = false
 
     init(loader: ConfigLoader, state: ReloadState, workers: [Worker], mailbox: Mailbox<ControlMessage>,
-         adminFD: Int32, logger: Logger) throws(SystemError) {
+         adminFD: Int32, accessLog: AccessLogWriter?, logger: Logger) throws(SystemError) {
+        self.accessLog = accessLog
         self.loader = loader
         self.state = state
         self.workers = workers
@@ -77,7 +79,7 @@ final class ControlPlane {
         self.selector = try Selector()
         var mask = sigset_t()
         sigemptyset(&mask)
-        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&mask, signal) }
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&mask, signal) }
         self.signalFD = Int32(try Syscall.call("signalfd") {
             Int(signalfd(-1, &mask, Int32(SFD_NONBLOCK) | Int32(SFD_CLOEXEC)))
         })
@@ -169,6 +171,7 @@ final class ControlPlane {
                 }
             }
         }
+        accessLog?.stop(timeoutMs: 2000)
         logger.info("stopped")
     }
 
@@ -180,6 +183,8 @@ final class ControlPlane {
                 reportStaticChanges()
                 reload(trigger: "SIGHUP", tentative: false)
                 requestResolution()
+            case SIGUSR1:
+                if let accessLog { accessLog.reopen() } else { logger.info("SIGUSR1: no access log to reopen") }
             default: startDrain(signal: Int32(info.ssi_signo))
             }
         }
@@ -470,7 +475,14 @@ final class ControlPlane {
         return MetricsText.render(.init(
             versions: summedVersionStats(), counters: counters, configured: state.versions.versions,
             plan: state.publishedRouting?.plan, endpoints: endpointHealth(),
-            clientConnections: workers.reduce(0) { $0 + $1.publishedConnections.load(ordering: .relaxed) }, generation: state.generation,
+            clientConnections: workers.reduce(0) { $0 + $1.publishedConnections.load(ordering: .relaxed) },
+            accessLog: accessLog.map { writer in
+                let dropped = workers.reduce(writer.linesLost.load(ordering: .relaxed)) {
+                    $0 + ($1.accessLog?.publishedDropped.load(ordering: .relaxed) ?? 0)
+                }
+                return (writer.linesWritten.load(ordering: .relaxed), dropped)
+            },
+            generation: state.generation,
             failedReloads: state.failedReloads, reloads: state.reloadCounts, connectFailures: failures))
     }
 

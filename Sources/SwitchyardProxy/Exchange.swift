@@ -82,8 +82,16 @@ final class Exchange {
         resendHead = ByteBuffer(pool: headPool)
     }
 
+    /// Method, path and request id for the access log (captured only when it is on).
+    var summary = RequestSummary()
+
+    deinit {
+        summary.deallocate()
+    }
+
     /// Clears the object for its next request.
     func reset() {
+        summary.clear()
         machine = ExchangeMachine()
         route = .none
         routes = nil

@@ -16,6 +16,8 @@ enum MetricsText {
         /// Every checked endpoint's health.
         var endpoints: [(version: String, address: SocketAddress, health: EndpointHealth)]
         var clientConnections: Int
+        /// Lines written and dropped; nil when there is no access log.
+        var accessLog: (written: UInt64, dropped: UInt64)?
         var generation: UInt64
         var failedReloads: Int
         var reloads: ReloadState.ReloadCounts
@@ -97,6 +99,13 @@ enum MetricsText {
         out += "switchyard_auth_failures_total \(auth)\n"
         family(&out, "switchyard_client_connections", "gauge", "Open client connections.")
         out += "switchyard_client_connections \(inputs.clientConnections)\n"
+        if let log = inputs.accessLog {
+            family(&out, "switchyard_access_log_lines_total", "counter", "Access-log lines written.")
+            out += "switchyard_access_log_lines_total \(log.written)\n"
+            family(&out, "switchyard_access_log_dropped_total", "counter",
+                   "Access-log lines dropped because the destination could not keep up or a write failed (traffic is never slowed for the log).")
+            out += "switchyard_access_log_dropped_total \(log.dropped)\n"
+        }
         family(&out, "switchyard_build_info", "gauge", "Always 1; the version label says which Switchyard runs.")
         out += "switchyard_build_info{version=\(quote(BuildInfo.version))} 1\n"
         family(&out, "switchyard_config_generation", "gauge", "The generation of the configuration in force.")

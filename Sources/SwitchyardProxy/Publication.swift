@@ -34,6 +34,8 @@ final class WorkerRoutes {
     let pools: [[UpstreamPool]]
     /// `X-ANYSCALE-VERSION: <name>\r\n`, one per version.
     let versionHeaderLines: [[UInt8]]
+    /// The versions' names, for the access log.
+    let versionNames: [[UInt8]]
     /// Round-robin cursor per version, for ties between equally loaded endpoints.
     var cursors: [Int]
     /// This worker's stats of each version.
@@ -50,6 +52,7 @@ final class WorkerRoutes {
         self.draining = publication.health.draining
         self.stats = stats
         self.versionHeaderLines = snapshot.versions.map { Array("X-ANYSCALE-VERSION: \($0.name)\r\n".utf8) }
+        self.versionNames = snapshot.versions.map { Array($0.name.utf8) }
         self.cursors = pools.map { _ in 0 }
     }
 
@@ -81,6 +84,8 @@ final class WorkerRoutes {
 /// Keep-alive connections to one backend address, owned by one worker.
 final class UpstreamPool {
     let address: SocketAddress
+    /// `address` as text, for the access log.
+    let addressText: [UInt8]
     /// Idle connections, most recently used last (reused first: least likely to have been
     /// closed by the backend's own idle timer).
     var idle: [UpstreamConnection] = []
@@ -95,6 +100,7 @@ final class UpstreamPool {
 
     init(address: SocketAddress) {
         self.address = address
+        self.addressText = Array(address.description.utf8)
         idle.reserveCapacity(64)
     }
 }

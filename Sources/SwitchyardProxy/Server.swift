@@ -21,9 +21,13 @@ public enum Server {
         signal(SIGPIPE, SIG_IGN)
         var blocked = sigset_t()
         sigemptyset(&blocked)
-        for number in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&blocked, number) }
+        for number in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&blocked, number) }
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
 
+        let accessLog = try config.accessLog.map { settings throws(LoadError) in
+            try AccessLogWriter(settings: settings, path: settings.path == "-" ? "-" : loader.path(settings.path),
+                                workers: workerCount, logger: logger)
+        }
         let maxConnections = connectionLimit(config: config, logger: logger)
         let listenerFDs = try bindListeners(config.listeners, workers: workerCount)
         let adminAddress = try resolveOne(config.admin, what: "admin.address")
@@ -43,10 +47,12 @@ public enum Server {
             let settings = ProxySettings(config: config, workers: workerCount, maxConnections: maxConnections)
             workers = try (0..<workerCount).map { id throws(SystemError) in
                 try Worker(id: id, settings: settings, listenerFDs: listenerFDs.map { $0[id] },
-                           publication: publication, controlMailbox: controlMailbox)
+                           publication: publication, controlMailbox: controlMailbox, accessLog: accessLog)
             }
             control = try ControlPlane(
-                loader: loader, state: state, workers: workers, mailbox: controlMailbox, adminFD: adminFD, logger: logger)
+                loader: loader, state: state, workers: workers, mailbox: controlMailbox, adminFD: adminFD,
+                accessLog: accessLog, logger: logger)
+            try accessLog?.start()
         } catch {
             throw LoadError("cannot start: \(error)")
         }

@@ -109,6 +109,12 @@ extension Worker {
             perform(d, x, x.machine.reject(.methodNotAllowed), message: "CONNECT is not supported by this proxy")
             return
         }
+        if let log = accessLog {
+            let requestID = request.hasRequestID ? request.fields.first { $0.kind == .requestID }.map { $0.value.bytes(in: head) } : nil
+            x.summary.capture(method: request.method.bytes(in: head), target: request.target.bytes(in: head),
+                              requestID: requestID, query: log.capturesQuery)
+            x.summary.httpVersion = request.version == .http10 ? 10 : 11
+        }
         let routes = self.routes
         let decision = routes.snapshot.decide(
             authorization: request.authorization.map { $0.bytes(in: head) },
@@ -272,7 +278,17 @@ extension Worker {
         x.clientBytes = d.bytesSent + d.output.readableCount - x.clientBytesBase
         counters.record(outcome, retries: x.retries, clientBytes: x.clientBytes, upstreamBytes: x.upstreamBytes)
         let cell = if let routes = x.routes { routes.stats[x.versionIndex] } else { unroutedStats }
-        cell.stats.record(x, outcome, status: Self.answeredStatus(x, outcome))
+        let status = Self.answeredStatus(x, outcome)
+        cell.stats.record(x, outcome, status: status)
+        if let log = accessLog {
+            let error: ProxyError? = switch outcome {
+            case .rejected(let error), .truncated(let error): error
+            case .completed, .tunnelled, .clientGone: nil
+            }
+            if log.wants(status: status, failed: error != nil, random: nextRandom()) {
+                log.record(x, client: d.clientAddress, status: status, error: error)
+            }
+        }
         d.exchange = nil
         exchanges.release(x)
     }

@@ -85,6 +85,8 @@ final class Worker: @unchecked Sendable {
     var draining = false
     private var stopped = false
     private var expired: [Registration] = []
+    /// This worker's side of the access log; nil when it is off.
+    let accessLog: WorkerAccessLog?
 
     /// Timeouts are checked on a 100 ms tick by scanning connections: per request a deadline
     /// is one store, and a scan of 10,000 connections takes about 6 µs (micro benchmark
@@ -96,9 +98,10 @@ final class Worker: @unchecked Sendable {
 
     init(
         id: Int, settings: ProxySettings, listenerFDs: [Int32], publication: Publication,
-        controlMailbox: Mailbox<ControlMessage>
+        controlMailbox: Mailbox<ControlMessage>, accessLog: AccessLogWriter? = nil
     ) throws(SystemError) {
         self.id = id
+        self.accessLog = accessLog.map { WorkerAccessLog(writer: $0, worker: id) }
         self.controlMailbox = controlMailbox
         self.settings = settings
         self.mailbox = try Mailbox()
@@ -148,6 +151,7 @@ final class Worker: @unchecked Sendable {
             if draining && downstreamCount == 0 { stopped = true }
         }
         closeEverything()
+        accessLog?.flush(final: true)
         controlMailbox.post(.workerFinished(id))
     }
 
@@ -162,6 +166,7 @@ final class Worker: @unchecked Sendable {
             resumeListeners()
             expireDeadlines()
             publishCounters()
+            accessLog?.flush()
         case nil: break
         }
     }

@@ -52,6 +52,24 @@ public struct ServerConfig: Sendable, Equatable {
         public var maxConnections: Int?
     }
 
+    /// One JSON line per finished request. Off unless configured: at tens of thousands of
+    /// requests a second a log is a deliberate choice (its disk, its rotation).
+    public struct AccessLog: Sendable, Equatable {
+        /// A file (appended to, reopened on SIGUSR1 for logrotate), or "-" for standard output.
+        public var path: String
+        /// Share of successful requests logged, 1–100; errors (5xx, the proxy's own answers)
+        /// are always logged. Default 100.
+        public var samplePercent = 100
+        /// Log the query string too. Default false: queries often carry personal data.
+        public var query = false
+
+        public init(path: String, samplePercent: Int = 100, query: Bool = false) {
+            self.path = path
+            self.samplePercent = samplePercent
+            self.query = query
+        }
+    }
+
     /// Where client traffic is accepted. Default one listener on 127.0.0.1:8080.
     public var listeners: [Listener] = [Listener(address: Endpoint(host: "127.0.0.1", port: 8080))]
     /// The admin API (`/healthz`, `/status`). Default 127.0.0.1:9901. Never shares a port with clients.
@@ -63,6 +81,8 @@ public struct ServerConfig: Sendable, Equatable {
     /// How often endpoint names are resolved again (also on SIGHUP); 0 turns it off. Default 30000.
     public var resolveIntervalMs = 30_000
     public var auth = Auth()
+    /// nil: no access log (the default).
+    public var accessLog: AccessLog?
     /// Health checks and `retry_other_version` for versions that do not set their own.
     public var versionDefaults = VersionsConfig.Defaults()
     public var timeouts = Timeouts()
@@ -82,6 +102,7 @@ public struct ServerConfig: Sendable, Equatable {
         if auth != other.auth { changed.append("auth") }
         if versionDefaults.healthCheck != other.versionDefaults.healthCheck { changed.append("health_check") }
         if versionDefaults.retryOtherVersion != other.versionDefaults.retryOtherVersion { changed.append("retry_other_version") }
+        if accessLog != other.accessLog { changed.append("access_log") }
         if timeouts != other.timeouts { changed.append("timeouts") }
         if limits != other.limits { changed.append("limits") }
         return changed
@@ -126,6 +147,16 @@ public struct ServerConfig: Sendable, Equatable {
         if config.auth.tokensFile == nil && !config.auth.disabled {
             throw ConfigError(file: file, position: root.position,
                               message: "no tokens file: set auth.tokens_file to a file of Bearer tokens, or set auth.disabled to true to serve without authentication")
+        }
+        if var log = try reader.object("access_log") {
+            guard let path = try log.string("path"), !path.isEmpty else {
+                throw log.error(log.node, "access_log needs \"path\": a file to append to, or \"-\" for standard output")
+            }
+            var accessLog = AccessLog(path: path)
+            accessLog.samplePercent = try log.integer("sample_percent", in: 1...100) ?? 100
+            accessLog.query = try log.bool("query") ?? false
+            try log.finish()
+            config.accessLog = accessLog
         }
         if let node = reader.take("health_check") {
             config.versionDefaults.healthCheck = try HealthCheck.parse(node, over: nil, file: file, path: "health_check")
