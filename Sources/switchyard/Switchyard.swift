@@ -8,7 +8,7 @@ struct Switchyard: ParsableCommand {
         commandName: "switchyard",
         abstract: "A weighted traffic-routing reverse proxy for several versions of one service.",
         version: BuildInfo.version,
-        subcommands: [Serve.self, Check.self, DemoBackendCommand.self, Versions.self],
+        subcommands: [Serve.self, Check.self, Status.self, DemoBackendCommand.self, Versions.self],
         defaultSubcommand: Serve.self
     )
 }

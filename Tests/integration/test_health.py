@@ -218,3 +218,30 @@ def test_retry_other_version_is_per_version(recorder, proxy):
                    extra={"retry_other_version": True})
     served, failures = served_by(server, 60)
     assert failures and {code for code, _ in failures} == {502} and set(served) == {"v2"}
+
+
+def test_switchyard_status_prints_the_service_as_yaml(recorder, proxy):
+    import subprocess
+    import yaml
+    from harness import BINARY
+    v1, v2 = recorder("v1"), recorder("v2")
+    server = proxy([("v1", 70, [v1.address], {"health_check": FAST}), ("v2", 30, [v2.address], {"health_check": FAST})])
+    wait_for(server, states(("v1", "RUNNING"), ("v2", "RUNNING")), "both RUNNING")
+    v2.stop()
+    wait_for(server, states(("v2", "UNHEALTHY")), "v2 UNHEALTHY")
+    # The admin address comes from the config file unless given.
+    result = subprocess.run([BINARY, "status", "--config", server.config_path, "--admin", f"127.0.0.1:{server.admin_port}"],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    document = yaml.safe_load(result.stdout)
+    assert document["name"] == "test" and document["state"] == "UNHEALTHY"
+    by_name = {version["name"]: version for version in document["versions"]}
+    assert by_name["v1"]["state"] == "RUNNING" and by_name["v1"]["weight"] == 70 and by_name["v1"]["effective_weight"] == 100
+    assert by_name["v2"]["state"] == "UNHEALTHY" and by_name["v2"]["effective_weight"] == 0
+    assert by_name["v2"]["id"] == "test/v2" and by_name["v2"]["created_at"]
+    assert by_name["v2"]["endpoints"][0]["state"] == "UNHEALTHY" and by_name["v2"]["endpoints"][0]["last_failure"]
+    raw = subprocess.run([BINARY, "status", "--json", "--admin", f"127.0.0.1:{server.admin_port}"],
+                         capture_output=True, text=True, timeout=20)
+    assert json.loads(raw.stdout)["service"] == "test"
+    down = subprocess.run([BINARY, "status", "--admin", "127.0.0.1:1"], capture_output=True, text=True, timeout=20)
+    assert down.returncode != 0 and "cannot reach the admin API at 127.0.0.1:1" in down.stderr
