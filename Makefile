@@ -93,6 +93,9 @@ micro-bench: deps
 #   h1-exchange          a client connection end to end: hostile client bytes and backend
 #                        bytes through H1ServerMachine, ExchangeMachine, H1ClientMachine and
 #                        both body relays, as the worker drives them
+#   probe-answer         hostile health-check answers read as the prober reads them, and the
+#                        endpoint health machine fed the verdicts
+#   (config-files also checks the traffic plans of every accepted versions file)
 # New inputs are kept in Fuzz/corpus/<target>.
 FUZZ_SECONDS ?= 300
 comma := ,
@@ -103,7 +106,8 @@ PROXY_MACHINES := Sources/SwitchyardProxy/H1ServerMachine.swift Sources/Switchya
 FUZZ_TARGETS := framer-differential:FramerDifferential:Sources/SwitchyardHTTP \
                 head-parser:HeadParser:Sources/SwitchyardHTTP \
                 config-files:ConfigFiles:Sources/SwitchyardRouting \
-                h1-exchange:H1Exchange:Sources/SwitchyardHTTP,Sources/SwitchyardIO,$(subst $(space),$(comma),$(PROXY_MACHINES))
+                h1-exchange:H1Exchange:Sources/SwitchyardHTTP,Sources/SwitchyardIO,$(subst $(space),$(comma),$(PROXY_MACHINES)) \
+                probe-answer:ProbeAnswer:Sources/SwitchyardHTTP,Sources/SwitchyardProxy/ProbeAnswer.swift,Sources/SwitchyardProxy/EndpointHealth.swift
 fuzz: deps
 	@mkdir -p .build/fuzz
 	@for spec in $(FUZZ_TARGETS); do \

@@ -16,6 +16,7 @@ public func fuzzConfigFiles(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> CInt 
             precondition((1...10).contains(config.versions.count))
             precondition(config.versions.reduce(0) { $0 + $1.trafficBasisPoints } == 10_000)
             precondition(config.versions.allSatisfy { (1...VersionsConfig.maxEndpoints).contains($0.endpoints.count) })
+            checkPlans(config, seed: bytes[0])
         }
     case 2:
         check { () throws(ConfigError) in try ServerConfig.parse(input, file: "switchyard.json") }
@@ -25,6 +26,24 @@ public func fuzzConfigFiles(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> CInt 
         }
     }
     return 0
+}
+
+/// Every combination of version states (up to 3^10) is too many: a few derived from the seed
+/// byte, each checked for what the sampler and the workers rely on.
+private func checkPlans(_ config: VersionsConfig, seed: UInt8) {
+    let all: [TrafficPlan.VersionState] = [.starting, .running, .unhealthy]
+    var value = Int(seed)
+    for round in 0..<8 {
+        let states = config.versions.indices.map { index in all[(value >> (index % 8) &+ index &+ round) % 3] }
+        value = value &* 31 &+ 7
+        let plan = TrafficPlan(config: config, states: states)
+        precondition(plan.weights.reduce(0, +) == 10_000 && plan.weights.allSatisfy { $0 >= 0 })
+        for index in config.versions.indices {
+            precondition(plan.effective[index] <= plan.weights[index])
+            precondition(!plan.isUnavailable(index) || states[index] == .unhealthy)
+        }
+        _ = WeightedSampler(weights: plan.weights)
+    }
 }
 
 @discardableResult
