@@ -3,7 +3,8 @@ import Logging
 import SwitchyardIO
 import SwitchyardProxy
 
-/// The real proxy (one worker) running in this process, an allocation-free backend thread,
+/// The real proxy (one worker, metrics, health checks and the access log on, as in
+/// production) running in this process, an allocation-free backend thread,
 /// and a blocking keep-alive client with fixed buffers: every malloc counted during a round
 /// trip is the proxy's.
 final class EndToEnd: @unchecked Sendable {
@@ -19,7 +20,8 @@ final class EndToEnd: @unchecked Sendable {
         mkdir(directory, 0o700)
         Self.write("\(directory)/switchyard.json", """
             {"listeners": [{"address": "127.0.0.1:\(proxyPort)"}], "admin": {"address": "127.0.0.1:\(adminPort)"},
-             "workers": 1, "versions_file": "versions.json", "auth": {"tokens_file": "tokens.txt"}}
+             "workers": 1, "versions_file": "versions.json", "auth": {"tokens_file": "tokens.txt"},
+             "access_log": {"path": "access.log"}}
             """)
         Self.write("\(directory)/versions.json", """
             {"service": "micro", "versions": [{"name": "v1", "traffic_percent": 100, "endpoints": ["127.0.0.1:\(backendPort)"]}]}
