@@ -172,6 +172,8 @@ def syscalls_per_request(target, path, connections, close=False, seconds=2):
     return int(total.group(1)) / max(result["requests"], 1)
 
 
+OPERATED = "switchyard + access log + health checks"
+
 SCENARIOS = [
     # name, path, connections, close per request
     ("small response, keep-alive, 64 connections", "/", 64, False),
@@ -220,6 +222,11 @@ def main():
         render("versions.json", directory, values)
         targets.append(Target("switchyard", [BINARY, "serve", "--config", render("switchyard.json", directory, values),
                                              "--log-level", "warning"], values["PORT"], directory))
+        # The same with what production runs: health checks (Ray Serve's defaults) and the
+        # access log writing every request to a file. /metrics is always on.
+        values = dict(ports, PORT=free_port(), ADMIN=free_port())
+        targets.append(Target(OPERATED, [BINARY, "serve", "--config", render("switchyard-operated.json", directory, values),
+                                         "--log-level", "warning"], values["PORT"], directory))
         values = dict(ports, PORT=free_port())
         targets.append(Target("haproxy", ["haproxy", "-db", "-f", render("haproxy.cfg", directory, values)],
                               values["PORT"], directory))
@@ -296,6 +303,9 @@ def table(name, runs, syscalls, connections):
             + (f"{m['rss_per_conn_kib']:.1f} | " if proxy and connections >= 1000 else "– | ")
             + f"{m['rps'] / haproxy['rps']:.2f} | {m['rps'] / nginx['rps']:.2f} | "
             + (f"{m['user_us'] / haproxy['user_us']:.2f} |" if proxy and haproxy["user_us"] else "– |"))
+    if OPERATED in median:
+        lines.append(f"\nWith the access log and health checks on, Switchyard keeps "
+                     f"{median[OPERATED]['rps'] / median['switchyard']['rps']:.0%} of its req/s.")
     errors = {t: [r["errors"] for r in results if r["errors"]] for t, results in runs.items()}
     for target, messages in errors.items():
         if messages:

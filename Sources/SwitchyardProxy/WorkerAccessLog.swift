@@ -181,17 +181,19 @@ struct RequestSummary {
 /// The current UTC second as RFC 3339 text (`2026-11-30T06:33:16.`), formatted once per second.
 private struct SecondText {
     private var second = -1
-    private var text = InlineArray<20, UInt8>(repeating: 0)
+    private var text = [UInt8](repeating: 0, count: 20)
 
     mutating func append(wallNs: UInt64, to out: AccessLogBuffer) {
         let seconds = Int(wallNs / 1_000_000_000)
         if seconds != second { format(seconds) }
-        for index in text.indices { out.append(byte: text[index]) }
+        text.withUnsafeBytes { out.append($0) }
         let millis = Int(wallNs / 1_000_000 % 1000)
-        out.append(byte: UInt8(48 + millis / 100))
-        out.append(byte: UInt8(48 + millis / 10 % 10))
-        out.append(byte: UInt8(48 + millis % 10))
-        out.append(byte: UInt8(ascii: "Z"))
+        let end = out.storage + out.count
+        end.storeBytes(of: UInt8(48 + millis / 100), toByteOffset: 0, as: UInt8.self)
+        end.storeBytes(of: UInt8(48 + millis / 10 % 10), toByteOffset: 1, as: UInt8.self)
+        end.storeBytes(of: UInt8(48 + millis % 10), toByteOffset: 2, as: UInt8.self)
+        end.storeBytes(of: UInt8(ascii: "Z"), toByteOffset: 3, as: UInt8.self)
+        out.count += 4
     }
 
     private mutating func format(_ seconds: Int) {
@@ -240,25 +242,28 @@ extension AccessLogBuffer {
     }
 
     func appendDecimal(_ value: UInt64) {
-        var digits = InlineArray<20, UInt8>(repeating: 0)
-        var value = value
-        var length = 0
-        repeat {
-            digits[length] = UInt8(48 + value % 10)
-            value /= 10
+        var length = 1
+        var rest = value / 10
+        while rest > 0 {
             length += 1
-        } while value > 0
-        while length > 0 {
-            length -= 1
-            append(byte: digits[length])
+            rest /= 10
         }
+        let end = storage + count
+        var value = value
+        for index in stride(from: length - 1, through: 0, by: -1) {
+            end.storeBytes(of: UInt8(48 + value % 10), toByteOffset: index, as: UInt8.self)
+            value /= 10
+        }
+        count += length
     }
 
     func appendHex(_ value: UInt64) {
-        let digits: StaticString = "0123456789abcdef"
-        for shift in stride(from: 60, through: 0, by: -4) {
-            append(byte: digits.utf8Start[Int(value >> UInt64(shift) & 0xF)])
+        let end = storage + count
+        for index in 0..<16 {
+            let nibble = UInt8(truncatingIfNeeded: value >> UInt64(60 - 4 * index)) & 0xF
+            end.storeBytes(of: nibble < 10 ? 48 + nibble : 87 + nibble, toByteOffset: index, as: UInt8.self)
         }
+        count += 16
     }
 
     /// `end - start` nanoseconds as milliseconds with three decimals; null when either is unknown.
@@ -281,6 +286,12 @@ extension AccessLogBuffer {
     /// ASCII written as `\u00XX` so that a line is valid JSON whatever a client sent.
     func appendQuoted(_ bytes: UnsafeRawBufferPointer) {
         append(byte: UInt8(ascii: "\""))
+        // Nearly every value needs no escape: copied in one go.
+        if !bytes.contains(where: { $0 < 0x20 || $0 >= 0x7F || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            append(bytes)
+            append(byte: UInt8(ascii: "\""))
+            return
+        }
         let digits: StaticString = "0123456789abcdef"
         for byte in bytes {
             switch byte {
