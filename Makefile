@@ -45,7 +45,9 @@ demo:
 	echo "  curl -i -H 'Authorization: Bearer demo-token-change-me' -H 'X-ANYSCALE-VERSION: v1' http://127.0.0.1:8080/hello"; \
 	echo "  curl -N -H 'Authorization: Bearer demo-token-change-me' 'http://127.0.0.1:8080/stream?chunks=5&interval_ms=300'"; \
 	echo "  curl -i http://127.0.0.1:8080/hello                  # 401: no token"; \
-	echo "  curl -s http://127.0.0.1:9901/status                 # admin API"; \
+	echo "  curl -s http://127.0.0.1:9901/status                 # admin API (also /metrics)"; \
+	echo "  $(DEMO_BIN) status          # versions, weights and endpoint health as YAML"; \
+	echo "  kill one demo backend (v2 on :8002) and watch v2 turn UNHEALTHY and its share move to v1"; \
 	echo "  edit config/versions.json (traffic_percent) and watch it reload; Ctrl-C stops everything"; \
 	echo; \
 	$(DEMO_BIN) serve --config $(CONFIG)
