@@ -4,23 +4,6 @@ import Synchronization
 import SwitchyardIO
 import SwitchyardRouting
 
-/// A block of access-log lines. A worker fills one; the writer thread writes it out and puts
-/// it back on the free list. Allocated once; at any time exactly one thread owns it (handed
-/// over through the writer's mailbox and free list, both behind a mutex), hence
-/// `@unchecked Sendable`.
-final class AccessLogBuffer: @unchecked Sendable {
-    static let capacity = 256 << 10
-    let storage = UnsafeMutableRawPointer.allocate(byteCount: AccessLogBuffer.capacity, alignment: 16)
-    var count = 0
-    /// Lines in this block.
-    var lines = 0
-
-    var room: Int { Self.capacity - count }
-    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage, count: count) }
-
-    deinit { storage.deallocate() }
-}
-
 /// Writes the access log on a thread of its own, so a slow disk or a full pipe never stalls a
 /// worker: workers hand over full blocks (and whatever they hold on their 100 ms tick); when
 /// the writer falls behind and no free block is left, workers drop lines and count them.

@@ -26,7 +26,7 @@ enum ControlMessage: Sendable {
 /// The control thread: signals, file watching and reloads, the admin API, shutdown.
 /// Runs its own epoll loop; never on the request path.
 final class ControlPlane {
-    private enum Source {
+    enum Source {
         case signals
         case watcher
         case mailbox
@@ -40,13 +40,13 @@ final class ControlPlane {
 
     let loader: ConfigLoader
     let logger: Logger
-    private var state: ReloadState
-    private let workers: [Worker]
+    var state: ReloadState
+    let workers: [Worker]
     let mailbox: Mailbox<ControlMessage>
-    private let selector: Selector
+    let selector: Selector
     private let signalFD: Int32
     private let watcher: FileWatcher
-    private let adminFD: Int32
+    let adminFD: Int32
     private var drainTimerFD: Int32 = -1
     private let sweepTimerFD: Int32
     /// Fires once, `settleMs` after a reload found an invalid file, to read it again.
@@ -55,17 +55,17 @@ final class ControlPlane {
     private static let settleMs = 100
     private let resolver: Resolver
     private let prober: HealthProber
-    private let accessLog: AccessLogWriter?
+    let accessLog: AccessLogWriter?
     /// The newest request to the resolver; older answers are dropped.
     private var resolveTicket: UInt64 = 0
     /// The versions config that request was about.
     private var resolvingVersions: VersionsConfig?
     /// An admin request must arrive complete within this time.
-    private static let adminRequestMs: UInt64 = 5000
-    private var sources: [UInt64: Source] = [:]
+    static let adminRequestMs: UInt64 = 5000
+    var sources: [UInt64: Source] = [:]
     private var nextToken: UInt64 = 1
     private var finishedWorkers = 0
-    private var draining = false
+    var draining = false
 
     init(loader: ConfigLoader, state: ReloadState, workers: [Worker], mailbox: Mailbox<ControlMessage>,
          adminFD: Int32, accessLog: AccessLogWriter?, logger: Logger) throws(SystemError) {
@@ -105,7 +105,7 @@ final class ControlPlane {
         }
     }
 
-    private func add(_ fd: Int32, _ source: Source) throws(SystemError) {
+    func add(_ fd: Int32, _ source: Source) throws(SystemError) {
         let token = nextToken
         nextToken += 1
         sources[token] = source
@@ -373,252 +373,5 @@ final class ControlPlane {
 
     static func percentText(_ basisPoints: Int) -> String {
         VersionsConfig.Version(name: "", trafficBasisPoints: basisPoints, endpoints: []).trafficPercentText
-    }
-
-    // MARK: - Admin API
-
-    private func acceptAdmin() {
-        while let accepted = try? Syscall.accept(adminFD) {
-            let connection = AdminConnection(fd: accepted.fd, acceptedAt: Clock.nowMs())
-            do {
-                try add(accepted.fd, .admin(connection))
-            } catch {
-                Syscall.close(accepted.fd)
-            }
-        }
-    }
-
-    /// Closes admin connections that did not send a complete request in time, so an idle or
-    /// slow client cannot hold descriptors.
-    private func closeStalledAdminConnections() {
-        let now = Clock.nowMs()
-        for (token, source) in sources {
-            if case .admin(let connection) = source, now - connection.acceptedAt > Self.adminRequestMs {
-                closeAdmin(connection, token: token)
-            }
-        }
-    }
-
-    private func closeAdmin(_ connection: AdminConnection, token: UInt64) {
-        sources[token] = nil
-        selector.deregister(connection.fd)
-        Syscall.close(connection.fd)
-    }
-
-    private func serveAdmin(_ connection: AdminConnection, token: UInt64) {
-        switch connection.readRequest() {
-        case .needMore:
-            return
-        case .closed:
-            break
-        case .request(let method, let path):
-            let (status, body, type) = adminResponse(method: method, path: path)
-            connection.respond(status: status, body: body, contentType: type)
-        case .invalid(let status):
-            connection.respond(
-                status: status, body: "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed request\"}}\n",
-                contentType: "application/json")
-        }
-        closeAdmin(connection, token: token)
-    }
-
-    private func adminResponse(method: String, path: String) -> (Int, String, String) {
-        let json = "application/json"
-        guard method == "GET" || method == "HEAD" else {
-            return (405, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"the admin API answers GET\"}}\n", json)
-        }
-        switch path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path {
-        case "/healthz":
-            return draining ? (503, "{\"status\":\"draining\"}\n", json) : (200, "{\"status\":\"ok\"}\n", json)
-        case "/status":
-            return (200, statusJSON(), json)
-        case "/metrics":
-            return (200, metricsText(), MetricsText.contentType)
-        default:
-            return (404, "{\"error\":{\"code\":\"not_found\",\"message\":\"admin endpoints: GET /healthz, GET /status, GET /metrics\"}}\n", json)
-        }
-    }
-
-    /// Every worker's published version stats, summed by version name, in order of first sight.
-    private func summedVersionStats() -> [NamedVersionStats] {
-        var byName: [String: Int] = [:]
-        var summed: [NamedVersionStats] = []
-        for worker in workers {
-            for entry in worker.publishedVersionStats.load() {
-                if let index = byName[entry.name] {
-                    summed[index].stats.add(entry.stats)
-                } else {
-                    byName[entry.name] = summed.count
-                    summed.append(entry)
-                }
-            }
-        }
-        return summed
-    }
-
-    func metricsText() -> String {
-        var counters = ExchangeCounters()
-        var failures: [EndpointFailures] = []
-        var failureIndex: [String: Int] = [:]  // "version endpoint" → index in `failures`
-        for worker in workers {
-            for entry in worker.publishedConnectFailures.load() {
-                let key = "\(entry.version) \(entry.endpoint)"
-                if let index = failureIndex[key] {
-                    failures[index].failures += entry.failures
-                } else {
-                    failureIndex[key] = failures.count
-                    failures.append(entry)
-                }
-            }
-            counters.add(worker.publishedCounters.load())
-        }
-        return MetricsText.render(.init(
-            versions: summedVersionStats(), counters: counters, configured: state.versions.versions,
-            plan: state.publishedRouting?.plan, endpoints: endpointHealth(),
-            clientConnections: workers.reduce(0) { $0 + $1.publishedConnections.load(ordering: .relaxed) },
-            accessLog: accessLog.map { writer in
-                let dropped = workers.reduce(writer.linesLost.load(ordering: .relaxed)) {
-                    $0 + ($1.accessLog?.publishedDropped.load(ordering: .relaxed) ?? 0)
-                }
-                return (writer.linesWritten.load(ordering: .relaxed), dropped)
-            },
-            generation: state.generation,
-            failedReloads: state.failedReloads, reloads: state.reloadCounts, connectFailures: failures))
-    }
-
-    /// The health of every checked address, per version, in file order.
-    private func endpointHealth() -> [(version: String, address: SocketAddress, health: EndpointHealth)] {
-        var list: [(version: String, address: SocketAddress, health: EndpointHealth)] = []
-        for (index, version) in state.versions.versions.enumerated() {
-            let addresses = state.targets[index]
-            guard let health = state.health.health(of: version, addresses: addresses) else { continue }
-            for (address, endpoint) in zip(addresses, health) { list.append((version.name, address, endpoint)) }
-        }
-        return list
-    }
-
-    func statusJSON() -> String {
-        let outcome = state.lastOutcome
-        let plan = state.publishedRouting?.plan ?? TrafficPlan(configured: state.versions)
-        let inFlight = Dictionary(summedVersionStats().map { ($0.name, Int64($0.stats.started) - Int64($0.stats.finished)) }) { $1 }
-        let versions = state.versions.versions.enumerated().map { index, version in
-            versionJSON(version, index: index, plan: plan, inFlight: inFlight[version.name] ?? 0)
-        }
-        let applied = workers.map { String($0.appliedGeneration.load(ordering: .relaxed)) }
-        let appliedAt = workers.map { String($0.appliedAtNs.load(ordering: .relaxed)) }
-        let errors = outcome.errors.map(JSONText.quote).joined(separator: ",")
-        var counters = ExchangeCounters()
-        for worker in workers { counters.add(worker.publishedCounters.load()) }
-        return """
-            {"service":\(JSONText.quote(state.versions.service)),"state":"\(Self.serviceState(plan).rawValue)","fail_open":\(plan.failOpen),\
-            "generation":\(state.generation),\
-            "workers":{"count":\(workers.count),"applied_generation":[\(applied.joined(separator: ","))],\
-            "applied_at_monotonic_ns":[\(appliedAt.joined(separator: ","))]},\
-            "draining":\(draining),\
-            "unresolved_endpoints":[\(state.unresolved.map(JSONText.quote).joined(separator: ","))],\
-            "connections_refused_over_limit":\(counters.refusedConnections),\
-            "exchanges":\(exchangesJSON(counters)),\
-            "auth":{"enabled":\(state.tokens != nil),"tokens":\(state.tokens?.count ?? 0)},\
-            "last_reload":{"time":"\(outcome.time)","trigger":\(JSONText.quote(outcome.trigger)),"outcome":"\(outcome.result)","errors":[\(errors)]},\
-            "failed_reloads":\(state.failedReloads),\
-            "versions":[\(versions.joined(separator: ","))]}
-
-            """
-    }
-
-    /// RUNNING when every version runs, UNHEALTHY when some version is, STARTING otherwise.
-    static func serviceState(_ plan: TrafficPlan) -> TrafficPlan.VersionState {
-        if plan.states.contains(.unhealthy) { return .unhealthy }
-        return plan.states.allSatisfy { $0 == .running } ? .running : .starting
-    }
-
-    private func versionJSON(_ version: VersionsConfig.Version, index: Int, plan: TrafficPlan, inFlight: Int64) -> String {
-        let addresses = state.targets[index]
-        let health = state.health.health(of: version, addresses: addresses)
-        let endpoints = addresses.enumerated().map { position, address in
-            let endpoint = health?[position]
-            return "{\"address\":\(JSONText.quote(address.description)),\"state\":\"\(endpoint?.state.rawValue ?? "NOT_CHECKED")\","
-                + "\"last_check\":\(endpoint?.lastCheck.map(JSONText.quote) ?? "null"),"
-                + "\"last_failure\":\(endpoint?.lastFailure.map(JSONText.quote) ?? "null")}"
-        }
-        let check = version.healthCheck.map { check in
-            "{\"path\":\(JSONText.quote(check.path)),\"interval_ms\":\(check.intervalMs),\"timeout_ms\":\(check.timeoutMs),"
-                + "\"healthy_threshold\":\(check.healthyThreshold),\"unhealthy_threshold\":\(check.unhealthyThreshold)}"
-        } ?? "false"
-        return "{\"name\":\(JSONText.quote(version.name)),\"state\":\"\(plan.states[index].rawValue)\","
-            + "\"traffic_percent\":\(version.trafficPercentText),\"effective_traffic_percent\":\(Self.percentText(plan.effective[index])),"
-            + "\"created_at\":\(state.createdAt[version.name].map(JSONText.quote) ?? "null"),\"in_flight\":\(max(inFlight, 0)),"
-            + "\"on_unhealthy\":\(JSONText.quote(version.onUnhealthy.description)),\"retry_other_version\":\(version.retryOtherVersion),"
-            + "\"health_check\":\(check),"
-            + "\"endpoints\":[\(version.endpoints.map { JSONText.quote($0.description) }.joined(separator: ","))],"
-            + "\"addresses\":[\(endpoints.joined(separator: ","))]}"
-    }
-}
-
-/// Finished exchanges by outcome, summed over the workers (as of their last tick): the
-/// proxy's own answers and cut-off responses by `ProxyError` label, zero counts left out.
-func exchangesJSON(_ counters: ExchangeCounters) -> String {
-    func byLabel(_ counts: InlineArray<16, UInt64>) -> String {
-        let fields = ProxyError.allCases.compactMap { error in
-            counts[error.rawValue] == 0 ? nil : "\"\(error.label)\":\(counts[error.rawValue])"
-        }
-        return "{\(fields.joined(separator: ","))}"
-    }
-    return """
-        {"finished":\(counters.finished),"completed":\(counters.completed),"tunnelled":\(counters.tunnelled),\
-        "client_gone":\(counters.clientGone),"rejected":\(byLabel(counters.rejected)),"truncated":\(byLabel(counters.truncated)),\
-        "retries":\(counters.retries),"bytes_to_clients":\(counters.bytesToClients),"bytes_to_backends":\(counters.bytesToBackends)}
-        """
-}
-
-/// One admin API request on its own short-lived connection.
-final class AdminConnection {
-    enum ReadResult {
-        case needMore
-        case closed
-        case request(method: String, path: String)
-        case invalid(status: Int)
-    }
-
-    let fd: Int32
-    let acceptedAt: UInt64
-    private let input = ByteBuffer(capacity: 4096)
-    private var parser = HeadParser(limits: HeadLimits(maxHeadBytes: 16384, maxHeaders: 64, maxURIBytes: 2048))
-    private var head = RequestHead()
-
-    init(fd: Int32, acceptedAt: UInt64) {
-        self.fd = fd
-        self.acceptedAt = acceptedAt
-    }
-
-    func readRequest() -> ReadResult {
-        input.reserveWritable(4096)
-        switch try? input.read(from: fd) {
-        case .processed(0)?, nil: return .closed
-        case .wouldBlock?: return .needMore
-        case .processed?: break
-        }
-        switch parser.parseRequest(input.readableBytes, into: &head) {
-        case .needMore: return .needMore
-        case .error(let error): return .invalid(status: error.status)
-        case .complete:
-            let bytes = input.readableBytes
-            return .request(
-                method: String(decoding: head.method.bytes(in: bytes), as: UTF8.self),
-                path: String(decoding: head.target.bytes(in: bytes), as: UTF8.self))
-        }
-    }
-
-    /// Writes a small JSON response and lets the caller close. Admin responses fit easily in
-    /// a socket buffer, so one non-blocking write suffices.
-    /// Writes the whole answer at once: the send buffer is made large enough first, so a big
-    /// `/metrics` page is not cut off by a non-blocking write.
-    func respond(status: Int, body: String, contentType: String) {
-        let out = ByteBuffer(capacity: 1024)
-        out.append("HTTP/1.1 \(status) \(status == 200 ? "OK" : ErrorRenderer.reason(status))\r\n"
-            + "Content-Type: \(contentType)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n")
-        Socket.setSendBuffer(fd, bytes: out.readableCount + body.utf8.count + 4096)
-        if head.methodKind != .head { out.append(body) }
-        _ = try? out.flush(to: fd)
     }
 }

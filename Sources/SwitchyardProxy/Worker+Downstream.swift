@@ -104,16 +104,16 @@ extension Worker {
         x.keepAlive = request.keepAlive && !draining
         // Set before any answer: a proxy-made answer to a request whose body was not read closes.
         x.requestBody = BodyRelay(request.framing)
-        if request.methodKind == .connect {
-            d.input.consume(headLength)
-            perform(d, x, x.machine.reject(.methodNotAllowed), message: "CONNECT is not supported by this proxy")
-            return
-        }
         if let log = accessLog {
             let requestID = request.hasRequestID ? request.fields.first { $0.kind == .requestID }.map { $0.value.bytes(in: head) } : nil
             x.summary.capture(method: request.method.bytes(in: head), target: request.target.bytes(in: head),
                               requestID: requestID, query: log.capturesQuery)
             x.summary.httpVersion = request.version == .http10 ? 10 : 11
+        }
+        if request.methodKind == .connect {
+            d.input.consume(headLength)
+            perform(d, x, x.machine.reject(.methodNotAllowed), message: "CONNECT is not supported by this proxy")
+            return
         }
         let routes = self.routes
         let decision = routes.snapshot.decide(
@@ -179,8 +179,9 @@ extension Worker {
     private func unavailableMessage(_ snapshot: RoutingSnapshot, _ index: Int, pinned: Bool) -> String {
         let name = snapshot.versions[index].name
         if pinned {
-            let running = snapshot.versions.indices.filter { !snapshot.plan.isUnavailable($0) }.map { snapshot.versions[$0].name }
-            return "version \"\(name)\" has no healthy endpoint; versions running: \(running.joined(separator: ", "))"
+            // As for an unknown name, dark versions are not named to the caller.
+            let running = snapshot.versions.indices.filter { !snapshot.plan.isUnavailable($0) && snapshot.versions[$0].trafficBasisPoints > 0 }
+            return "version \"\(name)\" has no healthy endpoint; versions taking traffic: \(running.map { snapshot.versions[$0].name }.joined(separator: ", "))"
         }
         return "version \"\(name)\" has no healthy endpoint and its share of the traffic fails (on_unhealthy: fail)"
     }
