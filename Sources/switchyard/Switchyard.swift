@@ -67,7 +67,12 @@ struct Check: ParsableCommand {
             for version in versions.versions {
                 let share = version.trafficBasisPoints == 0 ? "0% (dark: pinned traffic only)" : "\(version.trafficPercentText)%"
                 print("  \(version.name): \(share) -> \(version.endpoints.map(\.description).joined(separator: ", "))")
+                let health = version.healthCheck.map {
+                    "GET \($0.path) every \($0.intervalMs) ms, unhealthy after \($0.unhealthyThreshold) failures"
+                } ?? "no health check"
+                print("    \(health); on_unhealthy \(version.onUnhealthy.description)\(version.retryOtherVersion ? "; retry_other_version" : "")")
             }
+            print("log:      \(server.accessLog.map { "access log to \($0.path == "-" ? "stdout" : loader.path($0.path))" } ?? "no access log")")
             for endpoint in resolution.unresolved {
                 print("warning:  \(endpoint) (left out)")
             }

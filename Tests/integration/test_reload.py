@@ -90,10 +90,12 @@ def test_invalid_rewrite_keeps_the_last_good_snapshot_and_check_names_the_error(
 
 def test_check_prints_a_summary(demo, proxy):
     v1 = demo("v1")
-    server = proxy([("v1", 100, [v1.address]), ("dark", 0, [v1.address])])
+    server = proxy([("v1", 100, [v1.address], {"health_check": True, "on_unhealthy": "fail"}), ("dark", 0, [v1.address])])
     check = subprocess.run([BINARY, "check", "--config", server.config_path], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert "v1: 100%" in check.stdout and "dark: 0% (dark" in check.stdout and v1.address in check.stdout
+    assert "GET /-/healthz every 2000 ms, unhealthy after 2 failures; on_unhealthy fail" in check.stdout
+    assert "no health check; on_unhealthy redistribute" in check.stdout and "no access log" in check.stdout
 
 
 def test_token_rotation_reloads(demo, proxy, tmp_path):
