@@ -365,7 +365,7 @@ final class ControlPlane {
             logger.info("version \"\(version.name)\" is \(plan.states[index].rawValue)")
         }
         let split = versions.indices.map { "\(versions[$0].name)=\(Self.percentText(plan.effective[$0]))%" }.joined(separator: " ")
-        logger.info("health changed the split: generation \(publication.snapshot.generation), effective weights \(split)")
+        logger.info("routing follows health: generation \(publication.snapshot.generation), effective weights \(split)")
         if plan.failOpen {
             logger.warning("no running version can take the traffic of the unhealthy ones: routing by the configured weights anyway (fail open)")
         }
