@@ -30,10 +30,11 @@ let package = Package(
         .target(name: "SwitchyardIO", dependencies: ["CLinuxShims"], swiftSettings: hotPathSettings),
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
         .target(name: "SwitchyardRouting", swiftSettings: hotPathSettings),
+        .target(name: "SwitchyardTLS", dependencies: ["SwitchyardIO", "COpenSSL"], swiftSettings: hotPathSettings),
         .target(
             name: "SwitchyardProxy",
             dependencies: [
-                "SwitchyardIO", "SwitchyardHTTP", "SwitchyardRouting", "CLinuxShims",
+                "SwitchyardIO", "SwitchyardHTTP", "SwitchyardRouting", "SwitchyardTLS", "CLinuxShims",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: hotPathSettings

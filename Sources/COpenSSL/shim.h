@@ -1,3 +1,55 @@
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/opensslv.h>
+#include <openssl/x509v3.h>
+#include <string.h>
+
+/* OpenSSL's settings are macros with arguments, which Swift does not import; these are the
+   ones Switchyard uses, as functions. */
+
+/* A server context with the defaults a security review accepts: TLS 1.2 or 1.3 and up, no
+   compression, no renegotiation, the server's cipher order, record buffers released while a
+   connection is idle, partial writes (a non-blocking socket), and no server-side session
+   cache (session tickets resume instead, with keys shared by every worker through the one
+   context). Returns 0 on success. */
+static inline int sy_tls_configure_server(SSL_CTX *ctx, int min_tls13) {
+    if (SSL_CTX_set_min_proto_version(ctx, min_tls13 ? TLS1_3_VERSION : TLS1_2_VERSION) != 1) return -1;
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* Mozilla "intermediate": AEAD suites with forward secrecy only (TLS 1.3 suites are all AEAD). */
+    if (SSL_CTX_set_cipher_list(ctx,
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+            "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") != 1) return -1;
+    return 0;
+}
+
+/* ALPN: the protocols the listener offers, in its order of preference, as a wire-format list
+   kept by the caller for the context's life. */
+static inline int sy_tls_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                                     const unsigned char *in, unsigned int inlen, void *arg) {
+    (void)ssl;
+    const unsigned char *offered = (const unsigned char *)arg;
+    unsigned char *selected = NULL;
+    if (SSL_select_next_proto(&selected, outlen, offered + 1, offered[0], in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* `protocols`: a length byte then the wire-format list (length-prefixed names). */
+static inline void sy_tls_set_alpn(SSL_CTX *ctx, const unsigned char *protocols) {
+    SSL_CTX_set_alpn_select_cb(ctx, sy_tls_alpn_select, (void *)protocols);
+}
+
+static inline void sy_tls_set_servername_callback(SSL_CTX *ctx, int (*callback)(SSL *, int *, void *), void *arg) {
+    SSL_CTX_set_tlsext_servername_callback(ctx, callback);
+    SSL_CTX_set_tlsext_servername_arg(ctx, arg);
+}
+
+/* Seconds until the certificate expires (negative once expired). */
+static inline long long sy_tls_seconds_until_expiry(X509 *cert) {
+    int days = 0, seconds = 0;
+    if (ASN1_TIME_diff(&days, &seconds, NULL, X509_get0_notAfter(cert)) != 1) return 0;
+    return (long long)days * 86400 + seconds;
+}

@@ -7,8 +7,8 @@ import SwitchyardIO
 /// Everything about one request lives in its `Exchange`, so an idle connection holds only its
 /// socket, its machine and two empty buffers.
 final class DownstreamConnection {
-    /// The client's socket, as bytes in and out.
-    let transport: SocketTransport
+    /// The client's socket (or TLS on it), as bytes in and out.
+    let transport: ClientTransport
     var fd: Int32 { transport.fd }
     var token: UInt64 = 0
     /// Bytes from the client: request heads, bodies, pipelined requests.
@@ -32,8 +32,8 @@ final class DownstreamConnection {
     /// The request being read or served: from the first byte of its head to its finish.
     var exchange: Exchange?
 
-    init(fd: Int32, clientAddress: [UInt8], buffers: BufferPools, machine: H1ServerMachine, acceptedAt: UInt64) {
-        self.transport = SocketTransport(fd: fd)
+    init(transport: ClientTransport, clientAddress: [UInt8], buffers: BufferPools, machine: H1ServerMachine, acceptedAt: UInt64) {
+        self.transport = transport
         self.clientAddress = clientAddress
         self.input = ByteBuffer(pool: buffers.input)
         self.output = ByteBuffer(pool: buffers.output)

@@ -67,10 +67,12 @@ struct H1ServerMachine {
     private var parser: HeadParser
     private let timeouts: Timeouts
 
-    init(limits: HeadLimits, timeouts: Timeouts, now: UInt64) {
+    /// `firstWaitMs`: how long the first request may take to begin, when not `idle_ms` (a TLS
+    /// connection's handshake timeout).
+    init(limits: HeadLimits, timeouts: Timeouts, now: UInt64, firstWaitMs: UInt64? = nil) {
         parser = HeadParser(limits: limits)
         self.timeouts = timeouts
-        deadline = now + timeouts.idleMs
+        deadline = now + (firstWaitMs ?? timeouts.idleMs)
     }
 
     /// An idle keep-alive connection, closed at once when the proxy drains.

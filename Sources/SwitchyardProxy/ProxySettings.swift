@@ -6,6 +6,7 @@ struct ProxySettings: Sendable {
     let timeouts: ServerConfig.Timeouts
     /// The client-connection timeouts in the form `H1ServerMachine` takes.
     let serverTimeouts: H1ServerMachine.Timeouts
+    let tlsHandshakeMs: UInt64
     let headLimits: HeadLimits
     let maxConnectionsPerWorker: Int
     let forwardAuthorization: Bool
@@ -17,6 +18,7 @@ struct ProxySettings: Sendable {
     init(config: ServerConfig, workers: Int, maxConnections: Int) {
         timeouts = config.timeouts
         serverTimeouts = .init(idleMs: UInt64(config.timeouts.idleMs), requestHeadMs: UInt64(config.timeouts.requestHeadMs))
+        tlsHandshakeMs = UInt64(config.timeouts.tlsHandshakeMs)
         headLimits = HeadLimits(
             maxHeadBytes: config.limits.maxHeadBytes, maxHeaders: config.limits.maxHeaders,
             maxURIBytes: config.limits.maxURIBytes)

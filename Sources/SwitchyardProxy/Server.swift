@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import SwitchyardIO
 import SwitchyardRouting
+import SwitchyardTLS
 
 /// Starts Switchyard: loads the files, binds the listeners, starts the workers and runs the
 /// control loop on the calling thread until a SIGTERM/SIGINT drain completes.
@@ -28,8 +29,15 @@ public enum Server {
             try AccessLogWriter(settings: settings, path: settings.path == "-" ? "-" : loader.path(settings.path),
                                 workers: workerCount, logger: logger)
         }
+        let listenerTLS = try tlsContexts(config.listeners, loader: loader)
         let maxConnections = connectionLimit(config: config, logger: logger)
         let listenerFDs = try bindListeners(config.listeners, workers: workerCount)
+        for (sockets, tls) in zip(listenerFDs, listenerTLS) {
+            let bound = Socket.localAddress(sockets[0])?.description ?? "?"
+            for certificate in tls?.loaded ?? [] {
+                logger.info("TLS on \(bound): \(certificate.certFile) (\(certificate.subject)), expires in \(certificate.secondsLeft / 86400) days")
+            }
+        }
         let adminAddress = try resolveOne(config.admin, what: "admin.address")
         let adminFD: Int32
         do {
@@ -47,7 +55,8 @@ public enum Server {
             let settings = ProxySettings(config: config, workers: workerCount, maxConnections: maxConnections)
             workers = try (0..<workerCount).map { id throws(SystemError) in
                 try Worker(id: id, settings: settings, listenerFDs: listenerFDs.map { $0[id] },
-                           publication: publication, controlMailbox: controlMailbox, accessLog: accessLog)
+                           publication: publication, controlMailbox: controlMailbox, accessLog: accessLog,
+                           listenerTLS: listenerTLS)
             }
             control = try ControlPlane(
                 loader: loader, state: state, workers: workers, mailbox: controlMailbox, adminFD: adminFD,
@@ -124,6 +133,25 @@ public enum Server {
         } catch {
             throw LoadError("\(what) \(endpoint): \(error)")
         }
+    }
+
+    /// Each TLS listener's certificates, loaded and checked (paths relative to the config file).
+    private static func tlsContexts(_ listeners: [ServerConfig.Listener], loader: ConfigLoader) throws(LoadError) -> [TLSServerContext?] {
+        var contexts: [TLSServerContext?] = []
+        for (index, listener) in listeners.enumerated() {
+            guard let tls = listener.tls else {
+                contexts.append(nil)
+                continue
+            }
+            do {
+                contexts.append(try TLSServerContext(
+                    certificates: tls.certificates.map { .init(certFile: loader.path($0.certFile), keyFile: loader.path($0.keyFile)) },
+                    minimumTLS13: tls.minimumTLS13, alpn: tls.alpn))
+            } catch {
+                throw LoadError("\(loader.configPath): listeners[\(index)].tls: \(error)")
+            }
+        }
+        return contexts
     }
 
     /// One socket per listener per worker, all bound to the same address with SO_REUSEPORT.

@@ -63,7 +63,11 @@ extension Worker {
             }
         }
         out.append(d.clientAddress)
-        out.append("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " as StaticString)
+        if d.transport.isTLS {
+            out.append("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: " as StaticString)
+        } else {
+            out.append("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " as StaticString)
+        }
         out.append(request.host.bytes(in: head))
         out.append("\r\n" as StaticString)
         if x.generatedRequestID {

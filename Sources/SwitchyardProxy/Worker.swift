@@ -4,6 +4,7 @@ import Synchronization
 import SwitchyardHTTP
 import SwitchyardIO
 import SwitchyardRouting
+import SwitchyardTLS
 
 /// What a selector token refers to on a worker.
 enum Registration {
@@ -87,6 +88,8 @@ final class Worker: @unchecked Sendable {
     private var expired: [Registration] = []
     /// This worker's side of the access log; nil when it is off.
     let accessLog: WorkerAccessLog?
+    /// The TLS setup of each TLS listener socket, by descriptor.
+    private let listenerTLS: [Int32: TLSServerContext]
 
     /// Timeouts are checked on a 100 ms tick by scanning connections: per request a deadline
     /// is one store, and a scan of 10,000 connections takes about 6 µs (micro benchmark
@@ -98,9 +101,12 @@ final class Worker: @unchecked Sendable {
 
     init(
         id: Int, settings: ProxySettings, listenerFDs: [Int32], publication: Publication,
-        controlMailbox: Mailbox<ControlMessage>, accessLog: AccessLogWriter? = nil
+        controlMailbox: Mailbox<ControlMessage>, accessLog: AccessLogWriter? = nil, listenerTLS: [TLSServerContext?] = []
     ) throws(SystemError) {
         self.id = id
+        var tlsByFD: [Int32: TLSServerContext] = [:]
+        for (fd, tls) in zip(listenerFDs, listenerTLS) { tlsByFD[fd] = tls }
+        self.listenerTLS = tlsByFD
         self.accessLog = accessLog.map { WorkerAccessLog(writer: $0, worker: id) }
         self.controlMailbox = controlMailbox
         self.settings = settings
@@ -191,9 +197,22 @@ final class Worker: @unchecked Sendable {
                 continue
             }
             Socket.setNoDelay(fd)
+            let transport: ClientTransport
+            var firstWaitMs: UInt64?
+            if let tls = listenerTLS[listenerFD] {
+                guard let connection = tls.accept(fd: fd) else {
+                    Syscall.close(fd)
+                    continue
+                }
+                transport = .tls(connection)
+                firstWaitMs = settings.tlsHandshakeMs
+            } else {
+                transport = .plain(SocketTransport(fd: fd))
+            }
+            let machine = H1ServerMachine(limits: settings.headLimits, timeouts: settings.serverTimeouts, now: now, firstWaitMs: firstWaitMs)
             let connection = DownstreamConnection(
-                fd: fd, clientAddress: Array((peer?.host ?? "unknown").utf8), buffers: buffers,
-                machine: H1ServerMachine(limits: settings.headLimits, timeouts: settings.serverTimeouts, now: now), acceptedAt: nowNs)
+                transport: transport, clientAddress: Array((peer?.host ?? "unknown").utf8), buffers: buffers,
+                machine: machine, acceptedAt: nowNs)
             guard let token = register(fd, .downstream(connection)) else { continue }
             connection.token = token
             downstreamCount += 1

@@ -7,11 +7,30 @@ public struct ServerConfig: Sendable, Equatable {
         /// during a zero-downtime restart. Default false: a port already taken is an error, since
         /// sharing it silently would split traffic between two configurations.
         public var sharePort = false
+        /// Terminate TLS on this listener; nil for plain HTTP.
+        public var tls: TLS?
 
-        public init(address: Endpoint, sharePort: Bool = false) {
+        public init(address: Endpoint, sharePort: Bool = false, tls: TLS? = nil) {
             self.address = address
             self.sharePort = sharePort
+            self.tls = tls
         }
+    }
+
+    /// A TLS listener's certificates and protocol settings.
+    public struct TLS: Sendable, Equatable {
+        public struct Certificate: Sendable, Equatable {
+            /// PEM certificate chain and private key, relative to the config file.
+            public var certFile: String
+            public var keyFile: String
+        }
+
+        /// The first is the default; the others are chosen by SNI against their names.
+        public var certificates: [Certificate]
+        /// Lowest TLS version accepted: false for 1.2 (the default), true for 1.3.
+        public var minimumTLS13 = false
+        /// ALPN protocols offered, in order of preference. Default `["http/1.1"]`.
+        public var alpn = ["http/1.1"]
     }
 
     public struct Auth: Sendable, Equatable {
@@ -38,6 +57,9 @@ public struct ServerConfig: Sendable, Equatable {
         public var upstreamIdleMs = 4000
         /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default 15000.
         public var drainMs = 15000
+        /// A TLS connection must finish its handshake (and begin its first request) within
+        /// this time. Default 10000.
+        public var tlsHandshakeMs = 10000
     }
 
     public struct Limits: Sendable, Equatable {
@@ -121,8 +143,9 @@ public struct ServerConfig: Sendable, Equatable {
                 var listener = try ObjectReader(node, file: file, path: "listeners[\(index)]")
                 let address = try Self.address(&listener, file: file)
                 let sharePort = try listener.bool("share_port") ?? false
+                let tls = try listener.object("tls").map { reader throws(ConfigError) in try Self.tls(reader, file: file) }
                 try listener.finish()
-                config.listeners.append(Listener(address: address, sharePort: sharePort))
+                config.listeners.append(Listener(address: address, sharePort: sharePort, tls: tls))
             }
         }
         if var admin = try reader.object("admin") {
@@ -170,6 +193,7 @@ public struct ServerConfig: Sendable, Equatable {
             config.timeouts.responseMs = try timeouts.integer("response_ms", in: 1...day) ?? config.timeouts.responseMs
             config.timeouts.upstreamIdleMs = try timeouts.integer("upstream_idle_ms", in: 1...day) ?? config.timeouts.upstreamIdleMs
             config.timeouts.drainMs = try timeouts.integer("drain_ms", in: 0...day) ?? config.timeouts.drainMs
+            config.timeouts.tlsHandshakeMs = try timeouts.integer("tls_handshake_ms", in: 1...day) ?? config.timeouts.tlsHandshakeMs
             try timeouts.finish()
         }
         if var limits = try reader.object("limits") {
@@ -181,6 +205,48 @@ public struct ServerConfig: Sendable, Equatable {
         }
         try reader.finish()
         return config
+    }
+
+    private static func tls(_ reader: ObjectReader, file: String) throws(ConfigError) -> TLS {
+        var reader = reader
+        let certificatesNode = try reader.required("certificates")
+        guard case .array(let nodes) = certificatesNode.value, !nodes.isEmpty else {
+            throw reader.error(certificatesNode, """
+                \(reader.fieldPath("certificates")) must be a non-empty array of {"cert_file": "server.pem", "key_file": "server.key"}
+                """)
+        }
+        var certificates: [TLS.Certificate] = []
+        for (index, node) in nodes.enumerated() {
+            var certificate = try ObjectReader(node, file: file, path: "\(reader.fieldPath("certificates"))[\(index)]")
+            let certFile = try certificate.string("cert_file") ?? ""
+            let keyFile = try certificate.string("key_file") ?? ""
+            guard !certFile.isEmpty, !keyFile.isEmpty else {
+                throw certificate.error(node, "\(certificate.path) needs \"cert_file\" and \"key_file\" (PEM files, relative to this file)")
+            }
+            try certificate.finish()
+            certificates.append(TLS.Certificate(certFile: certFile, keyFile: keyFile))
+        }
+        var tls = TLS(certificates: certificates)
+        if let version = reader.take("min_version") {
+            switch version.value {
+            case .string("1.2"): tls.minimumTLS13 = false
+            case .string("1.3"): tls.minimumTLS13 = true
+            default: throw reader.error(version, "\(reader.fieldPath("min_version")) must be \"1.2\" or \"1.3\" (older versions are not offered)")
+            }
+        }
+        if let alpn = try reader.array("alpn") {
+            var protocols: [String] = []
+            for node in alpn {
+                guard case .string(let name) = node.value, name == "http/1.1" else {
+                    throw reader.error(node, "\(reader.fieldPath("alpn")) may list \"http/1.1\" (h2 comes with HTTP/2 support)")
+                }
+                protocols.append(name)
+            }
+            guard !protocols.isEmpty else { throw reader.error(reader.node, "\(reader.fieldPath("alpn")) is empty; leave it out for [\"http/1.1\"]") }
+            tls.alpn = protocols
+        }
+        try reader.finish()
+        return tls
     }
 
     private static func address(_ reader: inout ObjectReader, file: String) throws(ConfigError) -> Endpoint {

@@ -197,7 +197,8 @@ class Proxy:
         self.process = subprocess.Popen(
             [BINARY, "serve", "--config", self.config_path],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
-        match = read_line_matching(self.process, r"listening on 127\.0\.0\.1:(\d+) .*admin on 127\.0\.0\.1:(\d+)")
+        match = read_line_matching(self.process, r"listening on 127\.0\.0\.1:(\d+)\S* .*admin on 127\.0\.0\.1:(\d+)")
+        self.listening_line = match.group(0)
         self.port = int(match.group(1))
         self.admin_port = int(match.group(2))
         # The log is read as it comes: a pipe nobody reads would block the proxy once full.

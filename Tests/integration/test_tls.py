@@ -1,0 +1,157 @@
+"""TLS on client listeners with real clients (curl, openssl s_client, Python ssl) and
+certificates made by the openssl CLI during the test run."""
+import json
+import os
+import random
+import re
+import socket
+import ssl
+import subprocess
+import time
+
+from harness import BINARY, TOKEN, versions_json
+
+
+def make_certificate(directory, name, names, days=2):
+    """A self-signed ECDSA P-256 certificate for `names` (DNS SANs); returns (cert, key)."""
+    cert, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", str(days), "-subj", f"/CN={names[0]}",
+                    "-addext", "subjectAltName=" + ",".join(f"DNS:{n}" for n in names)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def tls_listener(tmp_path, **settings):
+    a_cert, a_key = make_certificate(tmp_path, "a", ["a.test", "*.a.test"])
+    b_cert, b_key = make_certificate(tmp_path, "b", ["b.test"])
+    tls = {"certificates": [{"cert_file": "a.pem", "key_file": "a.key"}, {"cert_file": "b.pem", "key_file": "b.key"}]}
+    tls.update(settings)
+    return {"listeners": [{"address": "127.0.0.1:0"}, {"address": "127.0.0.1:0", "tls": tls}]}, a_cert, b_cert
+
+
+def tls_port(server):
+    ports = [int(port) for port in re.findall(r"127\.0\.0\.1:(\d+)", server.listening_line)]
+    return ports[1]
+
+
+def curl(port, host, cacert, *paths):
+    """curl over HTTPS to `host` (resolved to 127.0.0.1); several paths reuse one connection."""
+    arguments = []
+    for path in paths or ("/",):
+        if arguments:
+            arguments.append("--next")
+        arguments += ["-sS", "--cacert", cacert, "--resolve", f"{host}:{port}:127.0.0.1",
+                      "-H", f"Authorization: Bearer {TOKEN}", "-w", "\n%{http_code} %{num_connects}\n", f"https://{host}:{port}{path}"]
+    return subprocess.run(["curl", *arguments], capture_output=True, text=True, timeout=20)
+
+
+def s_client(port, *arguments):
+    result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *arguments],
+                            input="", capture_output=True, text=True, timeout=20)
+    return result.stdout + result.stderr
+
+
+def test_https_requests_with_sni_wildcards_and_keep_alive(recorder, proxy, tmp_path):
+    backend = recorder("v1")
+    extra, a_cert, b_cert = tls_listener(str(tmp_path))
+    server = proxy([("v1", 100, [backend.address])], extra=extra)
+    port = tls_port(server)
+    # Two requests on one connection (curl reuses it), the default certificate.
+    result = curl(port, "a.test", a_cert, "/first", "/second")
+    assert result.returncode == 0, result.stderr
+    assert [r["path"] for r in backend.requests] == ["/first", "/second"]
+    assert "200 1" in result.stdout and "200 0" in result.stdout, "the second request reused the connection"
+    assert backend.requests[0]["headers"]["x-forwarded-proto"] == "https"
+    # SNI picks the certificate that names the host; a wildcard covers one label.
+    assert curl(port, "b.test", b_cert).returncode == 0
+    assert curl(port, "x.a.test", a_cert).returncode == 0
+    assert curl(port, "b.test", a_cert).returncode != 0, "b.test must not be served a.test's certificate"
+    assert "subject=CN = a.test" in s_client(port, "-noservername"), "no SNI: the first certificate"
+    assert "subject=CN = b.test" in s_client(port, "-servername", "b.test")
+    assert "ALPN protocol: http/1.1" in s_client(port, "-alpn", "h2,http/1.1")
+    # Python's ssl module too, pinned to a version.
+    context = ssl.create_default_context(cafile=a_cert)
+    with socket.create_connection(("127.0.0.1", port)) as raw, context.wrap_socket(raw, server_hostname="a.test") as tls:
+        tls.sendall(f"GET /py HTTP/1.1\r\nHost: a.test\r\nAuthorization: Bearer {TOKEN}\r\n"
+                    "X-ANYSCALE-VERSION: v1\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and b"X-ANYSCALE-VERSION: v1" in answer
+    assert re.search(rf"TLS on 127\.0\.0\.1:{port}: .*b\.pem \(/CN=b\.test\), expires in [12] days", server.log())
+
+
+def test_old_protocols_and_plain_http_are_refused_clearly(recorder, proxy, tmp_path):
+    backend = recorder("v1")
+    extra, a_cert, _ = tls_listener(str(tmp_path))
+    server = proxy([("v1", 100, [backend.address])], extra=extra)
+    port = tls_port(server)
+    for old in ("-tls1", "-tls1_1"):
+        output = s_client(port, old)
+        assert "Cipher is (NONE)" in output or "no protocols available" in output, output
+    assert "New, TLSv1.2" in s_client(port, "-tls1_2")
+    result = subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/", "-w", "\n%{http_code}"],
+                            capture_output=True, text=True, timeout=20)
+    body, code = result.stdout.rsplit("\n", 1)
+    assert code == "400" and json.loads(body)["error"]["message"].startswith("this port speaks HTTPS")
+    assert backend.requests == []
+
+
+def test_min_version_1_3(recorder, proxy, tmp_path):
+    backend = recorder("v1")
+    extra, _, _ = tls_listener(str(tmp_path), min_version="1.3")
+    server = proxy([("v1", 100, [backend.address])], extra=extra)
+    port = tls_port(server)
+    assert "Cipher is (NONE)" in s_client(port, "-tls1_2")
+    assert "New, TLSv1.3" in s_client(port, "-tls1_3")
+
+
+def test_a_stalled_handshake_is_closed_and_garbage_does_no_harm(recorder, proxy, tmp_path):
+    backend = recorder("v1")
+    extra, a_cert, _ = tls_listener(str(tmp_path))
+    extra["timeouts"] = {"tls_handshake_ms": 300}
+    server = proxy([("v1", 100, [backend.address])], extra=extra)
+    port = tls_port(server)
+    with socket.create_connection(("127.0.0.1", port)) as stalled:
+        stalled.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, then nothing
+        stalled.settimeout(5)
+        started = time.time()
+        assert stalled.recv(100) == b""
+        assert time.time() - started < 2
+    generator = random.Random(7)
+    for index in range(10000):
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            if index % 2:
+                payload = bytes(generator.getrandbits(8) for _ in range(generator.randrange(1, 600)))
+            else:  # a plausible ClientHello record header with a random, truncated body
+                payload = b"\x16\x03\x01" + generator.randrange(0, 65536).to_bytes(2, "big") + \
+                    bytes(generator.getrandbits(8) for _ in range(generator.randrange(0, 300)))
+            conn.sendall(payload)
+    assert server.process.poll() is None
+    assert curl(port, "a.test", a_cert).returncode == 0
+
+
+def test_bad_certificates_stop_the_start_with_the_file_named(tmp_path, demo):
+    v1 = demo("v1")
+    cert, key = make_certificate(str(tmp_path), "good", ["good.test"])
+    other_cert, other_key = make_certificate(str(tmp_path), "other", ["other.test"])
+    (tmp_path / "versions.json").write_text(versions_json([("v1", 100, [v1.address])]))
+    (tmp_path / "tokens.txt").write_text("t\n")
+    (tmp_path / "notpem.pem").write_text("hello\n")
+
+    def start(tls):
+        (tmp_path / "switchyard.json").write_text(json.dumps({
+            "listeners": [{"address": "127.0.0.1:0", "tls": tls}], "admin": {"address": "127.0.0.1:0"},
+            "auth": {"tokens_file": "tokens.txt"}}))
+        return subprocess.run([BINARY, "serve", "--config", str(tmp_path / "switchyard.json")],
+                              capture_output=True, text=True, timeout=20)
+
+    mismatch = start({"certificates": [{"cert_file": "good.pem", "key_file": "other.key"}]})
+    assert mismatch.returncode != 0 and "other.key does not belong to the certificate in" in mismatch.stderr
+    notpem = start({"certificates": [{"cert_file": "notpem.pem", "key_file": "good.key"}]})
+    assert notpem.returncode != 0 and "notpem.pem: not a readable PEM certificate chain" in notpem.stderr
+    missing = start({"certificates": [{"cert_file": "missing.pem", "key_file": "good.key"}]})
+    assert missing.returncode != 0 and "listeners[0].tls" in missing.stderr and "missing.pem" in missing.stderr
+    old = start({"certificates": [{"cert_file": "good.pem", "key_file": "good.key"}], "min_version": "1.1"})
+    assert old.returncode != 0 and 'min_version must be "1.2" or "1.3"' in old.stderr
