@@ -105,6 +105,7 @@ extension ControlPlane {
             versions: summedVersionStats(), counters: counters, configured: state.versions.versions,
             plan: state.publishedRouting?.plan, endpoints: endpointHealth(),
             clientConnections: workers.reduce(0) { $0 + $1.publishedConnections.load(ordering: .relaxed) },
+            certificates: certificates.listeners.flatMap { $0.context.loaded.map { ($0.certFile, $0.notAfter) } },
             accessLog: accessLog.map { writer in
                 let dropped = workers.reduce(writer.linesLost.load(ordering: .relaxed)) {
                     $0 + ($1.accessLog?.publishedDropped.load(ordering: .relaxed) ?? 0)
@@ -150,9 +151,24 @@ extension ControlPlane {
             "auth":{"enabled":\(state.tokens != nil),"tokens":\(state.tokens?.count ?? 0)},\
             "last_reload":{"time":"\(outcome.time)","trigger":\(JSONText.quote(outcome.trigger)),"outcome":"\(outcome.result)","errors":[\(errors)]},\
             "failed_reloads":\(state.failedReloads),\
+            "tls":\(tlsJSON()),\
             "versions":[\(versions.joined(separator: ","))]}
 
             """
+    }
+
+    /// Each TLS listener's certificates in use, with their expiry, and why new files on disk
+    /// are not in use (if so).
+    private func tlsJSON() -> String {
+        let entries = certificates.listeners.map { listener in
+            let loaded = listener.context.loaded.map { certificate in
+                "{\"cert_file\":\(JSONText.quote(certificate.certFile)),\"subject\":\(JSONText.quote(certificate.subject)),"
+                    + "\"not_after_unix\":\(certificate.notAfter)}"
+            }
+            return "{\"listener\":\(listener.index),\"certificates\":[\(loaded.joined(separator: ","))],"
+                + "\"error\":\(listener.error.map(JSONText.quote) ?? "null")}"
+        }
+        return "[\(entries.joined(separator: ","))]"
     }
 
     /// RUNNING when every version runs, UNHEALTHY when some version is, STARTING otherwise.

@@ -5,6 +5,7 @@ import Synchronization
 import SwitchyardHTTP
 import SwitchyardIO
 import SwitchyardRouting
+import SwitchyardTLS
 
 /// What workers tell the control thread.
 enum ControlMessage: Sendable {
@@ -56,6 +57,8 @@ final class ControlPlane {
     private let resolver: Resolver
     private let prober: HealthProber
     let accessLog: AccessLogWriter?
+    /// The TLS listeners' certificates, reloaded with the hot files.
+    var certificates: CertificateReloader
     /// The newest request to the resolver; older answers are dropped.
     private var resolveTicket: UInt64 = 0
     /// The versions config that request was about.
@@ -68,8 +71,9 @@ final class ControlPlane {
     var draining = false
 
     init(loader: ConfigLoader, state: ReloadState, workers: [Worker], mailbox: Mailbox<ControlMessage>,
-         adminFD: Int32, accessLog: AccessLogWriter?, logger: Logger) throws(SystemError) {
+         adminFD: Int32, accessLog: AccessLogWriter?, certificates: CertificateReloader, logger: Logger) throws(SystemError) {
         self.accessLog = accessLog
+        self.certificates = certificates
         self.loader = loader
         self.state = state
         self.workers = workers
@@ -83,7 +87,8 @@ final class ControlPlane {
         self.signalFD = Int32(try Syscall.call("signalfd") {
             Int(signalfd(-1, &mask, Int32(SFD_NONBLOCK) | Int32(SFD_CLOEXEC)))
         })
-        self.watcher = try FileWatcher(paths: [loader.versionsPath] + (loader.tokensPath.map { [$0] } ?? []))
+        self.watcher = try FileWatcher(paths: [loader.versionsPath] + (loader.tokensPath.map { [$0] } ?? [])
+            + CertificateReloader.paths(loader.server, loader: loader))
         self.sweepTimerFD = try Syscall.timerfd()
         self.settleTimerFD = try Syscall.timerfd()
         self.resolver = try Resolver(loader: loader, answers: mailbox)
@@ -274,6 +279,7 @@ final class ControlPlane {
     /// `settleMs` before it is reported: an in-place rewrite may be caught half-written, and
     /// its final content comes with its own close event anyway.
     func reload(trigger: String, tentative: Bool = true) {
+        reloadCertificates(trigger: trigger)
         let wasFailing = state.lastOutcome.result == "error"
         defer { reportRecovery(wasFailing: wasFailing, trigger: trigger) }
         var failed = false
@@ -291,6 +297,19 @@ final class ControlPlane {
         }
         guard let publication else { return }
         announce(publication, trigger: trigger)
+    }
+
+    /// Certificates whose files changed go to the workers; invalid ones are reported and the
+    /// previous ones stay.
+    private func reloadCertificates(trigger: String) {
+        let (changed, errors) = certificates.reload()
+        for error in errors { logger.error("reload (\(trigger)) rejected: \(error)") }
+        for (listener, context) in changed {
+            for worker in workers { worker.mailbox.post(.certificates(listener: listener, context)) }
+            for certificate in context.loaded {
+                logger.info("reloaded (\(trigger)): TLS certificate \(certificate.certFile) (\(certificate.subject)), expires in \(certificate.secondsLeft / 86400) days")
+            }
+        }
     }
 
     /// The resolver answered for a changed versions file: publish it, or say why it is rejected.

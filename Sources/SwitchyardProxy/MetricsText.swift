@@ -16,6 +16,8 @@ enum MetricsText {
         /// Every checked endpoint's health.
         var endpoints: [(version: String, address: SocketAddress, health: EndpointHealth)]
         var clientConnections: Int
+        /// Each TLS certificate in use: its file and expiry (Unix seconds).
+        var certificates: [(file: String, notAfter: Int64)] = []
         /// Lines written and dropped; nil when there is no access log.
         var accessLog: (written: UInt64, dropped: UInt64)?
         var generation: UInt64
@@ -105,6 +107,12 @@ enum MetricsText {
             family(&out, "switchyard_access_log_dropped_total", "counter",
                    "Access-log lines dropped because the destination could not keep up or a write failed (traffic is never slowed for the log).")
             out += "switchyard_access_log_dropped_total \(log.dropped)\n"
+        }
+        if !inputs.certificates.isEmpty {
+            family(&out, "switchyard_tls_certificate_expiry_seconds", "gauge", "When each TLS certificate in use expires (Unix time).")
+            for certificate in inputs.certificates {
+                out += "switchyard_tls_certificate_expiry_seconds{cert_file=\(quote(certificate.file))} \(certificate.notAfter)\n"
+            }
         }
         family(&out, "switchyard_build_info", "gauge", "Always 1; the version label says which Switchyard runs.")
         out += "switchyard_build_info{version=\(quote(BuildInfo.version))} 1\n"

@@ -60,7 +60,7 @@ public enum Server {
             }
             control = try ControlPlane(
                 loader: loader, state: state, workers: workers, mailbox: controlMailbox, adminFD: adminFD,
-                accessLog: accessLog, logger: logger)
+                accessLog: accessLog, certificates: CertificateReloader(loader: loader, contexts: listenerTLS), logger: logger)
             try accessLog?.start()
         } catch {
             throw LoadError("cannot start: \(error)")

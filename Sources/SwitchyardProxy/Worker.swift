@@ -19,6 +19,8 @@ enum Registration {
 enum WorkerMessage: Sendable {
     /// Route new requests with this publication.
     case publish(Publication)
+    /// New certificates for the TLS listener at this index (in `listeners` order).
+    case certificates(listener: Int, TLSServerContext)
     /// Stop accepting; finish in-flight requests; exit when no client connection is left.
     case drain
     /// Exit now (the drain timeout passed).
@@ -89,7 +91,9 @@ final class Worker: @unchecked Sendable {
     /// This worker's side of the access log; nil when it is off.
     let accessLog: WorkerAccessLog?
     /// The TLS setup of each TLS listener socket, by descriptor.
-    private let listenerTLS: [Int32: TLSServerContext]
+    private var listenerTLS: [Int32: TLSServerContext]
+    /// Listener descriptors in the order of the config's listeners.
+    private let listenerFDs: [Int32]
 
     /// Timeouts are checked on a 100 ms tick by scanning connections: per request a deadline
     /// is one store, and a scan of 10,000 connections takes about 6 µs (micro benchmark
@@ -107,6 +111,7 @@ final class Worker: @unchecked Sendable {
         var tlsByFD: [Int32: TLSServerContext] = [:]
         for (fd, tls) in zip(listenerFDs, listenerTLS) { tlsByFD[fd] = tls }
         self.listenerTLS = tlsByFD
+        self.listenerFDs = listenerFDs
         self.accessLog = accessLog.map { WorkerAccessLog(writer: $0, worker: id) }
         self.controlMailbox = controlMailbox
         self.settings = settings
@@ -273,6 +278,9 @@ final class Worker: @unchecked Sendable {
                 closeTunnelsOfRemovedTokens()
                 appliedAtNs.store(Clock.nowNs(), ordering: .relaxed)
                 appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
+            case .certificates(let index, let context):
+                // New handshakes use them; connections already open keep theirs.
+                if index < listenerFDs.count { listenerTLS[listenerFDs[index]] = context }
             case .drain:
                 startDraining()
             case .stop:

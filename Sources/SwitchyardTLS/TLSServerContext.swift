@@ -26,6 +26,8 @@ public final class TLSServerContext: @unchecked Sendable {
         public let subject: String
         /// Seconds until it expires, at load time.
         public let secondsLeft: Int64
+        /// When it expires, in seconds since the Unix epoch.
+        public let notAfter: Int64
     }
 
     private let contexts: [OpaquePointer]
@@ -115,7 +117,8 @@ public final class TLSServerContext: @unchecked Sendable {
         var subject = [CChar](repeating: 0, count: 256)
         X509_NAME_oneline(X509_get_subject_name(x509), &subject, Int32(subject.count))
         let text = String(decoding: subject.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return (context, Loaded(certFile: certificate.certFile, subject: text, secondsLeft: secondsLeft))
+        let notAfter = Int64(time(nil)) + secondsLeft
+        return (context, Loaded(certFile: certificate.certFile, subject: text, secondsLeft: secondsLeft, notAfter: notAfter))
     }
 }
 

@@ -155,3 +155,96 @@ def test_bad_certificates_stop_the_start_with_the_file_named(tmp_path, demo):
     assert missing.returncode != 0 and "listeners[0].tls" in missing.stderr and "missing.pem" in missing.stderr
     old = start({"certificates": [{"cert_file": "good.pem", "key_file": "good.key"}], "min_version": "1.1"})
     assert old.returncode != 0 and 'min_version must be "1.2" or "1.3"' in old.stderr
+
+
+def serial_of(port, host="a.test"):
+    output = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", host, "-showcerts"],
+                            input="", capture_output=True, text=True, timeout=20).stdout
+    certificate = output[output.index("-----BEGIN CERTIFICATE-----"):output.index("-----END CERTIFICATE-----") + 25]
+    return subprocess.run(["openssl", "x509", "-noout", "-serial"], input=certificate, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_certificates_rotate_by_rename_under_load_and_a_bad_one_is_kept_out(recorder, proxy, tmp_path):
+    import threading
+    backend = recorder("v1")
+    extra, a_cert, _ = tls_listener(str(tmp_path))
+    server = proxy([("v1", 100, [backend.address])], extra=extra)
+    port = tls_port(server)
+    before = serial_of(port)
+    failures, requests, stop = [], [0], threading.Event()
+
+    def load():
+        context = ssl.create_default_context(cafile=a_cert)
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                        context.wrap_socket(raw, server_hostname="a.test") as tls:
+                    tls.sendall(f"GET / HTTP/1.1\r\nHost: a.test\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n".encode())
+                    answer = b""
+                    while chunk := tls.recv(65536):
+                        answer += chunk
+                    if not answer.startswith(b"HTTP/1.1 200"):
+                        failures.append(answer[:80])
+            except (OSError, ssl.SSLError) as error:
+                failures.append(repr(error))
+            requests[0] += 1
+
+    clients = [threading.Thread(target=load) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(0.5)
+        # A new pair for the same names, moved into place the way tools do: written aside, renamed.
+        (tmp_path / "new").mkdir()
+        new_cert, new_key = make_certificate(str(tmp_path / "new"), "a", ["a.test", "*.a.test"])
+        os.rename(new_key, tmp_path / "a.key.tmp")
+        os.rename(new_cert, tmp_path / "a.pem.tmp")
+        os.rename(tmp_path / "a.key.tmp", tmp_path / "a.key")
+        os.rename(tmp_path / "a.pem.tmp", tmp_path / "a.pem")
+        deadline = time.time() + 5
+        while serial_of(port) == before and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()
+    rotated = serial_of(port)
+    assert rotated != before, "new handshakes use the new certificate"
+    # The clients trusted the old a.pem only: after the swap they fail verification; what counts
+    # is that the proxy never failed a request before it and never dropped a connection.
+    proxy_failures = [f for f in failures if "CERTIFICATE_VERIFY_FAILED" not in f]
+    assert proxy_failures == [] and requests[0] > 20, (proxy_failures[:3], requests[0])
+    status = server.status()
+    [listener] = status["tls"]
+    assert listener["error"] is None and listener["certificates"][0]["subject"] == "/CN=a.test"
+
+    # An invalid pair (the key of another certificate) keeps the one in use.
+    _, other_key = make_certificate(str(tmp_path), "other", ["other.test"])
+    os.rename(other_key, tmp_path / "a.key")
+    deadline = time.time() + 5
+    while server.status()["tls"][0]["error"] is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert "does not belong to the certificate" in server.status()["tls"][0]["error"]
+    assert serial_of(port) == rotated
+    assert "the certificates loaded before stay in use" in server.log()
+    metrics = __import__("harness").http_get(server.admin_port, "/metrics")[2].decode()
+    assert re.search(r'switchyard_tls_certificate_expiry_seconds\{cert_file=".*a\.pem"\} \d+', metrics)
+
+
+def test_sessions_resume_on_any_worker(recorder, proxy, tmp_path):
+    backend = recorder("v1")
+    extra, a_cert, _ = tls_listener(str(tmp_path))
+    server = proxy([("v1", 100, [backend.address])], extra=extra, workers=2)
+    port = tls_port(server)
+    session = str(tmp_path / "session.pem")
+    subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-sess_out", session],
+                   input="", capture_output=True, text=True, timeout=20)
+    # The kernel spreads connections over the workers' sockets: of several tries, all resume.
+    reused = 0
+    for _ in range(8):
+        output = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-sess_in", session],
+                                input="", capture_output=True, text=True, timeout=20).stdout
+        reused += "Reused, TLSv1.2" in output
+    assert reused == 8
