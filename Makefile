@@ -9,7 +9,7 @@ SUDO      := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Build: libnghttp2-dev, libssl-dev, pkg-config. Tests: curl, wrk, python3 (via pip: pytest,
 # uvicorn, the server Ray Serve runs, prometheus_client, whose parser reads /metrics, and
 # pyyaml, which reads `switchyard status`).
-DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk
+DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk openssl
 
 .PHONY: all deps bench-deps build run demo test unit-test integration-test check bench micro-bench fuzz sanitize clean
 
@@ -34,7 +34,17 @@ run: build
 # backends run in the background, where a non-interactive shell ignores SIGINT, so the trap
 # stops them by their PIDs.
 DEMO_BIN ?= $(RELEASE)
-demo:
+# The demo's HTTPS listener (:8443) uses a self-signed certificate made here on first run; its
+# files are not committed (.gitignore).
+DEMO_CERT := config/demo-tls.pem
+DEMO_KEY  := config/demo-tls.key
+$(DEMO_CERT):
+	@openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+		-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+		-keyout $(DEMO_KEY) -out $(DEMO_CERT) 2>/dev/null
+	@echo "made a self-signed demo certificate: $(DEMO_CERT)"
+
+demo: $(DEMO_CERT)
 	@$(DEMO_BIN) demo-backend --name v1 --port 8001 & v1=$$!; \
 	$(DEMO_BIN) demo-backend --name v2 --port 8002 & v2=$$!; \
 	trap 'kill $$v1 $$v2 2>/dev/null; wait $$v1 $$v2 2>/dev/null' EXIT INT TERM; \
@@ -45,6 +55,7 @@ demo:
 	echo "  curl -i -H 'Authorization: Bearer demo-token-change-me' -H 'X-ANYSCALE-VERSION: v1' http://127.0.0.1:8080/hello"; \
 	echo "  curl -N -H 'Authorization: Bearer demo-token-change-me' 'http://127.0.0.1:8080/stream?chunks=5&interval_ms=300'"; \
 	echo "  curl -i http://127.0.0.1:8080/hello                  # 401: no token"; \
+	echo "  curl --cacert $(DEMO_CERT) -H 'Authorization: Bearer demo-token-change-me' https://localhost:8443/hello"; \
 	echo "  curl -s http://127.0.0.1:9901/status                 # admin API (also /metrics)"; \
 	echo "  $(DEMO_BIN) status          # versions, weights and endpoint health as YAML"; \
 	echo "  kill one demo backend (v2 on :8002) and watch v2 turn UNHEALTHY and its share move to v1"; \

@@ -42,7 +42,7 @@ let package = Package(
         .executableTarget(
             name: "switchyard",
             dependencies: [
-                "SwitchyardProxy", "SwitchyardRouting", "SwitchyardHTTP", "SwitchyardIO",
+                "SwitchyardProxy", "SwitchyardRouting", "SwitchyardHTTP", "SwitchyardIO", "SwitchyardTLS",
                 "COpenSSL", "CNGHTTP2",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -53,3 +53,26 @@ static inline long long sy_tls_seconds_until_expiry(X509 *cert) {
     if (ASN1_TIME_diff(&days, &seconds, NULL, X509_get0_notAfter(cert)) != 1) return 0;
     return (long long)days * 86400 + seconds;
 }
+
+/* The certificate's `index`-th subjectAltName entry if it is a DNS name that fits `size`:
+   1 and the name in `out`; 0 when there are no more entries. Other entry types are skipped. */
+static inline int sy_tls_dns_name(X509 *cert, int index, char *out, int size) {
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    if (names == NULL) return 0;
+    int found = 0, seen = 0;
+    for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
+        GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
+        if (name->type != GEN_DNS) continue;
+        if (seen++ != index) continue;
+        const unsigned char *text = ASN1_STRING_get0_data(name->d.dNSName);
+        int length = ASN1_STRING_length(name->d.dNSName);
+        if (length < size) {
+            memcpy(out, text, (size_t)length);
+            out[length] = 0;
+            found = 1;
+        }
+        break;
+    }
+    GENERAL_NAMES_free(names);
+    return found;
+}

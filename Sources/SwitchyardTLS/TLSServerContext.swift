@@ -28,6 +28,8 @@ public final class TLSServerContext: @unchecked Sendable {
         public let secondsLeft: Int64
         /// When it expires, in seconds since the Unix epoch.
         public let notAfter: Int64
+        /// Its DNS names (subjectAltName), which SNI is matched against.
+        public let names: [String]
     }
 
     private let contexts: [OpaquePointer]
@@ -118,7 +120,8 @@ public final class TLSServerContext: @unchecked Sendable {
         X509_NAME_oneline(X509_get_subject_name(x509), &subject, Int32(subject.count))
         let text = String(decoding: subject.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let notAfter = Int64(time(nil)) + secondsLeft
-        return (context, Loaded(certFile: certificate.certFile, subject: text, secondsLeft: secondsLeft, notAfter: notAfter))
+        return (context, Loaded(certFile: certificate.certFile, subject: text, secondsLeft: secondsLeft, notAfter: notAfter,
+                                names: dnsNames(x509)))
     }
 }
 
@@ -129,4 +132,17 @@ private let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePoi
     let owner = Unmanaged<TLSServerContext>.fromOpaque(argument).takeUnretainedValue()
     if let context = owner.context(for: name) { _ = SSL_set_SSL_CTX(ssl, context) }
     return SSL_TLSEXT_ERR_OK
+}
+
+/// A certificate's subjectAltName DNS entries, through the C helper (OpenSSL's stack macros
+/// are not visible to Swift).
+private func dnsNames(_ certificate: OpaquePointer) -> [String] {
+    var names: [String] = []
+    var index: Int32 = 0
+    var buffer = [CChar](repeating: 0, count: 256)
+    while sy_tls_dns_name(certificate, index, &buffer, Int32(buffer.count)) == 1 {
+        names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        index += 1
+    }
+    return names
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import SwitchyardProxy
+import SwitchyardTLS
 
 @main
 struct Switchyard: ParsableCommand {
@@ -71,6 +72,21 @@ struct Check: ParsableCommand {
                     "GET \($0.path) every \($0.intervalMs) ms, unhealthy after \($0.unhealthyThreshold) failures"
                 } ?? "no health check"
                 print("    \(health); on_unhealthy \(version.onUnhealthy.description)\(version.retryOtherVersion ? "; retry_other_version" : "")")
+            }
+            for (index, listener) in server.listeners.enumerated() {
+                guard let tls = listener.tls else { continue }
+                let context: TLSServerContext
+                do {
+                    context = try TLSServerContext(
+                        certificates: tls.certificates.map { .init(certFile: loader.path($0.certFile), keyFile: loader.path($0.keyFile)) },
+                        minimumTLS13: tls.minimumTLS13, alpn: tls.alpn)
+                } catch {
+                    throw LoadError("\(options.config): listeners[\(index)].tls: \(error)")
+                }
+                print("tls:      \(listener.address): TLS \(tls.minimumTLS13 ? "1.3" : "1.2")+, ALPN \(tls.alpn.joined(separator: ","))")
+                for certificate in context.loaded {
+                    print("  \(certificate.certFile): \(certificate.subject), names \(certificate.names.joined(separator: ", ")), expires in \(certificate.secondsLeft / 86400) days")
+                }
             }
             print("log:      \(server.accessLog.map { "access log to \($0.path == "-" ? "stdout" : loader.path($0.path))" } ?? "no access log")")
             for endpoint in resolution.unresolved {

@@ -173,11 +173,12 @@ def test_a_slow_upload_that_keeps_moving_does_not_get_504(recorder, proxy):
 
 
 def test_ctrl_c_on_the_demo_stops_every_process(tmp_path):
-    """`make run`'s demo (fixed ports 8001, 8002, 8080, 9901) with the debug binary."""
+    """`make run`'s demo (fixed ports 8001, 8002, 8080, 8443, 9901) with the debug binary: it
+    serves HTTP and, with the self-signed certificate it makes, HTTPS."""
     import os
     import signal
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for port in (8001, 8002, 8080, 9901):
+    for port in (8001, 8002, 8080, 8443, 9901):
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.skip(f"port {port} is in use here; the demo needs it")
@@ -193,10 +194,14 @@ def test_ctrl_c_on_the_demo_stops_every_process(tmp_path):
                 pass
             assert time.monotonic() < deadline, "the demo did not start"
             time.sleep(0.2)
+        https = subprocess.run(["curl", "-sS", "--cacert", os.path.join(root, "config", "demo-tls.pem"),
+                                "-H", "Authorization: Bearer demo-token-change-me", "-o", "/dev/null", "-w", "%{http_code}",
+                                "https://localhost:8443/hello"], capture_output=True, text=True, timeout=20)
+        assert https.stdout == "200", https.stderr
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         demo.wait(timeout=20)
         time.sleep(0.5)
-        for port in (8001, 8002, 8080):
+        for port in (8001, 8002, 8080, 8443):
             with socket.socket() as probe:
                 assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port} after Ctrl-C"
     finally:
