@@ -30,13 +30,14 @@ def main():
         f.write(b"x" * 16384)
     with open(os.path.join(directory, "tokens.txt"), "w") as f:
         f.write(bench.TOKEN + "\n")
+    bench.make_certificate(directory)
     started = []
     try:
         started.append(bench.Target("backend", ["nginx", "-c", bench.render("backend.nginx.conf", directory, ports),
                                                 "-p", directory], ports["V1"], directory))
         targets = []
         for name, binary in (("A", args.a), ("B", args.b)):
-            values = dict(ports, PORT=bench.free_port(), ADMIN=bench.free_port())
+            values = dict(ports, PORT=bench.free_port(), ADMIN=bench.free_port(), TLSPORT=bench.free_port())
             bench.render("versions.json", directory, values)
             config = bench.render("switchyard.json", directory, values)
             target = bench.Target(name, [binary, "serve", "--config", config, "--log-level", "warning"],

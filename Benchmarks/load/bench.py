@@ -14,6 +14,7 @@ import re
 import resource
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,16 @@ def render(template, directory, values):
     with open(path, "w") as f:
         f.write(text)
     return path
+
+
+def make_certificate(directory):
+    """The ECDSA P-256 certificate every proxy serves TLS with: bench.pem and bench.key, and
+    both in bench-combined.pem for HAProxy."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "2", "-subj", "/CN=localhost", "-keyout", os.path.join(directory, "bench.key"),
+                    "-out", os.path.join(directory, "bench.pem")], check=True, capture_output=True)
+    with open(os.path.join(directory, "bench-combined.pem"), "w") as f:
+        f.write(open(os.path.join(directory, "bench.pem")).read() + open(os.path.join(directory, "bench.key")).read())
 
 
 def wait_for_port(port, timeout=10):
@@ -88,12 +99,12 @@ class Target:
         self.log.close()
 
 
-def run_wrk(port, path, connections, duration, close=False):
+def run_wrk(port, path, connections, duration, close=False, scheme="http"):
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s",
                "-H", f"Authorization: Bearer {TOKEN}"]
     if close:
         command += ["-H", "Connection: close"]
-    output = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+    output = subprocess.run(command + [f"{scheme}://127.0.0.1:{port}{path}"], capture_output=True, text=True,
                             preexec_fn=raise_fd_limit).stdout
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = re.search(r"Socket errors: (.*)", output)
@@ -113,7 +124,7 @@ def parse_latency(text):
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def measure(target, path, connections, duration, close=False):
+def measure(target, path, connections, duration, close=False, tls=False):
     """One wrk run against `target`: CPU time per request and peak RSS over the run."""
     peak = [target.rss_kib()]
     done = threading.Event()
@@ -125,7 +136,7 @@ def measure(target, path, connections, duration, close=False):
     sampler = threading.Thread(target=sample_rss)
     sampler.start()
     user0, system0 = target.cpu_seconds()
-    result = run_wrk(target.port, path, connections, duration, close)
+    result = run_wrk(target.tls_port if tls else target.port, path, connections, duration, close, "https" if tls else "http")
     user1, system1 = target.cpu_seconds()
     done.set()
     sampler.join()
@@ -137,15 +148,19 @@ def measure(target, path, connections, duration, close=False):
     return result
 
 
-def idle_connection_kib(target, count):
+def idle_connection_kib(target, count, tls=False):
     """Opens `count` keep-alive connections one after another, each completing one request and
     then staying open and idle; returns the target's RSS growth per connection."""
     before = target.rss_kib()
     request = f"GET / HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     sockets = []
     try:
         for _ in range(count):
-            sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+            sock = socket.create_connection(("127.0.0.1", target.tls_port if tls else target.port), timeout=10)
+            if tls:
+                sock = context.wrap_socket(sock, server_hostname="localhost")
             sock.sendall(request)
             received = b""
             while b"\r\n\r\n" not in received:
@@ -158,12 +173,12 @@ def idle_connection_kib(target, count):
             sock.close()
 
 
-def syscalls_per_request(target, path, connections, close=False, seconds=2):
+def syscalls_per_request(target, path, connections, close=False, seconds=2, tls=False):
     """A separate short run under `strace -c`: total syscalls of the target / requests served."""
     tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(target.process.pid), "-o", "/dev/stdout"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(0.5)
-    result = run_wrk(target.port, path, connections, seconds, close)
+    result = run_wrk(target.tls_port if tls else target.port, path, connections, seconds, close, "https" if tls else "http")
     tracer.terminate()
     summary = tracer.communicate(timeout=20)[0]
     total = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)", summary, re.M)
@@ -175,14 +190,16 @@ def syscalls_per_request(target, path, connections, close=False, seconds=2):
 OPERATED = "switchyard + access log + health checks"
 
 SCENARIOS = [
-    # name, path, connections, close per request
-    ("small response, keep-alive, 64 connections", "/", 64, False),
-    ("16 KiB response, keep-alive, 64 connections", "/16k", 64, False),
-    ("new connection per request, 64 clients", "/", 64, True),
-    ("1,000 keep-alive connections", "/", 1000, False),
+    # name, path, connections, close per request, TLS (the same ECDSA P-256 certificate for all)
+    ("small response, keep-alive, 64 connections", "/", 64, False, False),
+    ("16 KiB response, keep-alive, 64 connections", "/16k", 64, False, False),
+    ("new connection per request, 64 clients", "/", 64, True, False),
+    ("1,000 keep-alive connections", "/", 1000, False, False),
     # 9,000, not 10,000: a proxy holds a client and a backend socket per busy connection, and the
     # hard descriptor limit on this machine is 20,000 per process.
-    ("9,000 keep-alive connections", "/", 9000, False),
+    ("9,000 keep-alive connections", "/", 9000, False, False),
+    ("TLS, small response, keep-alive, 64 connections", "/", 64, False, True),
+    ("TLS, new connection (full handshake) per request, 64 clients", "/", 64, True, True),
 ]
 
 
@@ -212,27 +229,32 @@ def main():
         f.write(b"x" * 16384)
     with open(os.path.join(directory, "tokens.txt"), "w") as f:
         f.write(TOKEN + "\n")
+    make_certificate(directory)
     targets = []
     try:
         backend = Target("backend", ["nginx", "-c", render("backend.nginx.conf", directory, ports), "-p", directory],
                          ports["V1"], directory)
         backend_only = Target.__new__(Target)
         backend_only.name, backend_only.port, backend_only.process = "backend alone", ports["V1"], backend.process
-        values = dict(ports, PORT=free_port(), ADMIN=free_port())
+        values = dict(ports, PORT=free_port(), ADMIN=free_port(), TLSPORT=free_port())
         render("versions.json", directory, values)
         targets.append(Target("switchyard", [BINARY, "serve", "--config", render("switchyard.json", directory, values),
                                              "--log-level", "warning"], values["PORT"], directory))
+        targets[-1].tls_port = values["TLSPORT"]
         # The same with what production runs: health checks (Ray Serve's defaults) and the
         # access log writing every request to a file. /metrics is always on.
-        values = dict(ports, PORT=free_port(), ADMIN=free_port())
+        values = dict(ports, PORT=free_port(), ADMIN=free_port(), TLSPORT=free_port())
         targets.append(Target(OPERATED, [BINARY, "serve", "--config", render("switchyard-operated.json", directory, values),
                                          "--log-level", "warning"], values["PORT"], directory))
-        values = dict(ports, PORT=free_port())
+        targets[-1].tls_port = values["TLSPORT"]
+        values = dict(ports, PORT=free_port(), TLSPORT=free_port())
         targets.append(Target("haproxy", ["haproxy", "-db", "-f", render("haproxy.cfg", directory, values)],
                               values["PORT"], directory))
-        values = dict(ports, PORT=free_port())
+        targets[-1].tls_port = values["TLSPORT"]
+        values = dict(ports, PORT=free_port(), TLSPORT=free_port())
         targets.append(Target("nginx", ["nginx", "-c", render("nginx.conf", directory, values), "-p", directory],
                               values["PORT"], directory))
+        targets[-1].tls_port = values["TLSPORT"]
         for target in targets:  # every proxy must do the job before it is timed
             check = run_wrk(target.port, "/", 4, 1)
             assert not check["errors"], f"{target.name}: {check['errors']}"
@@ -248,19 +270,25 @@ def main():
                        "| | KiB per connection | vs HAProxy | vs nginx |", "|---|---:|---:|---:|"]
             report += [f"| {name} | {kib:.1f} | {kib / idle['haproxy']:.2f} | {kib / idle['nginx']:.2f} |"
                        for name, kib in idle.items()] + [""]
-        for name, path, connections, close in scenarios:
+            idle = {target.name: idle_connection_kib(target, 2000, tls=True) for target in targets}
+            report += ["### Memory per idle TLS keep-alive connection (2,000 connections, one request each)", "",
+                       "| | KiB per connection | vs HAProxy | vs nginx |", "|---|---:|---:|---:|"]
+            report += [f"| {name} | {kib:.1f} | {kib / idle['haproxy']:.2f} | {kib / idle['nginx']:.2f} |"
+                       for name, kib in idle.items()] + [""]
+        for name, path, connections, close, tls in scenarios:
             print(f"== {name}", file=sys.stderr)
-            runs = {t.name: [] for t in targets + [backend_only]}
+            measured = targets if tls else targets + [backend_only]  # the backend speaks plain HTTP only
+            runs = {t.name: [] for t in measured}
             for round_index in range(args.rounds):
-                for target in targets + [backend_only]:
-                    result = measure(target, path, connections, args.duration, close)
+                for target in measured:
+                    result = measure(target, path, connections, args.duration, close, tls)
                     runs[target.name].append(result)
                     print(f"   round {round_index + 1} {target.name:13} {result['rps']:>10.0f} req/s "
                           f"p99 {result['p99']:.2f} ms {result['errors']}", file=sys.stderr)
             syscalls = {}
             if not args.no_strace:
                 for target in targets:
-                    syscalls[target.name] = syscalls_per_request(target, path, min(connections, 64), close)
+                    syscalls[target.name] = syscalls_per_request(target, path, min(connections, 64), close, tls=tls)
             report += table(name, runs, syscalls, connections)
         text = "\n".join(report)
         print(text)
