@@ -112,7 +112,14 @@ public struct TLSTransport: Transport {
         Syscall.shutdownWrite(fd)
     }
 
+    /// Sends close_notify first when the connection is healthy: a client whose connection ends
+    /// without one treats the end as an error and does not resume the session next time.
+    /// (After a fatal error OpenSSL leaves the handshake state, so nothing is sent then.)
     public func close() {
+        if SSL_is_init_finished(ssl) == 1 {
+            ERR_clear_error()
+            _ = SSL_shutdown(ssl)
+        }
         SSL_free(ssl)
         Syscall.close(fd)
     }
