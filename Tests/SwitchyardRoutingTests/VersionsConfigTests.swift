@@ -169,6 +169,36 @@ func versionsError(_ text: String) -> ConfigError? {
             try parse(#"{"auth": {"disabled": true}, "listeners": [{"address": "127.0.0.1:9901"}]}"#)
         }
     }
+
+    @Test func tlsListenersAndTheOtherOperationsSettings() throws {
+        let config = try parse("""
+            {"auth": {"disabled": true},
+             "listeners": [{"address": "127.0.0.1:8443", "tls": {"certificates": [{"cert_file": "a.pem", "key_file": "a.key"}],
+                                                              "min_version": "1.3"}}],
+             "timeouts": {"tls_handshake_ms": 500},
+             "access_log": {"path": "-", "sample_percent": 5}, "health_check": false, "retry_other_version": true}
+            """)
+        let tls = try #require(config.listeners[0].tls)
+        #expect(tls.certificates == [.init(certFile: "a.pem", keyFile: "a.key")] && tls.minimumTLS13 && tls.alpn == ["http/1.1"])
+        #expect(config.timeouts.tlsHandshakeMs == 500)
+        #expect(config.accessLog == .init(path: "-", samplePercent: 5, query: false))
+        #expect(config.versionDefaults.healthCheck == nil && config.versionDefaults.retryOtherVersion)
+        #expect(try parse(#"{"auth": {"disabled": true}}"#).accessLog == nil, "no access log unless asked")
+    }
+
+    @Test(arguments: [
+        (#""tls": {"certificates": []}"#, "must be a non-empty array"),
+        (#""tls": {"certificates": [{"cert_file": "a.pem"}]}"#, "needs \"cert_file\" and \"key_file\""),
+        (#""tls": {"certificates": [{"cert_file": "a.pem", "key_file": "a.key"}], "alpn": ["h2"]}"#, "h2 comes with HTTP/2"),
+        (#""tls": {"certificates": [{"cert_file": "a.pem", "key_file": "a.key"}], "min_version": "1.0"}"#, "must be \"1.2\" or \"1.3\""),
+    ])
+    func tlsMistakesAreNamed(fields: String, expected: String) {
+        #expect {
+            _ = try parse(#"{"auth": {"disabled": true}, "listeners": [{"address": "127.0.0.1:8443", "# + fields + "}]}")
+        } throws: { error in
+            "\(error)".contains(expected) && "\(error)".hasPrefix("switchyard.json:")
+        }
+    }
 }
 
 @Suite struct HealthCheckConfigTests {
