@@ -198,7 +198,7 @@ final class Worker: @unchecked Sendable {
             }
             guard let (fd, peer) = accepted else { return }
             if downstreamCount >= settings.maxConnectionsPerWorker || draining {
-                refuseOverLimit(fd)
+                refuseOverLimit(fd, tls: listenerTLS[listenerFD] != nil)
                 continue
             }
             Socket.setNoDelay(fd)
@@ -224,11 +224,14 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    /// A connection beyond `limits.max_connections`: answered 503 in one write (a new socket
+    /// A connection beyond `limits.max_connections`: answered 503 in one write on a plain listener (a new socket
     /// has room for it), counted, reported at most once a second, closed.
-    private func refuseOverLimit(_ fd: Int32) {
-        // Safe because the rendered answer is never empty.
-        _ = Self.overLimitAnswer.withUnsafeBytes { try? Syscall.write(fd, $0.baseAddress.unsafelyUnwrapped, $0.count) }
+    private func refuseOverLimit(_ fd: Int32, tls: Bool) {
+        // Safe because the rendered answer is never empty. A TLS client could not read it
+        // before a handshake, which would cost what the limit protects: it is just closed.
+        if !tls {
+            _ = Self.overLimitAnswer.withUnsafeBytes { try? Syscall.write(fd, $0.baseAddress.unsafelyUnwrapped, $0.count) }
+        }
         Syscall.shutdownWrite(fd)
         Syscall.close(fd)
         counters.refusedConnections += 1

@@ -248,3 +248,21 @@ def test_sessions_resume_on_any_worker(recorder, proxy, tmp_path):
                                 input="", capture_output=True, text=True, timeout=20).stdout
         reused += "Reused, TLSv1.2" in output
     assert reused == 8
+
+
+def test_tls_connections_over_the_limit_are_closed_and_counted(recorder, proxy, tmp_path):
+    backend = recorder("v1")
+    extra, _, _ = tls_listener(str(tmp_path))
+    extra["limits"] = {"max_connections": 2}
+    server = proxy([("v1", 100, [backend.address])], extra=extra, workers=1)
+    port = tls_port(server)
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", port)) as refused:
+            refused.settimeout(5)
+            assert refused.recv(100) == b"", "closed at once, without plain-text bytes a TLS client cannot read"
+        assert server.settled_status()["connections_refused_over_limit"] == 1
+    finally:
+        for conn in held:
+            conn.close()
