@@ -78,8 +78,8 @@ enum MetricsText {
                 out += "switchyard_version_state{version=\(quote(version.name)),state=\"\(state.rawValue)\"} \(plan.states[index] == state ? 1 : 0)\n"
             }
         }
-        family(&out, "switchyard_fail_open", "gauge", "1 while unhealthy versions are routed to because no running version can take their share.")
-        out += "switchyard_fail_open \(plan.failOpen ? 1 : 0)\n"
+        single(&out, "switchyard_fail_open", "gauge",
+               "1 while unhealthy versions are routed to because no running version can take their share.", plan.failOpen ? 1 : 0)
         family(&out, "switchyard_endpoint_health", "gauge", "1 for the health state each checked endpoint is in, 0 for the others.")
         for entry in inputs.endpoints {
             for state in EndpointHealth.State.allCases {
@@ -92,21 +92,18 @@ enum MetricsText {
         for entry in inputs.connectFailures {
             out += "switchyard_upstream_connect_failures_total{version=\(quote(entry.version)),endpoint=\(quote(entry.endpoint))} \(entry.failures)\n"
         }
-        family(&out, "switchyard_upstream_retries_total", "counter", "Backend attempts after the first: the next endpoint, or a resend.")
-        out += "switchyard_upstream_retries_total \(inputs.counters.retries)\n"
-        family(&out, "switchyard_connections_refused_total", "counter", "Client connections answered 503 for limits.max_connections.")
-        out += "switchyard_connections_refused_total \(inputs.counters.refusedConnections)\n"
+        single(&out, "switchyard_upstream_retries_total", "counter", "Backend attempts after the first: the next endpoint, or a resend.", inputs.counters.retries)
+        single(&out, "switchyard_connections_refused_total", "counter", "Client connections answered 503 for limits.max_connections.",
+               inputs.counters.refusedConnections)
         family(&out, "switchyard_auth_failures_total", "counter", "Requests refused for a missing or invalid Bearer token.")
         let auth = inputs.counters.rejected[ProxyError.missingToken.rawValue] + inputs.counters.rejected[ProxyError.invalidToken.rawValue]
         out += "switchyard_auth_failures_total \(auth)\n"
-        family(&out, "switchyard_client_connections", "gauge", "Open client connections.")
-        out += "switchyard_client_connections \(inputs.clientConnections)\n"
+        single(&out, "switchyard_client_connections", "gauge", "Open client connections.", inputs.clientConnections)
         if let log = inputs.accessLog {
-            family(&out, "switchyard_access_log_lines_total", "counter", "Access-log lines written.")
-            out += "switchyard_access_log_lines_total \(log.written)\n"
-            family(&out, "switchyard_access_log_dropped_total", "counter",
-                   "Access-log lines dropped because the destination could not keep up or a write failed (traffic is never slowed for the log).")
-            out += "switchyard_access_log_dropped_total \(log.dropped)\n"
+            single(&out, "switchyard_access_log_lines_total", "counter", "Access-log lines written.", log.written)
+            single(&out, "switchyard_access_log_dropped_total", "counter",
+                   "Access-log lines dropped because the destination could not keep up or a write failed (traffic is never slowed for the log).",
+                   log.dropped)
         }
         if !inputs.certificates.isEmpty {
             family(&out, "switchyard_tls_certificate_expiry_seconds", "gauge", "When each TLS certificate in use expires (Unix time).")
@@ -116,10 +113,8 @@ enum MetricsText {
         }
         family(&out, "switchyard_build_info", "gauge", "Always 1; the version label says which Switchyard runs.")
         out += "switchyard_build_info{version=\(quote(BuildInfo.version))} 1\n"
-        family(&out, "switchyard_config_generation", "gauge", "The generation of the configuration in force.")
-        out += "switchyard_config_generation \(inputs.generation)\n"
-        family(&out, "switchyard_reload_failures_total", "counter", "Reloads rejected because a hot file was invalid.")
-        out += "switchyard_reload_failures_total \(inputs.failedReloads)\n"
+        single(&out, "switchyard_config_generation", "gauge", "The generation of the configuration in force.", inputs.generation)
+        single(&out, "switchyard_reload_failures_total", "counter", "Reloads rejected because a hot file was invalid.", inputs.failedReloads)
         family(&out, "switchyard_reloads_total", "counter", "Hot-file reloads (file change, SIGHUP) per file and result.")
         for file in ReloadState.ReloadCounts.File.allCases {
             for result in ReloadState.ReloadCounts.Result.allCases {
@@ -127,6 +122,12 @@ enum MetricsText {
             }
         }
         return out
+    }
+
+    /// A family with one unlabelled sample.
+    private static func single(_ out: inout String, _ name: String, _ type: String, _ help: String, _ value: some CustomStringConvertible) {
+        family(&out, name, type, help)
+        out += "\(name) \(value)\n"
     }
 
     private static func family(_ out: inout String, _ name: String, _ type: String, _ help: String) {

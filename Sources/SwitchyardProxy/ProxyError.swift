@@ -24,9 +24,6 @@ enum ProxyError: Int, CaseIterable, Sendable {
     /// The version has no healthy endpoint (or its share fails by its `on_unhealthy` policy).
     case versionUnavailable
 
-    /// How many cases there are: the size of the counters indexed by `rawValue`.
-    static let count = 16
-
     /// Who caused it: the caller, a backend (or a version with none healthy), or the proxy's
     /// own limits.
     enum Origin: Sendable {
