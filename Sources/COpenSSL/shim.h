@@ -76,3 +76,25 @@ static inline int sy_tls_dns_name(X509 *cert, int index, char *out, int size) {
     GENERAL_NAMES_free(names);
     return found;
 }
+
+/* A client context for connections to backends: TLS 1.2 and up, no compression, no
+   renegotiation, record buffers released while idle, partial writes, and sessions handed to
+   `new_session` (which keeps them per backend address for resumption) instead of OpenSSL's
+   internal cache.
+   A backend that closes without close_notify (Python's ssl, many HTTP servers) ends the
+   connection like a plain end of file: otherwise OpenSSL reports a fatal error and marks the
+   session it got from that backend unusable. A response cut short is still caught by its
+   framing (Content-Length, chunked). Returns 0 on success. */
+static inline int sy_tls_configure_client(SSL_CTX *ctx, int (*new_session)(SSL *, SSL_SESSION *)) {
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) return -1;
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, new_session);
+    return 0;
+}
+
+/* SNI for a client connection (a macro in OpenSSL). */
+static inline int sy_tls_set_server_name(SSL *ssl, const char *name) {
+    return (int)SSL_set_tlsext_host_name(ssl, name);
+}

@@ -204,7 +204,7 @@ extension ControlPlane {
 /// Finished exchanges by outcome, summed over the workers (as of their last tick): the
 /// proxy's own answers and cut-off responses by `ProxyError` label, zero counts left out.
 func exchangesJSON(_ counters: ExchangeCounters) -> String {
-    func byLabel(_ counts: InlineArray<16, UInt64>) -> String {
+    func byLabel(_ counts: ProxyError.Counts) -> String {
         let fields = ProxyError.allCases.compactMap { error in
             counts[error.rawValue] == 0 ? nil : "\"\(error.label)\":\(counts[error.rawValue])"
         }

@@ -73,6 +73,9 @@ public struct ConfigLoader: Sendable {
         public var targets: [[SocketAddress]] = []
         /// "version \"v2\": endpoint ray-v2.internal:8000: <why>", one per endpoint left out.
         public var unresolved: [String] = []
+        /// `serverNames[version][target]`: the host of the endpoint each address came from
+        /// (the name a TLS backend's certificate is checked against).
+        public var serverNames: [[String]] = []
     }
 
     /// Whether resolving `versions` needs DNS (some endpoint is a name): numeric addresses are
@@ -91,11 +94,13 @@ public struct ConfigLoader: Sendable {
         var resolution = Resolution()
         for version in versions.versions {
             var addresses: [SocketAddress] = []
+            var names: [String] = []
             var failures: [String] = []
             for endpoint in version.endpoints {
                 do {
                     for address in try SocketAddress.resolve(host: endpoint.host, port: endpoint.port) where !addresses.contains(address) {
                         addresses.append(address)
+                        names.append(endpoint.host)
                     }
                 } catch {
                     failures.append("version \"\(version.name)\": endpoint \(endpoint): \(error)")
@@ -114,6 +119,7 @@ public struct ConfigLoader: Sendable {
                     """)
             }
             resolution.targets.append(addresses)
+            resolution.serverNames.append(names)
             resolution.unresolved += failures
         }
         return resolution

@@ -95,6 +95,7 @@ final class ControlPlane {
         self.prober = try HealthProber(answers: mailbox)
         try add(signalFD, .signals)
         try add(watcher.fd, .watcher)
+        try watcher.add(paths: state.upstreamFiles.paths)
         try add(mailbox.eventFD, .mailbox)
         try add(adminFD, .adminListener)
         try Syscall.armPeriodic(sweepTimerFD, intervalMs: 1000)
@@ -338,12 +339,25 @@ final class ControlPlane {
         distribute(publication)
         let split = publication.snapshot.versions.map { "\($0.name)=\($0.trafficPercentText)%" }.joined(separator: " ")
         logger.info("reloaded (\(trigger)): generation \(publication.snapshot.generation), \(split)")
+        for name in UpstreamFiles.unverified(state.versions) {
+            logger.warning("version \"\(name)\": tls.insecure_skip_verify is set: its backends' certificates are not checked")
+        }
     }
 
     /// Posts a publication to every worker and the current endpoints to the prober.
     private func distribute(_ publication: Publication) {
         for worker in workers { worker.mailbox.post(.publish(publication)) }
         updateProbes()
+        watchUpstreamFiles()
+    }
+
+    /// The CA bundles and upstream tokens the versions name are watched like the hot files.
+    private func watchUpstreamFiles() {
+        do {
+            try watcher.add(paths: state.upstreamFiles.paths)
+        } catch {
+            logger.warning("cannot watch the upstream TLS and token files (\(error)); SIGHUP reloads them")
+        }
     }
 
     // MARK: - Health
@@ -351,10 +365,14 @@ final class ControlPlane {
     /// Probes every address of every version that has health checks.
     private func updateProbes() {
         var targets: [ProbeTarget] = []
+        let upstreams = state.upstreamFiles.upstreams(state.versions, serverNames: state.serverNames)
         for (index, version) in state.versions.versions.enumerated() {
             guard let check = version.healthCheck else { continue }
-            for address in state.targets[index] {
-                targets.append(ProbeTarget(key: HealthBook.Key(version: version.name, address: address), check: check))
+            let upstream = upstreams[index]
+            for (target, address) in state.targets[index].enumerated() {
+                targets.append(ProbeTarget(
+                    key: HealthBook.Key(version: version.name, address: address), check: check,
+                    tls: upstream.tls, serverName: upstream.serverNames[target]))
             }
         }
         prober.probe(targets)

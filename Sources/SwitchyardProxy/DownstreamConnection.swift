@@ -8,7 +8,7 @@ import SwitchyardIO
 /// socket, its machine and two empty buffers.
 final class DownstreamConnection {
     /// The client's socket (or TLS on it), as bytes in and out.
-    let transport: ClientTransport
+    let transport: PeerTransport
     var fd: Int32 { transport.fd }
     var token: UInt64 = 0
     /// Bytes from the client: request heads, bodies, pipelined requests.
@@ -32,7 +32,7 @@ final class DownstreamConnection {
     /// The request being read or served: from the first byte of its head to its finish.
     var exchange: Exchange?
 
-    init(transport: ClientTransport, clientAddress: [UInt8], buffers: BufferPools, machine: H1ServerMachine, acceptedAt: UInt64) {
+    init(transport: PeerTransport, clientAddress: [UInt8], buffers: BufferPools, machine: H1ServerMachine, acceptedAt: UInt64) {
         self.transport = transport
         self.clientAddress = clientAddress
         self.input = ByteBuffer(pool: buffers.input)
@@ -45,8 +45,8 @@ final class DownstreamConnection {
 /// A connection to a backend, idle in its pool or serving one request. Its decisions are
 /// `machine`'s; this class holds the socket, the bytes, and the links.
 final class UpstreamConnection {
-    /// The backend's socket, as bytes in and out.
-    let transport: SocketTransport
+    /// The backend's socket, as bytes in and out (through TLS for an `https` endpoint).
+    let transport: PeerTransport
     var fd: Int32 { transport.fd }
     var token: UInt64 = 0
     let pool: UpstreamPool
@@ -61,9 +61,12 @@ final class UpstreamConnection {
     var downstream: DownstreamConnection?
     /// The response body: decoded in `input`, sent to the client (re-encoded if chunked).
     var responseBody = BodyRelay(.none)
+    /// The TCP connect is done and the TLS handshake is under way (the machine is still
+    /// `connecting`: no request byte goes out before the handshake ends).
+    var handshaking = false
 
-    init(fd: Int32, pool: UpstreamPool, connected: Bool, buffers: BufferPools, limits: HeadLimits) {
-        self.transport = SocketTransport(fd: fd)
+    init(transport: PeerTransport, pool: UpstreamPool, connected: Bool, buffers: BufferPools, limits: HeadLimits) {
+        self.transport = transport
         self.pool = pool
         self.machine = H1ClientMachine(connected: connected, limits: limits)
         self.input = ByteBuffer(pool: buffers.response)

@@ -46,6 +46,8 @@ final class Exchange {
     /// request sent once more on a fresh connection.
     var retries = 0
     var upstream: UpstreamConnection?
+    /// Why the last TLS handshake with a backend failed, for the 502 if no endpoint is left.
+    var tlsFailure: String?
 
     // The request
     var keepAlive = true
@@ -101,6 +103,7 @@ final class Exchange {
         endpoint = nil
         retries = 0
         upstream = nil
+        tlsFailure = nil
         keepAlive = true
         requestBody = BodyRelay(.none)
         generatedRequestID = false

@@ -93,10 +93,12 @@ struct ExchangeMachine {
         return .connectNext
     }
 
-    /// `connectNext` or `resend` found no endpoint to try.
-    mutating func noEndpointLeft() -> Action? {
+    /// `connectNext` or `resend` found no endpoint to try. `tlsFailed`: the last attempt got
+    /// a connection but its TLS handshake failed, which the answer says.
+    mutating func noEndpointLeft(tlsFailed: Bool = false) -> Action? {
         guard state == .connecting else { return nil }
-        return end(.respond(.upstreamConnectFailed), .rejected(.upstreamConnectFailed))
+        let error: ProxyError = tlsFailed ? .upstreamTLSFailed : .upstreamConnectFailed
+        return end(.respond(error), .rejected(error))
     }
 
     /// The backend's final response head is queued for the client at `offset`.

@@ -19,8 +19,8 @@ struct ExchangeCounters: Sendable {
     var tunnelled: UInt64 = 0
     var clientGone: UInt64 = 0
     /// Per `ProxyError.rawValue`: answered by the proxy, and cut short.
-    var rejected = InlineArray<16, UInt64>(repeating: 0)
-    var truncated = InlineArray<16, UInt64>(repeating: 0)
+    var rejected = ProxyError.Counts(repeating: 0)
+    var truncated = ProxyError.Counts(repeating: 0)
     /// Backend attempts after the first (next endpoint, resend), and bytes written.
     var retries: UInt64 = 0
     var bytesToClients: UInt64 = 0

@@ -43,6 +43,20 @@ final class FileWatcher {
 
     deinit { Syscall.close(fd) }
 
+    /// Watches more files (their directories); files already watched are skipped.
+    func add(paths: [String]) throws(SystemError) {
+        for path in paths {
+            let (directory, name) = Self.split(path)
+            guard filesByDirectory[directory]?.contains(name) != true else { continue }
+            filesByDirectory[directory, default: []].insert(name)
+            if let watch = directories.first(where: { $0.value == directory })?.key {
+                names[watch, default: []].insert(name)
+            } else if !unwatched.contains(directory) {
+                try watch(directory)
+            }
+        }
+    }
+
     private func watch(_ directory: String) throws(SystemError) {
         let watch = Int32(try Syscall.call("inotify_add_watch \(directory)") { Int(inotify_add_watch(fd, directory, Self.mask)) })
         names[watch, default: []].formUnion(filesByDirectory[directory] ?? [])

@@ -1,11 +1,15 @@
 import Glibc
 import SwitchyardIO
 import SwitchyardRouting
+import SwitchyardTLS
 
-/// One endpoint of one version to probe, and how.
-struct ProbeTarget: Sendable, Equatable {
+/// One endpoint of one version to probe, and how: over TLS, with the name to verify, for an
+/// `https` backend.
+struct ProbeTarget: Sendable {
     let key: HealthBook.Key
     let check: HealthCheck
+    var tls: TLSClientContext? = nil
+    var serverName = ""
 }
 
 /// Runs the active health checks on a thread of its own, with its own epoll loop: one probe
@@ -38,14 +42,17 @@ final class HealthProber: Sendable {
 /// The prober's loop: a non-blocking connect, one `GET`, one answer read per probe.
 private final class ProbeLoop {
     final class Probe {
-        let fd: Int32
+        let transport: PeerTransport
+        var fd: Int32 { transport.fd }
         let token: UInt64
         let deadline: UInt64
         var connected = false
+        /// Connected, TLS handshake not done yet.
+        var handshaking = false
         var received: [UInt8] = []
 
-        init(fd: Int32, token: UInt64, deadline: UInt64) {
-            self.fd = fd
+        init(transport: PeerTransport, token: UInt64, deadline: UInt64) {
+            self.transport = transport
             self.token = token
             self.deadline = deadline
         }
@@ -55,6 +62,8 @@ private final class ProbeLoop {
         var target: ProbeTarget
         var nextAt: UInt64
         var probe: Probe?
+        /// The endpoint's last TLS session, resumed by the next probe.
+        let sessions = TLSSessionSlot()
     }
 
     private let targets: Mailbox<[ProbeTarget]>
@@ -134,12 +143,23 @@ private final class ProbeLoop {
             slots[key] = slot
             return report(key, .failed("cannot connect (\(error))"))
         }
-        let probe = Probe(fd: fd, token: nextToken, deadline: now + UInt64(slot.target.check.timeoutMs))
+        let transport: PeerTransport
+        if let tls = slot.target.tls {
+            guard let connection = tls.connect(fd: fd, serverName: slot.target.serverName, sessions: slot.sessions) else {
+                Syscall.close(fd)
+                slots[key] = slot
+                return report(key, .failed("cannot start TLS"))
+            }
+            transport = .tls(connection)
+        } else {
+            transport = .plain(SocketTransport(fd: fd))
+        }
+        let probe = Probe(transport: transport, token: nextToken, deadline: now + UInt64(slot.target.check.timeoutMs))
         nextToken += 1
         do {
             try selector.register(fd, token: probe.token)
         } catch {
-            Syscall.close(fd)
+            transport.close()
             slots[key] = slot
             return report(key, .failed("cannot watch the connection (\(error))"))
         }
@@ -149,24 +169,30 @@ private final class ProbeLoop {
         if progress == .connected { advance(key) }
     }
 
-    /// Moves a probe on after an event: finish the connect and send the request, then read.
+    /// Moves a probe on after an event: finish the connect (and the TLS handshake), send the
+    /// request, then read.
     private func advance(_ key: HealthBook.Key) {
         guard let slot = slots[key], let probe = slot.probe else { return }
         if !probe.connected {
             let error = Socket.pendingError(probe.fd)
             guard error == 0 else { return conclude(key, .failed("cannot connect (\(SystemError("connect", errno: error)))")) }
             probe.connected = true
-            let request = Array("""
-                GET \(slot.target.check.path) HTTP/1.1\r\nHost: \(key.address)\r\nUser-Agent: switchyard-health-check\r\n\
-                Accept: */*\r\nConnection: close\r\n\r\n
-                """.utf8)
-            let sent = request.withUnsafeBytes { try? Syscall.write(probe.fd, $0.baseAddress!, $0.count) }
-            guard sent == .processed(request.count) else { return conclude(key, .failed("could not send the request")) }
+            probe.handshaking = probe.transport.isTLS
+            if !probe.handshaking { guard send(key, slot, probe) else { return } }
+        }
+        if probe.handshaking, let tls = probe.transport.tls {
+            do {
+                guard try tls.handshake() == .done else { return }
+            } catch {
+                return conclude(key, .failed("\(error)"))
+            }
+            probe.handshaking = false
+            guard send(key, slot, probe) else { return }
         }
         var chunk = [UInt8](repeating: 0, count: 4096)
         while probe.received.count < ProbeAnswer.maxBytes {
             let room = min(chunk.count, ProbeAnswer.maxBytes - probe.received.count)
-            let result = chunk.withUnsafeMutableBytes { try? Syscall.read(probe.fd, $0.baseAddress!, room) }
+            let result = chunk.withUnsafeMutableBytes { try? probe.transport.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<room])) }
             switch result {
             case .processed(0)?, nil:
                 return conclude(key, ProbeAnswer.evaluate(probe.received, closed: true) ?? .failed("closed the connection"))
@@ -178,6 +204,20 @@ private final class ProbeLoop {
             }
         }
         conclude(key, ProbeAnswer.evaluate(probe.received, closed: true) ?? .failed("sent an oversized answer"))
+    }
+
+    /// Sends the probe's request (small enough for one write); false when the probe ended.
+    private func send(_ key: HealthBook.Key, _ slot: Slot, _ probe: Probe) -> Bool {
+        let request = Array("""
+            GET \(slot.target.check.path) HTTP/1.1\r\nHost: \(key.address)\r\nUser-Agent: switchyard-health-check\r\n\
+            Accept: */*\r\nConnection: close\r\n\r\n
+            """.utf8)
+        let sent = request.withUnsafeBytes { try? probe.transport.write($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
+        guard sent == .processed(request.count) else {
+            conclude(key, .failed("could not send the request"))
+            return false
+        }
+        return true
     }
 
     private func conclude(_ key: HealthBook.Key, _ result: ProbeResult) {
@@ -195,6 +235,6 @@ private final class ProbeLoop {
     private func close(_ probe: Probe) {
         probing[probe.token] = nil
         selector.deregister(probe.fd)
-        Syscall.close(probe.fd)
+        probe.transport.close()
     }
 }

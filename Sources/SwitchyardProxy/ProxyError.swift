@@ -17,12 +17,19 @@ enum ProxyError: Int, CaseIterable, Sendable {
     case invalidToken
     case unknownVersion
     case upstreamConnectFailed
+    /// The TLS handshake with every endpoint tried failed (most often: a certificate the
+    /// proxy does not trust, or one for another name).
+    case upstreamTLSFailed
     case upstreamProtocolError
     case upstreamClosed
     case upstreamTimeout
     case tooManyConnections
     /// The version has no healthy endpoint (or its share fails by its `on_unhealthy` policy).
     case versionUnavailable
+
+    /// A count per case, indexed by `rawValue`, kept inline (no heap). Room for more cases than
+    /// there are: `ProxyErrorTests` checks that every case fits.
+    typealias Counts = InlineArray<24, UInt64>
 
     /// Who caused it: the caller, a backend (or a version with none healthy), or the proxy's
     /// own limits.
@@ -49,7 +56,7 @@ enum ProxyError: Int, CaseIterable, Sendable {
         case .requestTimeout: return 408
         case .uriTooLong: return 414
         case .headTooLarge, .tooManyHeaders: return 431
-        case .upstreamConnectFailed, .upstreamProtocolError, .upstreamClosed: return 502
+        case .upstreamConnectFailed, .upstreamTLSFailed, .upstreamProtocolError, .upstreamClosed: return 502
         case .tooManyConnections, .versionUnavailable: return 503
         case .upstreamTimeout: return 504
         case .httpVersionNotSupported: return 505
@@ -61,7 +68,7 @@ enum ProxyError: Int, CaseIterable, Sendable {
         case .malformedRequest, .headTooLarge, .tooManyHeaders, .uriTooLong, .httpVersionNotSupported,
              .methodNotAllowed, .requestTimeout, .missingToken, .invalidToken, .unknownVersion:
             return .client
-        case .upstreamConnectFailed, .upstreamProtocolError, .upstreamClosed, .upstreamTimeout, .versionUnavailable:
+        case .upstreamConnectFailed, .upstreamTLSFailed, .upstreamProtocolError, .upstreamClosed, .upstreamTimeout, .versionUnavailable:
             return .upstream
         case .tooManyConnections:
             return .internal
@@ -69,7 +76,7 @@ enum ProxyError: Int, CaseIterable, Sendable {
     }
 
     /// Whether the request, not sent yet, may still succeed on another endpoint.
-    var retryable: Bool { self == .upstreamConnectFailed }
+    var retryable: Bool { self == .upstreamConnectFailed || self == .upstreamTLSFailed }
 
     /// The `code` of the JSON body: part of the documented interface, so both 401 cases share one.
     var code: StaticString {
@@ -94,6 +101,7 @@ enum ProxyError: Int, CaseIterable, Sendable {
         case .invalidToken: return "invalid_token"
         case .unknownVersion: return "unknown_version"
         case .upstreamConnectFailed: return "upstream_connect_failed"
+        case .upstreamTLSFailed: return "upstream_tls_failed"
         case .upstreamProtocolError: return "upstream_protocol_error"
         case .upstreamClosed: return "upstream_closed"
         case .upstreamTimeout: return "upstream_timeout"

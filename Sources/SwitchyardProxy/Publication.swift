@@ -1,5 +1,6 @@
 import SwitchyardIO
 import SwitchyardRouting
+import SwitchyardTLS
 
 /// What the control thread posts to every worker: the routing snapshot plus each version's
 /// resolved backend addresses. Immutable and shared by all workers.
@@ -9,17 +10,33 @@ public final class Publication: Sendable {
     public let targets: [[SocketAddress]]
     /// Which endpoints to avoid or leave alone; the snapshot's plan is `health.plan`.
     let health: HealthRouting
+    /// How each version's backends are spoken to, besides their addresses.
+    let upstreams: [VersionUpstream]
 
     public convenience init(snapshot: RoutingSnapshot, targets: [[SocketAddress]]) {
-        self.init(snapshot: snapshot, targets: targets, health: HealthRouting(configured: snapshot.config))
+        self.init(
+            snapshot: snapshot, targets: targets, health: HealthRouting(configured: snapshot.config),
+            upstreams: targets.map { VersionUpstream(tls: nil, serverNames: $0.map { _ in "" }, authorization: nil) })
     }
 
-    init(snapshot: RoutingSnapshot, targets: [[SocketAddress]], health: HealthRouting) {
-        precondition(targets.count == snapshot.versions.count && health.avoided.count == targets.count)
+    init(snapshot: RoutingSnapshot, targets: [[SocketAddress]], health: HealthRouting, upstreams: [VersionUpstream]) {
+        precondition(targets.count == snapshot.versions.count && health.avoided.count == targets.count && upstreams.count == targets.count)
         self.snapshot = snapshot
         self.targets = targets
         self.health = health
+        self.upstreams = upstreams
     }
+}
+
+/// What a worker needs to reach one version's backends, besides their addresses.
+struct VersionUpstream: Sendable {
+    /// Set when they speak TLS.
+    let tls: TLSClientContext?
+    /// Per target address: the name sent as SNI and checked against the certificate.
+    let serverNames: [String]
+    /// `Authorization: Bearer <token>\r\n`, sent instead of the client's, when the version has
+    /// an upstream token.
+    let authorization: [UInt8]?
 }
 
 /// A worker's view of one publication: its own copy of the routing snapshot plus worker-local
@@ -34,6 +51,8 @@ final class WorkerRoutes {
     let pools: [[UpstreamPool]]
     /// `X-ANYSCALE-VERSION: <name>\r\n`, one per version.
     let versionHeaderLines: [[UInt8]]
+    /// Per version: the `Authorization` line its backends get instead of the client's, if any.
+    let authorizationLines: [[UInt8]?]
     /// The versions' names, for the access log.
     let versionNames: [[UInt8]]
     /// Round-robin cursor per version, for ties between equally loaded endpoints.
@@ -53,6 +72,7 @@ final class WorkerRoutes {
         self.stats = stats
         self.versionHeaderLines = snapshot.versions.map { Array("X-ANYSCALE-VERSION: \($0.name)\r\n".utf8) }
         self.versionNames = snapshot.versions.map { Array($0.name.utf8) }
+        self.authorizationLines = publication.upstreams.map(\.authorization)
         self.cursors = pools.map { _ in 0 }
     }
 
@@ -83,7 +103,19 @@ final class WorkerRoutes {
 
 /// Keep-alive connections to one backend address, owned by one worker.
 final class UpstreamPool {
+    /// What tells two pools apart: the address, and for TLS the context and server name.
+    struct Key: Hashable {
+        let address: SocketAddress
+        let tls: ObjectIdentifier?
+        let serverName: String
+    }
+
     let address: SocketAddress
+    /// Set for an `https` backend; `serverName` is its SNI and verified name.
+    let tls: TLSClientContext?
+    let serverName: String
+    /// The backend's last TLS session, offered when a new connection is made.
+    let sessions: TLSSessionSlot?
     /// `address` as text, for the access log.
     let addressText: [UInt8]
     /// Idle connections, most recently used last (reused first: least likely to have been
@@ -98,8 +130,11 @@ final class UpstreamPool {
     /// Failed connects in all, for `/metrics`.
     var connectFailures: UInt64 = 0
 
-    init(address: SocketAddress) {
+    init(address: SocketAddress, tls: TLSClientContext? = nil, serverName: String = "") {
         self.address = address
+        self.tls = tls
+        self.serverName = serverName
+        self.sessions = tls == nil ? nil : TLSSessionSlot()
         self.addressText = Array(address.description.utf8)
         idle.reserveCapacity(64)
     }

@@ -17,6 +17,10 @@ struct ReloadState {
     var versions: VersionsConfig
     var versionsBytes: [UInt8]
     var targets: [[SocketAddress]]
+    /// The endpoint host of each target, for TLS backends.
+    var serverNames: [[String]]
+    /// CA bundles and upstream tokens the versions name.
+    private(set) var upstreamFiles: UpstreamFiles
     /// Endpoints left out because their names did not resolve (shown in `/status`).
     var unresolved: [String]
     var tokens: TokenSet?
@@ -66,7 +70,10 @@ struct ReloadState {
         self.versionsBytes = versionsBytes
         let resolution = try loader.resolve(versions)
         self.targets = resolution.targets
+        self.serverNames = resolution.serverNames
         self.unresolved = resolution.unresolved
+        self.upstreamFiles = UpstreamFiles(versionsPath: loader.versionsPath)
+        _ = try upstreamFiles.load(versions)
         let tokens = try loader.loadTokens()
         self.tokens = tokens?.tokens
         self.tokensBytes = tokens?.bytes ?? []
@@ -76,8 +83,9 @@ struct ReloadState {
     /// Takes the addresses a re-resolution found for the current versions; a publication if
     /// they differ from the ones routed with.
     mutating func apply(_ resolution: ConfigLoader.Resolution) -> Publication? {
-        guard resolution.targets != targets || resolution.unresolved != unresolved else { return nil }
+        guard resolution.targets != targets || resolution.unresolved != unresolved || resolution.serverNames != serverNames else { return nil }
         targets = resolution.targets
+        serverNames = resolution.serverNames
         unresolved = resolution.unresolved
         return publish()
     }
@@ -90,7 +98,8 @@ struct ReloadState {
         let routing = health.routing(versions, targets: targets)
         publishedRouting = routing
         let snapshot = RoutingSnapshot(generation: generation, config: versions, tokens: tokens, plan: routing.plan)
-        return Publication(snapshot: snapshot, targets: targets, health: routing)
+        return Publication(
+            snapshot: snapshot, targets: targets, health: routing, upstreams: upstreamFiles.upstreams(versions, serverNames: serverNames))
     }
 
     /// Each version's state in the last publication, in the order of `versions`.
@@ -128,13 +137,20 @@ struct ReloadState {
             let (versions, bytes) = try loader.loadVersions()
             if bytes == versionsBytes {
                 pendingVersions = nil  // changed back before its names resolved
+                // The CA bundles and tokens it names may have changed on their own.
+                if try upstreamFiles.load(versions) {
+                    changed = true
+                    versionsResult = .ok
+                }
             } else if !loader.needsLookup(versions) {
                 // Numeric addresses only: nothing to wait for, published at once.
                 let resolution = try loader.resolve(versions)
+                _ = try upstreamFiles.load(versions)
                 pendingVersions = nil
                 self.versions = versions
                 self.versionsBytes = bytes
                 self.targets = resolution.targets
+                self.serverNames = resolution.serverNames
                 self.unresolved = resolution.unresolved
                 changed = true
                 versionsResult = .ok
@@ -177,9 +193,14 @@ struct ReloadState {
     mutating func versionsResolved(_ result: Result<ConfigLoader.Resolution, LoadError>) -> Publication? {
         guard let pending = pendingVersions else { return nil }
         pendingVersions = nil
+        var result = result
+        if case .success = result {
+            do { _ = try upstreamFiles.load(pending.versions) } catch { result = .failure(error) }
+        }
         switch result {
         case .success(let resolution):
             versions = pending.versions
+            serverNames = resolution.serverNames
             versionsBytes = pending.bytes
             targets = resolution.targets
             unresolved = resolution.unresolved

@@ -77,7 +77,7 @@ public enum Server {
         let adminBound = Socket.localAddress(adminFD)?.description ?? config.admin.description
         let split = state.versions.versions.map { "\($0.name)=\($0.trafficPercentText)%" }.joined(separator: " ")
         logger.info("service \(state.versions.service): \(split); auth \(state.tokens == nil ? "disabled" : "on")")
-        warnAboutExposure(loader: loader, tokens: state.tokens, admin: Socket.localAddress(adminFD) ?? adminAddress, logger: logger)
+        warnAboutExposure(loader: loader, tokens: state.tokens, versions: state.versions, admin: Socket.localAddress(adminFD) ?? adminAddress, logger: logger)
         // One line on stdout with the bound addresses (port 0 becomes a real port), for scripts.
         print("switchyard listening on \(clientAddresses.joined(separator: ", ")) with \(workerCount) workers; admin on \(adminBound)")
         fflush(nil)
@@ -88,7 +88,7 @@ public enum Server {
     static let demoToken = "demo-token-change-me"
 
     /// Settings that are fine on a laptop and dangerous anywhere else, said once at start.
-    private static func warnAboutExposure(loader: ConfigLoader, tokens: TokenSet?, admin: SocketAddress, logger: Logger) {
+    private static func warnAboutExposure(loader: ConfigLoader, tokens: TokenSet?, versions: VersionsConfig, admin: SocketAddress, logger: Logger) {
         if let tokens, Array(demoToken.utf8).withUnsafeBytes({ tokens.contains($0) }) {
             logger.warning("""
                 \(loader.server.auth.tokensFile ?? "the tokens file") contains the demo token "\(demoToken)": \
@@ -97,6 +97,9 @@ public enum Server {
         }
         if tokens == nil {
             logger.warning("auth.disabled is set: every client reaches every version without a token")
+        }
+        for name in UpstreamFiles.unverified(versions) {
+            logger.warning("version \"\(name)\": tls.insecure_skip_verify is set: its backends' certificates are not checked")
         }
         if !admin.isLoopback {
             logger.warning("""

@@ -55,7 +55,7 @@ struct VersionStats: Sendable {
     /// Exchanges that ended without a status (the client left, a response cut off, a tunnel).
     var withoutStatus: UInt64 = 0
     /// Proxy-made answers and cut-off responses, per `ProxyError.rawValue`.
-    var proxyErrors = InlineArray<16, UInt64>(repeating: 0)
+    var proxyErrors = ProxyError.Counts(repeating: 0)
     /// First head byte to finish.
     var duration = Histogram()
     /// Request handed to the backend to its first response byte.

@@ -5,9 +5,10 @@ import SwitchyardIO
 extension Worker {
     /// Writes the request head for the backend: the request line with the target in
     /// origin-form, end-to-end fields, a normalised Content-Length, and `X-Forwarded-*` /
-    /// `X-Request-Id`.
+    /// `X-Request-Id`. A version with an upstream token gets it as the only `Authorization`.
     func writeForwardedRequestHead(_ d: DownstreamConnection, _ x: Exchange, head: UnsafeRawBufferPointer, into out: ByteBuffer) {
         let request = d.machine.request
+        let upstreamAuthorization = x.routes?.authorizationLines[x.versionIndex]
         if !request.hostFromTarget {
             // method SP target SP HTTP/1.x CRLF, as received
             out.append(UnsafeRawBufferPointer(rebasing: head[0..<(Int(request.target.end) + 11)]))
@@ -38,7 +39,7 @@ extension Worker {
                 forwardedFor += 1
                 continue
             case .authorization:
-                if !settings.forwardAuthorization { continue }
+                if !settings.forwardAuthorization || upstreamAuthorization != nil { continue }
             case .other:
                 if request.hasConnectionOptions && Self.isNamedByConnection(field, fields: request.fields, head: head) { continue }
             default:
@@ -54,6 +55,7 @@ extension Worker {
             out.append("Content-Length: 0\r\n" as StaticString)
         }
         if request.upgrade { out.append("Connection: upgrade\r\n" as StaticString) }
+        if let upstreamAuthorization { out.append(upstreamAuthorization) }
         // X-Forwarded-For: earlier hops first, then this client.
         out.append("X-Forwarded-For: " as StaticString)
         if forwardedFor > 0 {

@@ -27,10 +27,13 @@ extension Worker {
 
     /// `retry_other_version`: an unpinned request whose version has no reachable endpoint
     /// (nothing sent yet) is routed once more, by the effective weights without that version.
+    /// Not between versions with different upstream tokens: the head written for one carries
+    /// its token, which the other's backends must never see.
     func connectOtherVersion(_ d: DownstreamConnection, _ x: Exchange) -> UpstreamConnection? {
         guard let routes = x.routes, x.route == .sampled, !x.rerouted,
               routes.snapshot.versions[x.versionIndex].retryOtherVersion,
-              let other = routes.snapshot.alternative(to: x.versionIndex, random: nextRandom()) else { return nil }
+              let other = routes.snapshot.alternative(to: x.versionIndex, random: nextRandom()),
+              routes.authorizationLines[other] == routes.authorizationLines[x.versionIndex] else { return nil }
         routes.stats[x.versionIndex].stats.started -= 1
         routes.stats[other].stats.routed()
         x.rerouted = true
@@ -39,7 +42,9 @@ extension Worker {
         return connectUpstream(d, x)
     }
 
-    /// Starts a non-blocking connect to `pool`'s address; nil if it failed at once.
+    /// Starts a non-blocking connect to `pool`'s address; nil if it failed at once. A TLS
+    /// backend's handshake starts when the connect completes (epoll reports a new socket
+    /// writable at once if it connected at once).
     private func openConnection(to pool: UpstreamPool) -> UpstreamConnection? {
         let fd: Int32
         let progress: Socket.ConnectProgress
@@ -49,13 +54,22 @@ extension Worker {
             recordConnectFailure(pool)
             return nil
         }
-        if progress == .connected { pool.ejection.connected() }
-        let u = UpstreamConnection(
-            fd: fd, pool: pool, connected: progress == .connected, buffers: buffers,
-            limits: settings.headLimits)
+        let transport: PeerTransport
+        if let tls = pool.tls, let sessions = pool.sessions {
+            guard let connection = tls.connect(fd: fd, serverName: pool.serverName, sessions: sessions) else {
+                Syscall.close(fd)
+                return nil
+            }
+            transport = .tls(connection)
+        } else {
+            transport = .plain(SocketTransport(fd: fd))
+        }
+        let ready = progress == .connected && pool.tls == nil
+        if ready { pool.ejection.connected() }
+        let u = UpstreamConnection(transport: transport, pool: pool, connected: ready, buffers: buffers, limits: settings.headLimits)
         guard let token = register(fd, .upstream(u)) else { return nil }
         u.token = token
-        let timeout = progress == .connected ? settings.timeouts.responseMs : settings.timeouts.connectMs
+        let timeout = ready ? settings.timeouts.responseMs : settings.timeouts.connectMs
         u.deadline = now + UInt64(timeout)
         return u
     }
@@ -102,8 +116,8 @@ extension Worker {
             case .connectNext:
                 if let u = x.upstream { dropUpstream(x, u) }
                 guard let u = connectUpstream(d, x) ?? connectOtherVersion(d, x) else {
-                    next = x.machine.noEndpointLeft()
-                    message = nil
+                    next = x.machine.noEndpointLeft(tlsFailed: x.tlsFailure != nil)
+                    message = x.tlsFailure
                     continue
                 }
                 next = flushToUpstream(d, x, u)
@@ -168,18 +182,17 @@ extension Worker {
         if readiness.contains(.readable) || readiness.contains(.hangup) { u.readable = true }
         let d = u.downstream
         switch u.state {
+        case .connecting where u.handshaking:
+            continueHandshake(u)
         case .connecting:
             guard readiness.contains(.writable) || readiness.contains(.hangup) else { return }
             if Socket.pendingError(u.fd) != 0 {
                 connectFailed(u)
+            } else if u.transport.isTLS {
+                u.handshaking = true
+                continueHandshake(u)
             } else {
-                u.pool.ejection.connected()
-                u.machine.connected()
-                u.deadline = now + UInt64(settings.timeouts.responseMs)
-                if let d, let x = d.exchange {
-                    upstreamReady(x, u)
-                    perform(d, x, flushToUpstream(d, x, u))
-                }
+                connectionReady(u)
             }
         case .idle:
             // Bytes or a close from a backend with no request outstanding: it cannot be trusted
@@ -189,9 +202,37 @@ extension Worker {
         case .awaitingHead, .streamingBody, .tunnel:
             if readiness.contains(.writable), let d, let x = d.exchange { perform(d, x, flushToUpstream(d, x, u)) }
         }
-        if u.readable && !u.closed { readUpstream(u) }
+        if u.readable && !u.closed && u.state != .connecting { readUpstream(u) }
         // The exchange may have ended: the client side reads on (pipelined requests, a close).
         if let d, !d.closed { serveDownstream(d) }
+    }
+
+    /// The connection can carry the request: TCP connected, and for TLS the handshake done.
+    private func connectionReady(_ u: UpstreamConnection) {
+        u.pool.ejection.connected()
+        u.machine.connected()
+        u.deadline = now + UInt64(settings.timeouts.responseMs)
+        if let d = u.downstream, let x = d.exchange {
+            upstreamReady(x, u)
+            perform(d, x, flushToUpstream(d, x, u))
+        }
+    }
+
+    /// Moves a backend's TLS handshake on; a failed one counts as a failed connect, and its
+    /// reason is what the client reads if no endpoint is left.
+    private func continueHandshake(_ u: UpstreamConnection) {
+        guard let tls = u.transport.tls else { return }
+        do {
+            guard try tls.handshake() == .done else { return }
+            u.handshaking = false
+            connectionReady(u)
+        } catch {
+            if let x = u.downstream?.exchange {
+                let name = u.pool.serverName
+                x.tlsFailure = "TLS handshake with \(u.pool.address)\(name.isEmpty || name == u.pool.address.host ? "" : " (\(name))") failed: \(error)"
+            }
+            connectFailed(u)
+        }
     }
 
     /// The connect failed or timed out before any request byte was sent: the endpoint is

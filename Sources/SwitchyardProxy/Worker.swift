@@ -78,7 +78,7 @@ final class Worker: @unchecked Sendable {
     var exchanges: ExchangePool
     var table: RegistrationTable<Registration>
     var routes: WorkerRoutes
-    var pools: [SocketAddress: UpstreamPool] = [:]
+    var pools: [UpstreamPool.Key: UpstreamPool] = [:]
     var random: FastRandom
     let buffers: BufferPools
     /// The monotonic clock, read once per wake-up: in ns for exchange timings, in ms for deadlines.
@@ -202,7 +202,7 @@ final class Worker: @unchecked Sendable {
                 continue
             }
             Socket.setNoDelay(fd)
-            let transport: ClientTransport
+            let transport: PeerTransport
             var firstWaitMs: UInt64?
             if let tls = listenerTLS[listenerFD] {
                 guard let connection = tls.accept(fd: fd) else {
@@ -294,15 +294,17 @@ final class Worker: @unchecked Sendable {
 
     /// Builds this worker's view of a publication, keeping pools of addresses that stay.
     private func makeRoutes(_ publication: Publication) -> WorkerRoutes {
-        var kept: [SocketAddress: UpstreamPool] = [:]
-        let versionPools = publication.targets.map { addresses in
-            addresses.map { address in
-                let pool = pools[address] ?? UpstreamPool(address: address)
-                kept[address] = pool
+        var kept: [UpstreamPool.Key: UpstreamPool] = [:]
+        let versionPools = zip(publication.targets, publication.upstreams).map { addresses, upstream in
+            addresses.enumerated().map { index, address in
+                let serverName = upstream.tls == nil ? "" : upstream.serverNames[index]
+                let key = UpstreamPool.Key(address: address, tls: upstream.tls.map(ObjectIdentifier.init), serverName: serverName)
+                let pool = pools[key] ?? UpstreamPool(address: address, tls: upstream.tls, serverName: serverName)
+                kept[key] = pool
                 return pool
             }
         }
-        for (address, pool) in pools where kept[address] == nil {
+        for (key, pool) in pools where kept[key] == nil {
             pool.retired = true
             for connection in pool.idle { closeUpstream(connection) }
             pool.idle.removeAll()

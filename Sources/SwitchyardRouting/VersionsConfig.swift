@@ -17,10 +17,16 @@ public struct VersionsConfig: Sendable, Equatable {
         /// Whether an unpinned request that finds no reachable endpoint here may be routed once
         /// more, to another version.
         public let retryOtherVersion: Bool
+        /// Set when its endpoints speak TLS.
+        public let tls: UpstreamTLS?
+        /// A file holding the token sent to its backends as `Authorization: Bearer <token>`
+        /// instead of the client's (as written, relative to the versions file).
+        public let upstreamTokenFile: String?
 
         public init(
             name: String, trafficBasisPoints: Int, endpoints: [Endpoint], healthCheck: HealthCheck? = nil,
-            onUnhealthy: UnhealthyPolicy = .redistribute, retryOtherVersion: Bool = false
+            onUnhealthy: UnhealthyPolicy = .redistribute, retryOtherVersion: Bool = false, tls: UpstreamTLS? = nil,
+            upstreamTokenFile: String? = nil
         ) {
             self.name = name
             self.trafficBasisPoints = trafficBasisPoints
@@ -28,6 +34,8 @@ public struct VersionsConfig: Sendable, Equatable {
             self.healthCheck = healthCheck
             self.onUnhealthy = onUnhealthy
             self.retryOtherVersion = retryOtherVersion
+            self.tls = tls
+            self.upstreamTokenFile = upstreamTokenFile
         }
 
         /// `traffic_percent` as written back in JSON (`30`, `12.5`, `0.25`).
@@ -188,8 +196,13 @@ public struct VersionsConfig: Sendable, Equatable {
             errors.append(error)
         }
         var endpoints: [Endpoint] = []
+        var tls: UpstreamTLS?
         do {
-            endpoints = try parseEndpoints(&reader, version: name.isEmpty ? path : name)
+            let tlsNode = reader.take("tls")
+            let configured = try tlsNode.map { node throws(ConfigError) in try UpstreamTLS.parse(node, file: file, path: "\(path).tls") }
+            let (parsed, scheme) = try parseEndpoints(&reader, version: name.isEmpty ? path : name)
+            endpoints = parsed
+            tls = try tlsSettings(configured: configured, node: tlsNode, scheme: scheme, reader: reader, version: name.isEmpty ? path : name)
         } catch {
             errors.append(error)
         }
@@ -207,14 +220,41 @@ public struct VersionsConfig: Sendable, Equatable {
         } catch {
             errors.append(error)
         }
+        var upstreamTokenFile: String?
+        do {
+            upstreamTokenFile = try reader.string("upstream_bearer_token_file")
+            if upstreamTokenFile?.isEmpty == true {
+                errors.append(reader.error(reader.node, "\(path).upstream_bearer_token_file must be a path to a file holding the token, not empty"))
+            }
+        } catch {
+            errors.append(error)
+        }
         do { try reader.finish() } catch { errors.append(error) }
         guard errors.count == before else { return nil }
         return Version(
             name: name, trafficBasisPoints: basisPoints, endpoints: endpoints, healthCheck: healthCheck,
-            onUnhealthy: onUnhealthy, retryOtherVersion: retryOtherVersion)
+            onUnhealthy: onUnhealthy, retryOtherVersion: retryOtherVersion, tls: tls, upstreamTokenFile: upstreamTokenFile)
     }
 
-    private static func parseEndpoints(_ reader: inout ObjectReader, version name: String) throws(ConfigError) -> [Endpoint] {
+    /// A version's TLS from its `tls` field and its endpoints' scheme, which must agree.
+    private static func tlsSettings(
+        configured: UpstreamTLS??, node: JSONNode?, scheme: EndpointText.Scheme, reader: ObjectReader, version name: String
+    ) throws(ConfigError) -> UpstreamTLS? {
+        switch (configured, scheme) {
+        case (nil, .https): return UpstreamTLS()
+        case (nil, _): return nil
+        case (.some(nil), .https):
+            throw reader.error(node ?? reader.node, "version \"\(name)\" has \"tls\": false but https:// endpoints; remove one of them")
+        case (.some(.some), .http):
+            throw reader.error(node ?? reader.node, "version \"\(name)\" has \"tls\" settings but http:// endpoints; write them https:// or host:port")
+        case (.some(let tls), _): return tls
+        }
+    }
+
+    /// The endpoints and their scheme, the same for all of them (`.none` when none is written).
+    private static func parseEndpoints(
+        _ reader: inout ObjectReader, version name: String
+    ) throws(ConfigError) -> ([Endpoint], EndpointText.Scheme) {
         guard let endpointsNode = reader.take("endpoints") else {
             throw reader.error(reader.node, """
                 version "\(name)" needs the field "endpoints": the "host:port" addresses of its backends \
@@ -234,16 +274,31 @@ public struct VersionsConfig: Sendable, Equatable {
                 """)
         }
         var endpoints: [Endpoint] = []
+        var scheme: EndpointText.Scheme?
         for endpointNode in endpointNodes {
-            guard case .string(let text) = endpointNode.value, let endpoint = Endpoint(parsing: text) else {
-                throw reader.error(endpointNode, "endpoint must be a string \"host:port\" or \"[v6]:port\" with a port from 1 to 65535")
+            guard case .string(let text) = endpointNode.value, let parsed = EndpointText(text) else {
+                throw reader.error(endpointNode, """
+                    endpoint must be a string "host:port", "[v6]:port" or "https://host[:port]" with a port from 1 to 65535
+                    """)
             }
+            let endpoint = parsed.endpoint
             guard !endpoints.contains(endpoint) else {
                 throw reader.error(endpointNode, "endpoint \(endpoint) is listed twice for version \"\(name)\"")
             }
+            let secure = parsed.scheme == .https
+            if let scheme, (scheme == .https) != secure {
+                throw reader.error(endpointNode, """
+                    version "\(name)" mixes https:// endpoints with plain ones; a version's endpoints all speak TLS or none do
+                    """)
+            }
+            switch parsed.scheme {
+            case .https: scheme = .https
+            case .http: if scheme != .https { scheme = .http }
+            case .none: if scheme == nil { scheme = EndpointText.Scheme.none }
+            }
             endpoints.append(endpoint)
         }
-        return endpoints
+        return (endpoints, scheme ?? .none)
     }
 
     /// Most endpoints (resolved addresses) per version: a request tracks the ones it tried

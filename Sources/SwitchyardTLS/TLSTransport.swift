@@ -31,7 +31,15 @@ public struct TLSTransport: Transport {
                 total += Int(count)
                 continue
             }
-            let outcome = try self.outcome(count, call: "SSL_read")
+            // Bytes read before an end or an error are delivered first; the end or the error
+            // shows again on the next call (OpenSSL keeps a connection's fatal error).
+            let outcome: IOResult
+            do {
+                outcome = try self.outcome(count, call: "SSL_read")
+            } catch {
+                if total > 0 { return .processed(total) }
+                throw error
+            }
             if total > 0 { return .processed(total) }
             return outcome
         }
@@ -123,4 +131,38 @@ public struct TLSTransport: Transport {
         SSL_free(ssl)
         Syscall.close(fd)
     }
+}
+
+extension TLSTransport {
+    public enum HandshakeStep: Sendable {
+        case done
+        /// Waiting for the peer's bytes, or for room in the socket.
+        case wantRead, wantWrite
+    }
+
+    /// Moves a client handshake on as far as the socket allows. A failure says why, with the
+    /// verification error when the certificate was refused.
+    public func handshake() throws(TLSError) -> HandshakeStep {
+        ERR_clear_error()
+        let result = SSL_do_handshake(ssl)
+        if result == 1 { return .done }
+        switch SSL_get_error(ssl, result) {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        case SSL_ERROR_SYSCALL where ERR_peek_error() == 0:
+            let code = errno
+            throw TLSError(code == 0 ? "the backend closed the connection during the TLS handshake"
+                                     : "the TLS handshake failed: \(String(cString: strerror(code)))")
+        default:
+            let verdict = SSL_get_verify_result(ssl)
+            if verdict != X509_V_OK {
+                ERR_clear_error()
+                throw TLSError("the backend's certificate was refused: \(String(cString: X509_verify_cert_error_string(verdict)))")
+            }
+            throw TLSError.queued("the TLS handshake failed")
+        }
+    }
+
+    /// Whether the handshake resumed an earlier session.
+    public var resumedSession: Bool { SSL_session_reused(ssl) == 1 }
 }

@@ -59,6 +59,8 @@ struct Check: ParsableCommand {
             let loader = try ConfigLoader(configPath: options.config)
             let (versions, _) = try loader.loadVersions()
             let resolution = try loader.resolve(versions)
+            var upstreamFiles = UpstreamFiles(versionsPath: loader.versionsPath)
+            try upstreamFiles.load(versions)
             let tokens = try loader.loadTokens()
             let server = loader.server
             print("config:   \(options.config) ok")
@@ -67,7 +69,16 @@ struct Check: ParsableCommand {
             print("service:  \(versions.service) (\(loader.versionsPath))")
             for version in versions.versions {
                 let share = version.trafficBasisPoints == 0 ? "0% (dark: pinned traffic only)" : "\(version.trafficPercentText)%"
-                print("  \(version.name): \(share) -> \(version.endpoints.map(\.description).joined(separator: ", "))")
+                let scheme = version.tls == nil ? "" : "https://"
+                print("  \(version.name): \(share) -> \(version.endpoints.map { scheme + $0.description }.joined(separator: ", "))")
+                if let tls = version.tls {
+                    let trust = tls.insecureSkipVerify ? "certificates NOT verified (insecure_skip_verify)"
+                        : "certificates verified against \(tls.caFile.map(upstreamFiles.path) ?? "the system's CAs")"
+                    print("    TLS to backends: \(trust)\(tls.serverName.map { ", server name \($0)" } ?? "")")
+                }
+                if let file = version.upstreamTokenFile {
+                    print("    backends get the token in \(upstreamFiles.path(file)), not the client's")
+                }
                 let health = version.healthCheck.map {
                     "GET \($0.path) every \($0.intervalMs) ms, unhealthy after \($0.unhealthyThreshold) failures"
                 } ?? "no health check"

@@ -161,7 +161,7 @@ import Testing
         let labels = ProxyError.allCases.map { "\($0.label)" }
         #expect(Set(labels).count == labels.count)
         #expect(ProxyError.allCases.allSatisfy { (400...599).contains($0.status) })
-        #expect(ProxyError.allCases.count == ExchangeCounters().rejected.count, "a counter slot per error")
+        #expect(ProxyError.allCases.count <= ProxyError.Counts.count, "a counter slot per error")
     }
 
     @Test func clientErrorsCloseTheConnectionExceptAnUnknownVersion() {

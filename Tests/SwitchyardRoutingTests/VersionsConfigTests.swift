@@ -252,3 +252,58 @@ func versionsError(_ text: String) -> ConfigError? {
         }
     }
 }
+
+@Suite struct UpstreamTLSConfigTests {
+    private func version(_ endpoints: String, _ fields: String = "") throws(ConfigError) -> VersionsConfig.Version {
+        let extra = fields.isEmpty ? "" : ", \(fields)"
+        return try parseVersions("""
+            [{"name": "v1", "traffic_percent": 100, "endpoints": [\(endpoints)]\(extra)}]
+            """).versions[0]
+    }
+
+    @Test func anHTTPSEndpointMeansTLSWithTheDefaults() throws {
+        let plain = try version(#""10.0.0.1:8000""#)
+        #expect(plain.tls == nil)
+        let secure = try version(#""https://svc.example.com", "https://[::1]:8443/""#)
+        #expect(secure.tls == UpstreamTLS())
+        #expect(secure.endpoints == [Endpoint(host: "svc.example.com", port: 443), Endpoint(host: "::1", port: 8443)])
+        #expect(try version(#""http://ray-head""#).endpoints == [Endpoint(host: "ray-head", port: 80)])
+    }
+
+    @Test func tlsSettingsApplyToHostPortEndpoints() throws {
+        let configured = try version(#""10.0.0.1:8443""#, #""tls": {"ca_file": "ca.pem", "server_name": "v1.internal"}"#)
+        #expect(configured.tls == UpstreamTLS(caFile: "ca.pem", serverName: "v1.internal"))
+        #expect(try version(#""10.0.0.1:8443""#, #""tls": true"#).tls == UpstreamTLS())
+        #expect(try version(#""10.0.0.1:8443""#, #""tls": {"insecure_skip_verify": true}"#).tls?.insecureSkipVerify == true)
+        #expect(try version(#""10.0.0.1:8000""#, #""tls": false"#).tls == nil)
+    }
+
+    @Test func anUpstreamTokenFileIsRead() throws {
+        #expect(try version(#""h:1""#, #""upstream_bearer_token_file": "secrets/v1""#).upstreamTokenFile == "secrets/v1")
+        #expect(try version(#""h:1""#).upstreamTokenFile == nil)
+    }
+
+    @Test(arguments: [
+        (#""https://a:1", "b:2""#, "", "mixes https:// endpoints with plain ones"),
+        (#""b:2", "https://a:1""#, "", "mixes https:// endpoints with plain ones"),
+        (#""https://a:1""#, #""tls": false"#, #"has "tls": false but https:// endpoints"#),
+        (#""http://a:1""#, #""tls": true"#, #"has "tls" settings but http:// endpoints"#),
+        (#""a:1""#, #""tls": "yes""#, "must be true (verify against the system's CAs), false, or an object"),
+        (#""a:1""#, #""tls": {"ca_file": ""}"#, "ca_file must be a path"),
+        (#""a:1""#, #""tls": {"server_name": "a b"}"#, "is not a host name"),
+        (#""a:1""#, #""tls": {"insecure_skip_verify": true, "ca_file": "c"}"#, "ca_file has no effect"),
+        (#""a:1""#, #""tls": {"verify": false}"#, "unknown field \"verify\""),
+        (#""https://""#, "", "endpoint must be a string"),
+        (#""https://a:0""#, "", "endpoint must be a string"),
+        (#""ftp://a:1""#, "", "endpoint must be a string"),
+        (#""a:1""#, #""upstream_bearer_token_file": """#, "upstream_bearer_token_file must be a path"),
+        (#""a:1""#, #""upstream_bearer_token_file": 7"#, "must be a string"),
+    ])
+    func mistakesAreNamed(endpoints: String, fields: String, expected: String) {
+        let extra = fields.isEmpty ? "" : ", \(fields)"
+        let error = versionsError("""
+            [{"name": "v1", "traffic_percent": 100, "endpoints": [\(endpoints)]\(extra)}]
+            """)
+        #expect(error?.description.contains(expected) == true, "\(String(describing: error))")
+    }
+}

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -78,9 +79,15 @@ class UvicornBackend:
 class RecordingBackend:
     """A Python HTTP/1.1 server that records every request it receives."""
 
-    def __init__(self, name="rec", port=0):
+    def __init__(self, name="rec", port=0, tls=None):
+        """`tls`: (cert file, key file) to serve HTTPS; each connection's handshake is then
+        recorded in `handshakes` (True when it resumed a session)."""
         self.name = name
         self.requests = []
+        self.handshakes = []
+        # Set to answer every request with `Connection: close` (each request then needs a
+        # new connection from the proxy).
+        self.close_each = False
         # What `GET /-/healthz` answers (Ray Serve's health route): "ok" (200) or "draining"
         # (Ray's 503 "This node is being drained."). Probes are counted, not recorded.
         self.healthz = "ok"
@@ -93,6 +100,21 @@ class RecordingBackend:
 
             def log_message(self, *args):
                 pass
+
+            def handle(self):
+                if tls:
+                    try:
+                        self.connection.do_handshake()
+                    except (ssl.SSLError, OSError):
+                        return
+                    backend.handshakes.append(self.connection.session_reused)
+                super().handle()
+
+            def end_headers(self):
+                if backend.close_each:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                super().end_headers()
 
             def handle_one(self):
                 if self.path == "/-/healthz":
@@ -143,6 +165,11 @@ class RecordingBackend:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            # The handshake runs in the connection's thread (`handle`), not in accept.
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -1,10 +1,10 @@
 import SwitchyardIO
 import SwitchyardTLS
 
-/// A client connection's bytes: plain on a plain listener, TLS on a TLS listener. An enum
-/// rather than a protocol existential, so the request path's calls stay direct (one branch)
-/// and specialise as before for plain sockets.
-enum ClientTransport: Transport {
+/// A connection's bytes, plain or TLS: a client's on a plain or TLS listener, a backend's for an
+/// `http` or `https` endpoint. An enum rather than a protocol existential, so the request path's
+/// calls stay direct (one branch) and specialise as before for plain sockets.
+enum PeerTransport: Transport {
     case plain(SocketTransport)
     case tls(TLSTransport)
 
@@ -18,6 +18,11 @@ enum ClientTransport: Transport {
     var isTLS: Bool {
         if case .tls = self { return true }
         return false
+    }
+
+    var tls: TLSTransport? {
+        if case .tls(let tls) = self { return tls }
+        return nil
     }
 
     @inline(__always)
