@@ -7,8 +7,8 @@ RELEASE   := .build/release/switchyard
 DEBUG     := .build/debug/switchyard
 SUDO      := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Build: libnghttp2-dev, libssl-dev, pkg-config. Tests: curl, wrk, python3 (via pip: pytest,
-# uvicorn, the server Ray Serve runs, prometheus_client, whose parser reads /metrics, and
-# pyyaml, which reads `switchyard status`).
+# uvicorn, the server Ray Serve runs, prometheus_client, whose parser reads /metrics,
+# pyyaml, which reads `switchyard status`, and sslyze, which scans the TLS listener).
 DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk openssl
 
 .PHONY: all deps bench-deps build run demo test unit-test integration-test check bench micro-bench fuzz sanitize clean
@@ -21,7 +21,7 @@ deps:
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@python3 -c "import pytest, uvicorn, prometheus_client, yaml" 2>/dev/null || python3 -m pip install -q pytest uvicorn prometheus_client pyyaml
+	@python3 -c "import pytest, uvicorn, prometheus_client, yaml, sslyze" 2>/dev/null || python3 -m pip install -q pytest uvicorn prometheus_client pyyaml sslyze
 
 build: deps
 	$(SWIFT) build -c release

@@ -17,7 +17,9 @@ static inline int sy_tls_configure_server(SSL_CTX *ctx, int min_tls13) {
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
-    /* Mozilla "intermediate": AEAD suites with forward secrecy only (TLS 1.3 suites are all AEAD). */
+    /* Mozilla "intermediate": key exchange on X25519, P-256 and P-384 only, and AEAD suites
+       with forward secrecy only (TLS 1.3 suites are all AEAD). */
+    if (SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") != 1) return -1;
     if (SSL_CTX_set_cipher_list(ctx,
             "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
             "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") != 1) return -1;

@@ -266,3 +266,29 @@ def test_tls_connections_over_the_limit_are_closed_and_counted(recorder, proxy, 
     finally:
         for conn in held:
             conn.close()
+
+
+def test_sslyze_finds_no_weak_protocol_cipher_or_renegotiation(recorder, proxy, tmp_path):
+    """A scan by sslyze against Mozilla's "intermediate" configuration: the only finding allowed
+    is the test certificate's trust (self-signed, made for this run)."""
+    backend = recorder("v1")
+    extra, _, _ = tls_listener(str(tmp_path))
+    server = proxy([("v1", 100, [backend.address])], extra=extra)
+    report = os.path.join(str(tmp_path), "sslyze.json")
+    scan = subprocess.run(["python3", "-m", "sslyze", f"127.0.0.1:{tls_port(server)}", "--mozilla_config=intermediate",
+                           "--json_out", report], capture_output=True, text=True, timeout=300)
+    compliance = scan.stdout.partition("COMPLIANCE AGAINST TLS CONFIGURATION")[2]
+    findings = [line.strip() for line in compliance.splitlines() if line.strip().startswith("* ")]
+    assert findings == ["* certificate_path_validation: Certificate path validation failed for CN=a.test."], scan.stdout
+    with open(report) as f:
+        result = json.load(f)["server_scan_results"][0]["scan_result"]
+    for protocol in ("ssl_2_0", "ssl_3_0", "tls_1_0", "tls_1_1"):
+        assert result[f"{protocol}_cipher_suites"]["result"]["accepted_cipher_suites"] == [], protocol
+    for protocol in ("tls_1_2", "tls_1_3"):
+        names = [suite["cipher_suite"]["name"] for suite in result[f"{protocol}_cipher_suites"]["result"]["accepted_cipher_suites"]]
+        assert names and all("GCM" in name or "CHACHA20" in name for name in names), names
+        assert protocol == "tls_1_3" or all(name.startswith("TLS_ECDHE_") for name in names), names
+    renegotiation = result["session_renegotiation"]["result"]
+    assert renegotiation["is_vulnerable_to_client_renegotiation_dos"] is False
+    assert result["tls_compression"]["result"]["supports_compression"] is False
+    assert result["heartbleed"]["result"]["is_vulnerable_to_heartbleed"] is False
