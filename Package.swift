@@ -56,6 +56,7 @@ let package = Package(
         .testTarget(name: "SwitchyardIOTests", dependencies: ["SwitchyardIO"]),
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting"]),
+        .testTarget(name: "SwitchyardTLSTests", dependencies: ["SwitchyardTLS"]),
         .testTarget(name: "SwitchyardProxyTests", dependencies: ["SwitchyardProxy", "SwitchyardHTTP", "SwitchyardIO", "SwitchyardTesting"]),
     ]
 )

@@ -2,6 +2,9 @@
 #include <openssl/err.h>
 #include <openssl/opensslv.h>
 #include <openssl/x509v3.h>
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/rand.h>
 #include <string.h>
 
 /* OpenSSL's settings are macros with arguments, which Swift does not import; these are the
@@ -10,8 +13,8 @@
 /* A server context with the defaults a security review accepts: TLS 1.2 or 1.3 and up, no
    compression, no renegotiation, the server's cipher order, record buffers released while a
    connection is idle, partial writes (a non-blocking socket), and no server-side session
-   cache (session tickets resume instead, with keys shared by every worker through the one
-   context). Returns 0 on success. */
+   cache (session tickets resume instead, sealed with keys the whole process shares: see
+   TicketKeys.swift). Returns 0 on success. */
 static inline int sy_tls_configure_server(SSL_CTX *ctx, int min_tls13) {
     if (SSL_CTX_set_min_proto_version(ctx, min_tls13 ? TLS1_3_VERSION : TLS1_2_VERSION) != 1) return -1;
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
@@ -99,4 +102,17 @@ static inline int sy_tls_configure_client(SSL_CTX *ctx, int (*new_session)(SSL *
 /* SNI for a client connection (a macro in OpenSSL). */
 static inline int sy_tls_set_server_name(SSL *ssl, const char *name) {
     return (int)SSL_set_tlsext_host_name(ssl, name);
+}
+
+/* Sets up the cipher (AES-256-CBC) and MAC (HMAC-SHA256) that seal or open one session ticket,
+   with a 32-byte key for each and the ticket's IV. Returns 1 on success. */
+static inline int sy_tls_ticket_init(EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, const unsigned char *aes_key,
+                                     const unsigned char *hmac_key, const unsigned char *iv, int encrypt) {
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)hmac_key, 32);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_CTX_set_params(mac, params) != 1) return 0;
+    if (encrypt) return EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, aes_key, iv) == 1;
+    return EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, aes_key, iv) == 1;
 }

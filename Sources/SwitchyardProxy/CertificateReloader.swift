@@ -17,6 +17,7 @@ struct CertificateReloader {
     }
 
     private(set) var listeners: [Listener] = []
+    var hasListeners: Bool { !listeners.isEmpty }
     /// Contexts replaced by a reload. Connections accepted with one may still be in their
     /// handshake, whose SNI callback points at it, so they are kept for the process's life
     /// (a few KiB per certificate change).

@@ -172,6 +172,9 @@ final class ControlPlane {
                     Syscall.drainCounter(sweepTimerFD)
                     if !watcher.unwatched.isEmpty, rewatch() { reload(trigger: "watch restored") }
                     closeStalledAdminConnections()
+                    if certificates.hasListeners, TicketKeys.shared.rotateIfDue(nowMs: Clock.nowMs()) {
+                        logger.info("rotated the TLS session ticket key (the previous one still resumes sessions)")
+                    }
                 case .adminListener: acceptAdmin()
                 case .admin(let connection): serveAdmin(connection, token: token)
                 }

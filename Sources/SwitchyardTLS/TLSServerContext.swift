@@ -6,8 +6,9 @@ import SwitchyardIO
 /// the SNI name against each certificate's names (RFC 6125 wildcards, `X509_check_host`); the
 /// first certificate is the default when SNI is absent or matches none.
 ///
-/// One object is shared by every worker: `SSL_new` on a configured context is thread-safe, and
-/// one context means one set of session-ticket keys, so a session resumes on any worker.
+/// One object is shared by every worker (`SSL_new` on a configured context is thread-safe);
+/// session tickets are sealed with the process's `TicketKeys`, so a session resumes on any
+/// worker and after a certificate reload.
 /// Immutable after `init`, hence `@unchecked Sendable`.
 public final class TLSServerContext: @unchecked Sendable {
     public struct Certificate: Sendable, Equatable {
@@ -98,7 +99,8 @@ public final class TLSServerContext: @unchecked Sendable {
             SSL_CTX_free(context)
             return TLSError.queued(what)
         }
-        guard sy_tls_configure_server(context, minimumTLS13 ? 1 : 0) == 0 else { throw fail("cannot apply the TLS settings") }
+        guard sy_tls_configure_server(context, minimumTLS13 ? 1 : 0) == 0,
+              SSL_CTX_set_tlsext_ticket_key_evp_cb(context, ticketKeyCallback) == 1 else { throw fail("cannot apply the TLS settings") }
         // The key first: set after the certificate, a key that does not match would be refused
         // as "unreadable"; this way the check below names the real problem.
         guard SSL_CTX_use_PrivateKey_file(context, certificate.keyFile, SSL_FILETYPE_PEM) == 1 else {

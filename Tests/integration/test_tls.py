@@ -248,6 +248,18 @@ def test_sessions_resume_on_any_worker(recorder, proxy, tmp_path):
                                 input="", capture_output=True, text=True, timeout=20).stdout
         reused += "Reused, TLSv1.2" in output
     assert reused == 8
+    # Tickets are sealed with the process's keys, not the certificate's context: a session
+    # still resumes after the certificates are reloaded.
+    make_certificate(str(tmp_path), "a-next", ["a.test", "*.a.test"])
+    os.rename(tmp_path / "a-next.key", tmp_path / "a.key")
+    os.rename(tmp_path / "a-next.pem", tmp_path / "a.pem")
+    deadline = time.time() + 10
+    while "reloaded" not in server.log() or "TLS certificate" not in server.log():
+        assert time.time() < deadline, server.log()
+        time.sleep(0.1)
+    output = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-sess_in", session],
+                            input="", capture_output=True, text=True, timeout=20).stdout
+    assert "Reused, TLSv1.2" in output
 
 
 def test_tls_connections_over_the_limit_are_closed_and_counted(recorder, proxy, tmp_path):
