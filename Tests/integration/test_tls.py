@@ -22,6 +22,30 @@ def make_certificate(directory, name, names, days=2):
     return cert, key
 
 
+def make_expired_certificate(directory, name, host):
+    """A certificate for `host` that expired yesterday (the openssl CLI cannot date one in the
+    past, so the `cryptography` package, which sslyze brings, makes it): (cert, key)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=3))
+                   .not_valid_after(now - datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+                   .sign(key, hashes.SHA256()))
+    cert, key_file = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
+    with open(cert, "wb") as f:
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+    with open(key_file, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert, key_file
+
+
 def tls_listener(tmp_path, **settings):
     a_cert, a_key = make_certificate(tmp_path, "a", ["a.test", "*.a.test"])
     b_cert, b_key = make_certificate(tmp_path, "b", ["b.test"])
@@ -155,6 +179,9 @@ def test_bad_certificates_stop_the_start_with_the_file_named(tmp_path, demo):
     assert missing.returncode != 0 and "listeners[0].tls" in missing.stderr and "missing.pem" in missing.stderr
     old = start({"certificates": [{"cert_file": "good.pem", "key_file": "good.key"}], "min_version": "1.1"})
     assert old.returncode != 0 and 'min_version must be "1.2" or "1.3"' in old.stderr
+    make_expired_certificate(str(tmp_path), "expired", "good.test")
+    expired = start({"certificates": [{"cert_file": "expired.pem", "key_file": "expired.key"}]})
+    assert expired.returncode != 0 and "expired.pem: the certificate has expired" in expired.stderr
 
 
 def serial_of(port, host="a.test"):
@@ -229,6 +256,16 @@ def test_certificates_rotate_by_rename_under_load_and_a_bad_one_is_kept_out(reco
     assert "does not belong to the certificate" in server.status()["tls"][0]["error"]
     assert serial_of(port) == rotated
     assert "the certificates loaded before stay in use" in server.log()
+    # So does an expired pair.
+    (tmp_path / "expired").mkdir()
+    expired_cert, expired_key = make_expired_certificate(str(tmp_path / "expired"), "a", "a.test")
+    os.rename(expired_key, tmp_path / "a.key")
+    os.rename(expired_cert, tmp_path / "a.pem")
+    deadline = time.time() + 5
+    while "has expired" not in (server.status()["tls"][0]["error"] or "") and time.time() < deadline:
+        time.sleep(0.1)
+    assert "a.pem: the certificate has expired" in server.status()["tls"][0]["error"]
+    assert serial_of(port) == rotated
     metrics = __import__("harness").http_get(server.admin_port, "/metrics")[2].decode()
     assert re.search(r'switchyard_tls_certificate_expiry_seconds\{cert_file=".*a\.pem"\} \d+', metrics)
 
