@@ -118,6 +118,19 @@ def run_wrk(port, path, connections, duration, close=False, scheme="http"):
     }
 
 
+FULL_HANDSHAKES = "full"
+
+
+def run_s_time(port, path, duration):
+    """`openssl s_time -new`: full handshakes one after another, each with a request."""
+    started = time.monotonic()
+    output = subprocess.run(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(duration),
+                             "-www", path], capture_output=True, text=True).stdout
+    elapsed = time.monotonic() - started
+    connections = int(re.search(r"(\d+) connections in [\d.]+ real seconds", output).group(1))
+    return {"requests": connections, "rps": connections / elapsed, "p50": 0.0, "p99": 0.0, "errors": ""}
+
+
 def parse_latency(text):
     """wrk prints 812.00us, 1.23ms or 2.00s; returns milliseconds."""
     number, unit = re.match(r"([\d.]+)(\w+)", text).groups()
@@ -136,7 +149,10 @@ def measure(target, path, connections, duration, close=False, tls=False):
     sampler = threading.Thread(target=sample_rss)
     sampler.start()
     user0, system0 = target.cpu_seconds()
-    result = run_wrk(target.tls_port if tls else target.port, path, connections, duration, close, "https" if tls else "http")
+    if tls == FULL_HANDSHAKES:
+        result = run_s_time(target.tls_port, path, duration)
+    else:
+        result = run_wrk(target.tls_port if tls else target.port, path, connections, duration, close, "https" if tls else "http")
     user1, system1 = target.cpu_seconds()
     done.set()
     sampler.join()
@@ -199,7 +215,10 @@ SCENARIOS = [
     # hard descriptor limit on this machine is 20,000 per process.
     ("9,000 keep-alive connections", "/", 9000, False, False),
     ("TLS, small response, keep-alive, 64 connections", "/", 64, False, True),
-    ("TLS, new connection (full handshake) per request, 64 clients", "/", 64, True, True),
+    # wrk resumes the session on every reconnect after the first (TLS 1.3 tickets).
+    ("TLS, new connection per request (session resumed), 64 clients", "/", 64, True, True),
+    # `openssl s_time -new`: one client, a full handshake per connection, answered 401 (no token).
+    ("TLS, full handshake per connection, one client", "/", 1, True, FULL_HANDSHAKES),
 ]
 
 
@@ -286,7 +305,7 @@ def main():
                     print(f"   round {round_index + 1} {target.name:13} {result['rps']:>10.0f} req/s "
                           f"p99 {result['p99']:.2f} ms {result['errors']}", file=sys.stderr)
             syscalls = {}
-            if not args.no_strace:
+            if not args.no_strace and tls != FULL_HANDSHAKES:
                 for target in targets:
                     syscalls[target.name] = syscalls_per_request(target, path, min(connections, 64), close, tls=tls)
             report += table(name, runs, syscalls, connections)
@@ -323,7 +342,8 @@ def table(name, runs, syscalls, connections):
     for target, m in median.items():
         proxy = target != "backend alone"
         lines.append(
-            f"| {target} | {m['rps']:,.0f} | {m['p50']:.2f} | {m['p99']:.2f} | "
+            f"| {target} | {m['rps']:,.0f} | "
+            + (f"{m['p50']:.2f} | {m['p99']:.2f} | " if m["p99"] else "– | – | ")
             + (f"{m['user_us']:.2f} | {m['sys_us']:.2f} | " if proxy else "– | – | ")
             + (f"{syscalls[target]:.2f} | " if syscalls.get(target) else "– | ")
             # Per connection only where connections dominate memory (not buffer pools and arenas).

@@ -89,7 +89,12 @@ public struct UpstreamFiles: Sendable {
     func upstreams(_ versions: VersionsConfig, serverNames: [[String]]) -> [VersionUpstream] {
         zip(versions.versions, serverNames).map { version, names in
             VersionUpstream(
-                tls: version.tls.flatMap { contexts[$0]?.context },
+                // `load` made a context for every TLS setting of these versions; a version
+                // without one must never fall back to plain text.
+                tls: version.tls.map { tls in
+                    guard let context = contexts[tls]?.context else { preconditionFailure("no TLS context loaded for version \(version.name)") }
+                    return context
+                },
                 serverNames: version.tls?.serverName.map { name in names.map { _ in name } } ?? names,
                 authorization: version.upstreamTokenFile.flatMap { tokens[$0]?.line })
         }

@@ -51,8 +51,12 @@ public final class TicketKeys: @unchecked Sendable {
     /// The ticket key callback's answer (OpenSSL's contract): sealing always uses the current
     /// key (1); opening finds the key by name: 1 for the current key, 2 for the previous one
     /// (the session gets a new ticket), 0 for none (a full handshake), -1 on an error.
+    ///
+    /// With `renewAlways` (TLS 1.3) an opened ticket always asks for a new one: OpenSSL 3.0
+    /// sends a NewSessionTicket after a resumption only then, and a TLS 1.3 client uses each
+    /// ticket once (RFC 8446 §C.4), so without it every other reconnect was a full handshake.
     func ticket(name: UnsafeMutablePointer<UInt8>, iv: UnsafeMutablePointer<UInt8>, cipher: OpaquePointer?,
-                mac: OpaquePointer?, encrypt: Bool) -> Int32 {
+                mac: OpaquePointer?, encrypt: Bool, renewAlways: Bool) -> Int32 {
         lock.withLock {
             if encrypt {
                 guard RAND_bytes(iv, 16) == 1 else { return -1 }
@@ -62,7 +66,7 @@ public final class TicketKeys: @unchecked Sendable {
             let found = lookup(UnsafeRawBufferPointer(start: name, count: 16))
             guard found != 0 else { return 0 }
             let key = found == 1 ? current : previous!
-            return seal(key, cipher, mac, iv, encrypt: false) ? found : -1
+            return seal(key, cipher, mac, iv, encrypt: false) ? (renewAlways ? 2 : found) : -1
         }
     }
 
@@ -86,7 +90,8 @@ public final class TicketKeys: @unchecked Sendable {
 
 /// OpenSSL's session ticket key callback, for every server context.
 let ticketKeyCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32 = {
-    _, name, iv, cipher, mac, encrypt in
+    ssl, name, iv, cipher, mac, encrypt in
     guard let name, let iv else { return -1 }
-    return TicketKeys.shared.ticket(name: name, iv: iv, cipher: cipher, mac: mac, encrypt: encrypt == 1)
+    return TicketKeys.shared.ticket(
+        name: name, iv: iv, cipher: cipher, mac: mac, encrypt: encrypt == 1, renewAlways: SSL_version(ssl) == TLS1_3_VERSION)
 }

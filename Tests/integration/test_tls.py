@@ -297,6 +297,15 @@ def test_sessions_resume_on_any_worker(recorder, proxy, tmp_path):
     output = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-sess_in", session],
                             input="", capture_output=True, text=True, timeout=20).stdout
     assert "Reused, TLSv1.2" in output
+    # TLS 1.3: a client uses each ticket once, so each resumption must bring the next ticket.
+    request = "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+    previous = None
+    for step in range(4):
+        arguments = ["-sess_out", str(tmp_path / f"tls13-{step}.pem")] + (["-sess_in", previous] if previous else [])
+        output = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-ign_eof", *arguments],
+                                input=request, capture_output=True, text=True, timeout=20).stdout
+        assert ("Reused, TLSv1.3" if previous else "New, TLSv1.3") in output, (step, output[-500:])
+        previous = str(tmp_path / f"tls13-{step}.pem")
 
 
 def test_tls_connections_over_the_limit_are_closed_and_counted(recorder, proxy, tmp_path):
