@@ -31,6 +31,7 @@ let package = Package(
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
         .target(name: "SwitchyardRouting", swiftSettings: hotPathSettings),
         .target(name: "SwitchyardTLS", dependencies: ["SwitchyardIO", "COpenSSL"], swiftSettings: hotPathSettings),
+        .target(name: "SwitchyardHTTP2", dependencies: ["CNGHTTP2"], swiftSettings: hotPathSettings),
         .target(
             name: "SwitchyardProxy",
             dependencies: [
@@ -57,6 +58,7 @@ let package = Package(
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting"]),
         .testTarget(name: "SwitchyardTLSTests", dependencies: ["SwitchyardTLS"]),
+        .testTarget(name: "SwitchyardHTTP2Tests", dependencies: ["SwitchyardHTTP2", "CNGHTTP2"]),
         .testTarget(name: "SwitchyardProxyTests", dependencies: ["SwitchyardProxy", "SwitchyardHTTP", "SwitchyardIO", "SwitchyardTesting"]),
     ]
 )

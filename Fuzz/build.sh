@@ -3,7 +3,8 @@
 #   Fuzz/build.sh OUTPUT FUZZ_DIR SOURCE...
 # SOURCE is a Sources/ module folder (all its files) or one file. Sources of several modules
 # are copied with their `import Switchyard…` lines removed, since they become one module;
-# CLinuxShims is made importable with a module map and its C file is compiled in.
+# CLinuxShims is made importable with a module map and its C file is compiled in; the system
+# libraries' module maps (CNGHTTP2) are found in Sources.
 set -e
 output=$1; dir=$2; shift 2
 work=.build/fuzz/src-$dir
@@ -21,6 +22,6 @@ module CLinuxShims {
 }
 MAP
 clang -c -O1 -fsanitize=address -I Sources/CLinuxShims/include Sources/CLinuxShims/shims.c -o "$work/shims.o"
-swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name "$dir" -I "$work/shims" \
+swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name "$dir" -I "$work/shims" -I Sources/CNGHTTP2 \
     "$work"/*.swift Fuzz/"$dir"/*.swift "$work/shims.o" -o "$output" 2>&1 | grep -v "ld.gold: warning" || true
 test -x "$output"
