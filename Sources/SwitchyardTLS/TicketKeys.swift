@@ -64,8 +64,7 @@ public final class TicketKeys: @unchecked Sendable {
                 return seal(current, cipher, mac, iv, encrypt: true) ? 1 : -1
             }
             let found = lookup(UnsafeRawBufferPointer(start: name, count: 16))
-            guard found != 0 else { return 0 }
-            let key = found == 1 ? current : previous!
+            guard found != 0, let key = found == 1 ? current : previous else { return 0 }
             return seal(key, cipher, mac, iv, encrypt: false) ? (renewAlways ? 2 : found) : -1
         }
     }

@@ -239,6 +239,15 @@ class Proxy:
             self._log_reader.join(timeout=5)
         return "".join(self._log)
 
+    def wait_for_log(self, text, timeout=5.0):
+        """The log once it contains `text`. The log is read by a thread of its own, so a line
+        written just before an answer the test saw may not be in `log()` yet."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            assert time.monotonic() < deadline, f"{text!r} is not in the log:\n{log[-3000:]}"
+            time.sleep(0.02)
+        return log
+
     def write_versions(self, versions, path=None):
         """Writes the versions file by write-then-rename (how editors and tools replace files)."""
         path = path or os.path.join(self.directory, "versions.json")

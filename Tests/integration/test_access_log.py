@@ -85,7 +85,7 @@ def test_rotation_by_rename_and_sigusr1(demo, proxy, tmp_path):
     fresh = read_lines(tmp_path / "access.log", 3)
     assert [line["path"] for line in rotated] == ["/before?x=1"] * 5, "query logged when asked"
     assert [line["path"] for line in fresh] == ["/after"] * 3
-    assert "reopened (SIGUSR1)" in server.log()
+    server.wait_for_log("reopened (SIGUSR1)")
 
 
 def test_a_blocked_destination_drops_lines_and_traffic_goes_on(demo, proxy, tmp_path):

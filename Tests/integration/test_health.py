@@ -54,7 +54,7 @@ def test_versions_start_with_ray_serve_defaults_and_run(recorder, proxy):
     assert v1_status["addresses"][0]["state"] == "HEALTHY" and v1_status["addresses"][0]["last_check"]
     assert v1_status["created_at"] and status["state"] == "RUNNING" and not status["fail_open"]
     assert v1.probes >= 1 and v1.requests == [], "probes are not relayed requests"
-    assert 'health: version "v1" endpoint' in server.log() and "is HEALTHY" in server.log()
+    assert "is HEALTHY" in server.wait_for_log('health: version "v1" endpoint')
 
 
 def test_a_dead_endpoint_of_two_gets_no_requests_once_detected(recorder, proxy):
@@ -67,7 +67,7 @@ def test_a_dead_endpoint_of_two_gets_no_requests_once_detected(recorder, proxy):
     assert version_state(status, "v1")["addresses"][1]["last_failure"].startswith("cannot connect")
     served, failures = served_by(server, 100)
     assert failures == [] and served == {"v1": 100}
-    assert f"endpoint {b.address} is UNHEALTHY" in server.log()
+    server.wait_for_log(f"endpoint {b.address} is UNHEALTHY")
 
 
 def test_a_dead_version_s_share_goes_to_the_others_and_comes_back(recorder, proxy):
@@ -96,8 +96,8 @@ def test_a_dead_version_s_share_goes_to_the_others_and_comes_back(recorder, prox
         assert failures == [] and 30 <= served.get("v2", 0) <= 95, served
     finally:
         revived.stop()
-    log = server.log()
-    assert 'version "v2" is UNHEALTHY' in log and 'version "v2" is RUNNING' in log
+    log = server.wait_for_log('version "v2" is RUNNING')
+    assert 'version "v2" is UNHEALTHY' in log
     assert "effective weights v1=100% v2=0%" in log
 
 
@@ -121,7 +121,7 @@ def test_a_draining_node_takes_no_new_requests_and_its_stream_completes(recorder
     body = response.read()
     assert body.count(b"data: ") == 30, "the stream that was running finishes"
     conn.close()
-    assert "is DRAINING (answered 503 This node is being drained.)" in server.log()
+    server.wait_for_log("is DRAINING (answered 503 This node is being drained.)")
 
 
 def test_fail_policy_answers_the_share_with_503(recorder, proxy):
@@ -161,7 +161,7 @@ def test_every_version_unhealthy_fails_open(recorder, proxy):
     assert [v["effective_traffic_percent"] for v in status["versions"]] == [70, 30]
     # Routed anyway: the answer is the backend's failure (502), not a refusal (503).
     assert http_get(server.port, "/", auth({"X-ANYSCALE-VERSION": "v2"}))[0] == 502
-    assert "fail open" in server.log()
+    server.wait_for_log("fail open")
 
 
 def test_metrics_show_health_states_and_effective_weights(recorder, proxy):

@@ -291,7 +291,7 @@ def test_an_endpoint_that_drops_connects_is_ejected_after_its_first_timeout(demo
     assert len(slow) == 1, durations
     server.process.terminate()
     server.process.wait(timeout=20)
-    assert f"cannot connect to {dead}" in server.log()
+    server.wait_for_log(f"cannot connect to {dead}")
 
 
 def test_a_name_that_does_not_resolve_leaves_its_endpoint_out(demo, proxy, tmp_path):
@@ -437,7 +437,7 @@ def test_a_watch_queue_overflow_reloads_everything(demo, proxy, tmp_path):
         assert time.monotonic() < deadline, "a change lost in the overflow was never read:\n" + server.log()
         time.sleep(0.05)
     assert json.loads(http_get(server.port, "/", auth())[2])["version"] == "v2"
-    assert "overflowed" in server.log()
+    server.wait_for_log("overflowed")
 
 
 def test_start_warns_about_the_demo_token_and_disabled_auth(demo, proxy):
@@ -450,7 +450,7 @@ def test_start_warns_about_the_demo_token_and_disabled_auth(demo, proxy):
     for server in (exposed, open_auth, careful):
         assert http_get(server.port, "/", auth())[0] == 200  # started and serving
         server.stop()
-    assert f'contains the demo token "{demo_token}"' in exposed.log()
-    assert "auth.disabled is set" in open_auth.log()
+    exposed.wait_for_log(f'contains the demo token "{demo_token}"')
+    open_auth.wait_for_log("auth.disabled is set")
     assert "demo token" not in careful.log() and "auth.disabled" not in careful.log()
     assert "admin API listens on" not in careful.log(), "a loopback admin listener is not warned about"

@@ -215,7 +215,7 @@ def test_sighup_names_static_settings_that_need_a_restart(demo, proxy, tmp_path)
     while "apply only after a restart" not in server.log():
         assert time.monotonic() < deadline, server.log()
         time.sleep(0.05)
-    assert "(workers, timeouts)" in server.log()
+    server.wait_for_log("(workers, timeouts)")
 
 
 def test_a_fixed_file_is_reported_as_recovered(demo, proxy):

@@ -103,7 +103,7 @@ def test_https_requests_with_sni_wildcards_and_keep_alive(recorder, proxy, tmp_p
         while chunk := tls.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200") and b"X-ANYSCALE-VERSION: v1" in answer
-    assert re.search(rf"TLS on 127\.0\.0\.1:{port}: .*b\.pem \(/CN=b\.test\), expires in [12] days", server.log())
+    assert re.search(rf"TLS on 127\.0\.0\.1:{port}: .*b\.pem \(/CN=b\.test\), expires in [12] days", server.wait_for_log("b.pem (/CN=b.test)"))
 
 
 def test_old_protocols_and_plain_http_are_refused_clearly(recorder, proxy, tmp_path):
@@ -255,7 +255,7 @@ def test_certificates_rotate_by_rename_under_load_and_a_bad_one_is_kept_out(reco
         time.sleep(0.1)
     assert "does not belong to the certificate" in server.status()["tls"][0]["error"]
     assert serial_of(port) == rotated
-    assert "the certificates loaded before stay in use" in server.log()
+    server.wait_for_log("the certificates loaded before stay in use")
     # So does an expired pair.
     (tmp_path / "expired").mkdir()
     expired_cert, expired_key = make_expired_certificate(str(tmp_path / "expired"), "a", "a.test")

@@ -91,7 +91,7 @@ def test_untrusted_certificate_gets_502_and_insecure_skip_verify_is_explicit(sta
     server.stop()
     insecure = proxy([("v1", 100, [f"https://127.0.0.1:{port}"], {"tls": {"insecure_skip_verify": True}})])
     assert http_get(insecure.port, "/", auth())[0] == 200
-    assert "insecure_skip_verify is set" in insecure.log()
+    insecure.wait_for_log("insecure_skip_verify is set")
 
 
 def test_plain_backend_named_https_gets_a_clear_502(recorder, proxy):
