@@ -142,18 +142,26 @@ public final class H2ServerSession {
         pending.listBytes += name.count + value.count + 32
         guard pending.listBytes <= limits.maxHeaderListBytes else { return false }
         if name.first == UInt8(ascii: ":") {
-            switch String(decoding: name, as: UTF8.self) {
-            case ":method": pending.method = Array(value)
-            case ":scheme": pending.scheme = Array(value)
-            case ":authority": pending.authority = Array(value)
-            case ":path": pending.path = Array(value)
-            default: break  // `:protocol` (extended CONNECT) is refused by nghttp2 unless enabled
+            if name.elementsEqual(Self.method) {
+                pending.method = Array(value)
+            } else if name.elementsEqual(Self.scheme) {
+                pending.scheme = Array(value)
+            } else if name.elementsEqual(Self.authority) {
+                pending.authority = Array(value)
+            } else if name.elementsEqual(Self.path) {
+                pending.path = Array(value)
             }
+            // Others (`:protocol`, extended CONNECT) are refused by nghttp2 unless enabled.
         } else {
             pending.fields.append(H2Field(name: Array(name), value: Array(value)))
         }
         return true
     }
+
+    private static let method = Array(":method".utf8)
+    private static let scheme = Array(":scheme".utf8)
+    private static let authority = Array(":authority".utf8)
+    private static let path = Array(":path".utf8)
 
     fileprivate func headersComplete(stream: Int32, category: nghttp2_headers_category, endStream: Bool) {
         guard stream == pendingStream else { return }
