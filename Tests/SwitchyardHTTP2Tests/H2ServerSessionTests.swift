@@ -151,12 +151,14 @@ final class RecordingConnection: H2ServerSessionDelegate {
     @Test func requestTrailersReachTheConnection() throws {
         let server = try RecordingConnection()
         let client = H2TestClient()
-        // nghttp2's client sends trailers only through its own API; a body with END_STREAM
-        // ends the request instead, which is what most clients do.
-        let stream = client.request(method: "POST", body: Array("abc".utf8))
+        let withTrailers = client.request(method: "POST", body: Array("abc".utf8), trailers: [("x-checksum", "900150983cd2")])
+        let plain = client.request(method: "POST", body: Array("de".utf8))
         client.exchange(with: server.session)
-        #expect(server.streams[stream]?.body == Array("abc".utf8))
-        #expect(server.streams[stream]?.ended == true && server.streams[stream]?.trailers == [])
+        #expect(server.streams[withTrailers]?.body == Array("abc".utf8))
+        #expect(server.streams[withTrailers]?.ended == true)
+        #expect(server.streams[withTrailers]?.trailers == [H2Field("x-checksum", "900150983cd2")])
+        // A body ending with END_STREAM on its last DATA frame ends the request without trailers.
+        #expect(server.streams[plain]?.ended == true && server.streams[plain]?.trailers == [])
     }
 
     @Test func aHeadOverTheLimitResetsItsStreamOnly() throws {

@@ -20,7 +20,7 @@ final class H2TestClient {
     /// The error code of a GOAWAY from the server.
     var goAwayCode: UInt32?
     /// Request bodies still to send, per stream.
-    private var uploads: [Int32: (bytes: [UInt8], sent: Int)] = [:]
+    private var uploads: [Int32: (bytes: [UInt8], sent: Int, trailers: [(String, String)])] = [:]
 
     init() {
         var callbacks: OpaquePointer?
@@ -36,30 +36,36 @@ final class H2TestClient {
 
     deinit { nghttp2_session_del(session) }
 
-    /// Queues a request; returns its stream id.
+    /// Queues a request; returns its stream id. `trailers` follow the body.
     @discardableResult
     func request(method: String = "GET", path: String = "/", authority: String = "proxy.test",
-                 fields: [(String, String)] = [], body: [UInt8]? = nil) -> Int32 {
+                 fields: [(String, String)] = [], body: [UInt8]? = nil, trailers: [(String, String)] = []) -> Int32 {
         let all = [(":method", method), (":scheme", "http"), (":authority", authority), (":path", path)] + fields
-        var bytes = all.flatMap { Array($0.0.utf8) + Array($0.1.utf8) }
-        // nghttp2 copies names and values during the call.
-        let stream: Int32 = bytes.withUnsafeMutableBufferPointer { storage in
+        let stream: Int32 = withNameValues(all) { list, count in
+            if body != nil {
+                var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: clientReadBody)
+                return nghttp2_submit_request(session, nil, list, count, &provider, nil)
+            }
+            return nghttp2_submit_request(session, nil, list, count, nil, nil)
+        }
+        precondition(stream > 0, "nghttp2 refused the request: \(stream)")
+        if let body { uploads[stream] = (body, 0, trailers) }
+        return stream
+    }
+
+    /// Calls `body` with `pairs` as nghttp2 name/value pairs (nghttp2 copies them during the call).
+    private func withNameValues(_ pairs: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>, Int) -> Int32) -> Int32 {
+        var bytes = pairs.flatMap { Array($0.0.utf8) + Array($0.1.utf8) }
+        return bytes.withUnsafeMutableBufferPointer { storage in
             var offset = 0
-            let list = all.map { name, value in
+            let list = pairs.map { name, value in
                 let namePointer = storage.baseAddress! + offset
                 offset += name.utf8.count + value.utf8.count
                 return nghttp2_nv(name: namePointer, value: namePointer + name.utf8.count, namelen: name.utf8.count,
                                   valuelen: value.utf8.count, flags: 0)
             }
-            if body != nil {
-                var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: clientReadBody)
-                return nghttp2_submit_request(session, nil, list, list.count, &provider, nil)
-            }
-            return nghttp2_submit_request(session, nil, list, list.count, nil, nil)
+            return list.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
         }
-        precondition(stream > 0, "nghttp2 refused the request: \(stream)")
-        if let body { uploads[stream] = (body, 0) }
-        return stream
     }
 
     func reset(stream: Int32) {
@@ -134,7 +140,13 @@ final class H2TestClient {
         upload.bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + upload.sent, byteCount: count) }
         upload.sent += count
         uploads[stream] = upload
-        if upload.sent == upload.bytes.count { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
+        if upload.sent == upload.bytes.count {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            if !upload.trailers.isEmpty {
+                flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                _ = withNameValues(upload.trailers) { list, count in nghttp2_submit_trailer(session, stream, list, count) }
+            }
+        }
         return count
     }
 }
