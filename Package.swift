@@ -35,7 +35,7 @@ let package = Package(
         .target(
             name: "SwitchyardProxy",
             dependencies: [
-                "SwitchyardIO", "SwitchyardHTTP", "SwitchyardRouting", "SwitchyardTLS", "CLinuxShims",
+                "SwitchyardIO", "SwitchyardHTTP", "SwitchyardHTTP2", "SwitchyardRouting", "SwitchyardTLS", "CLinuxShims",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: hotPathSettings

@@ -48,7 +48,7 @@ public enum HTTPVersion: Equatable, Sendable {
 public enum RequestMethod: Sendable {
     case get, head, post, put, delete, options, connect, other
 
-    static func classify(_ bytes: UnsafeRawBufferPointer) -> RequestMethod {
+    public static func classify(_ bytes: UnsafeRawBufferPointer) -> RequestMethod {
         switch bytes.count {
         case 3:
             if ASCII.equalsExact(bytes, "GET") { return .get }

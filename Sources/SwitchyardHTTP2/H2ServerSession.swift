@@ -118,6 +118,11 @@ public final class H2ServerSession {
         _ = nghttp2_session_consume(session, stream, count)
     }
 
+    /// Request body bytes of a stream that is gone: only the connection's window opens.
+    public func consumeConnection(bytes count: Int) {
+        _ = nghttp2_session_consume_connection(session, count)
+    }
+
     /// Resets a stream (the backend failed mid-response, or the proxy gives up on it).
     public func reset(stream: Int32, errorCode: UInt32) {
         _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode)

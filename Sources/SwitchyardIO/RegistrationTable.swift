@@ -48,6 +48,15 @@ public struct RegistrationTable<Entry> {
         freeSlots.append(index)
     }
 
+    /// Gives a live token a new entry (a connection that changed protocol keeps its socket's
+    /// registration).
+    @inlinable
+    public mutating func replace(_ token: UInt64, with entry: Entry) {
+        let index = Int(token & 0xFFFF_FFFF)
+        guard index < slots.count, UInt64(slots[index].generation) == token >> 32, slots[index].entry != nil else { return }
+        slots[index].entry = entry
+    }
+
     /// The entry of a token; nil once it was removed.
     @inlinable
     public func lookup(_ token: UInt64) -> Entry? {

@@ -30,9 +30,21 @@ struct BodyRelay {
     /// Room kept behind copied chunk data for the CRLF and last-chunk framing that may follow.
     private static let framingAfterData = 7
 
-    init(_ framing: BodyFraming, keepTrailers: Bool = true) {
+    /// How the body leaves.
+    enum Output {
+        /// As it came: a chunked body with chunk framing of the proxy's own, others unchanged.
+        case asReceived
+        /// Decoded data only, for HTTP/2 DATA frames; a trailer section stays in `tail`.
+        case data
+        /// Data that arrives unframed (HTTP/2 DATA, read `.untilClose`) leaves with chunk
+        /// framing, for an HTTP/1.1 backend when the length is not known; `endOfInput(trailer:)`
+        /// ends it.
+        case chunked
+    }
+
+    init(_ framing: BodyFraming, keepTrailers: Bool = true, output: Output = .asReceived) {
         framer = BodyFramer(framing, keepTrailers: keepTrailers)
-        chunked = framing == .chunked
+        chunked = output == .chunked || (output == .asReceived && framing == .chunked)
         complete = framer.isComplete
     }
 
@@ -65,6 +77,19 @@ struct BodyRelay {
     /// A close-delimited body ends when its sender closes.
     mutating func endOfInput() {
         complete = true
+    }
+
+    /// An unframed body ends, its last `trailer` bytes in the source being the trailer section
+    /// for the chunked output (field lines, then CRLF).
+    mutating func endOfInput(trailer: Int) {
+        complete = true
+        data -= trailer
+        tail += trailer
+    }
+
+    /// The trailer section is taken by the caller (HTTP/2 output: it becomes a HEADERS frame).
+    mutating func takeTrailer() {
+        tail = 0
     }
 
     /// Writes the framing that must go before the next body bytes into `head` (copying small

@@ -31,6 +31,9 @@ final class DownstreamConnection {
     var bytesSent = 0
     /// The request being read or served: from the first byte of its head to its finish.
     var exchange: Exchange?
+    /// The first bytes may still turn out to be the HTTP/2 connection preface (h2c with prior
+    /// knowledge, or h2 chosen by ALPN); false from the first HTTP/1.1 request on.
+    var mayBeHTTP2 = false
 
     init(transport: PeerTransport, clientAddress: [UInt8], buffers: BufferPools, machine: H1ServerMachine, acceptedAt: UInt64) {
         self.transport = transport
@@ -58,7 +61,8 @@ final class UpstreamConnection {
     var peerHungUp = false
     var closed = false
     var deadline: UInt64 = 0
-    var downstream: DownstreamConnection?
+    /// The exchange the connection serves (nil while idle in its pool).
+    var exchange: Exchange?
     /// The response body: decoded in `input`, sent to the client (re-encoded if chunked).
     var responseBody = BodyRelay(.none)
     /// The TCP connect is done and the TLS handshake is under way (the machine is still
@@ -95,5 +99,14 @@ struct RequestID {
     func write(to out: ByteBuffer) {
         out.append(hex16: high)
         out.append(hex16: low)
+    }
+
+    /// The 32 hex digits as bytes.
+    var hex: [UInt8] {
+        let digits: StaticString = "0123456789abcdef"
+        return (0..<32).map { index in
+            let word = index < 16 ? high : low
+            return digits.utf8Start[Int(word >> (60 - 4 * UInt64(index % 16)) & 0xF)]
+        }
     }
 }

@@ -1,7 +1,8 @@
+import SwitchyardHTTP2
 import SwitchyardIO
 
-/// Renders a `ProxyError` as the answer a client gets. HTTP/1.1 only today; the HTTP/2 and
-/// gRPC (trailers-only) forms belong here too, so every protocol answers from the same error.
+/// Renders a `ProxyError` as the answer a client gets, in each protocol's form, from the same
+/// error: the same status, fields and JSON body over HTTP/1.1 and HTTP/2.
 enum ErrorRenderer {
     /// What the answer says besides the error itself.
     struct Context {
@@ -32,10 +33,14 @@ enum ErrorRenderer {
         }
     }
 
+    static func body(_ error: ProxyError, message: String) -> String {
+        "{\"error\":{\"code\":\"\(error.code)\",\"message\":\"\(JSONText.escape(message))\"}}\n"
+    }
+
     /// Appends a complete HTTP/1.1 response with the JSON body
     /// `{"error":{"code":"…","message":"…"}}` to `out`.
     static func http1(_ error: ProxyError, message: String, context: Context, into out: ByteBuffer) {
-        let body = "{\"error\":{\"code\":\"\(error.code)\",\"message\":\"\(JSONText.escape(message))\"}}\n"
+        let body = body(error, message: message)
         out.append("HTTP/1.1 \(error.status) \(reason(error.status))\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n")
         switch error {
         case .missingToken: out.append("WWW-Authenticate: Bearer realm=\"switchyard\"\r\n" as StaticString)
@@ -51,6 +56,23 @@ enum ErrorRenderer {
         if let versionLine = context.versionLine { out.append(versionLine) }
         out.append(context.close ? "Connection: close\r\n\r\n" : "\r\n")
         out.append(body)
+    }
+}
+
+extension ErrorRenderer {
+    /// The HTTP/2 form: the response fields (lowercase, after `:status`) for the JSON body of
+    /// `body(_:message:)`. `version` is the chosen version's name, if any.
+    static func http2Fields(_ error: ProxyError, bodyLength: Int, version: [UInt8]?, requestID: RequestID?) -> [H2Field] {
+        var fields = [H2Field("content-type", "application/json"), H2Field("content-length", String(bodyLength))]
+        switch error {
+        case .missingToken: fields.append(H2Field("www-authenticate", "Bearer realm=\"switchyard\""))
+        case .invalidToken: fields.append(H2Field("www-authenticate", "Bearer realm=\"switchyard\", error=\"invalid_token\""))
+        case .tooManyConnections, .versionUnavailable: fields.append(H2Field("retry-after", "1"))
+        default: break
+        }
+        if let requestID { fields.append(H2Field(name: Array("x-request-id".utf8), value: requestID.hex)) }
+        if let version { fields.append(H2Field(name: Array("x-anyscale-version".utf8), value: version)) }
+        return fields
     }
 }
 

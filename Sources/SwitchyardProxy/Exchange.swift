@@ -13,6 +13,16 @@ final class Exchange {
     /// What happens next; the single source of how the exchange ends.
     var machine = ExchangeMachine()
 
+    /// Where the request comes from and the response goes: a client connection speaking
+    /// HTTP/1.1 (one exchange at a time), or one stream of an HTTP/2 connection.
+    enum Client {
+        case detached
+        case h1(DownstreamConnection)
+        case h2(H2Stream)
+    }
+
+    var client = Client.detached
+
     /// How the version was chosen.
     enum Route {
         case none, pinned, sampled
@@ -51,6 +61,14 @@ final class Exchange {
 
     // The request
     var keepAlive = true
+    /// What the response side needs to know of the request.
+    var requestWasHead = false
+    var upgradeRequested = false
+    var clientSpeaksHTTP11 = true
+    /// The client takes trailer fields (HTTP/1.1 `TE: trailers`; always on HTTP/2).
+    var acceptsTrailers = false
+    /// How the response body leaves: as received (HTTP/1.1) or as data for DATA frames.
+    var responseOutput = BodyRelay.Output.asReceived
     /// The request body: decoded in the client's input, sent to the backend (re-encoded if chunked).
     var requestBody = BodyRelay(.none)
     /// `X-Request-Id` made for this request when the client sent none.
@@ -95,6 +113,7 @@ final class Exchange {
     func reset() {
         summary.clear()
         machine = ExchangeMachine()
+        client = .detached
         route = .none
         routes = nil
         versionIndex = 0
@@ -105,6 +124,11 @@ final class Exchange {
         upstream = nil
         tlsFailure = nil
         keepAlive = true
+        requestWasHead = false
+        upgradeRequested = false
+        clientSpeaksHTTP11 = true
+        acceptsTrailers = false
+        responseOutput = .asReceived
         requestBody = BodyRelay(.none)
         generatedRequestID = false
         forwardedHead.clear()

@@ -1,4 +1,5 @@
 import SwitchyardHTTP
+import SwitchyardHTTP2
 import SwitchyardRouting
 
 /// The parts of the server config a worker uses on the request path, in ready-to-use form.
@@ -13,6 +14,8 @@ struct ProxySettings: Sendable {
     /// How long an idle backend connection is kept. Below the 5 s keep-alive timeout of
     /// uvicorn (Ray Serve's HTTP server), so the backend rarely closes one under our feet.
     let upstreamIdleMs: Int
+    /// HTTP/2 from clients; nil when `http2.enabled` is false.
+    let http2: H2Limits?
 
     /// `maxConnections`: the configured limit, or the one derived from the descriptor limit.
     init(config: ServerConfig, workers: Int, maxConnections: Int) {
@@ -25,5 +28,19 @@ struct ProxySettings: Sendable {
         maxConnectionsPerWorker = max(1, maxConnections / max(1, workers))
         forwardAuthorization = config.auth.forwardAuthorization
         upstreamIdleMs = min(config.timeouts.upstreamIdleMs, config.timeouts.idleMs)
+        http2 = config.http2.enabled ? H2Limits(config.http2) : nil
+    }
+}
+
+extension H2Limits {
+    init(_ config: ServerConfig.HTTP2) {
+        self.init()
+        maxConcurrentStreams = UInt32(config.maxConcurrentStreams)
+        maxHeaderListBytes = config.maxHeaderListBytes
+        streamWindowBytes = UInt32(config.streamWindowBytes)
+        resetBurst = UInt64(config.resetBurst)
+        resetsPerSecond = UInt64(config.resetsPerSecond)
+        maxContinuations = config.maxContinuations
+        headerTableBytes = UInt32(config.headerTableBytes)
     }
 }

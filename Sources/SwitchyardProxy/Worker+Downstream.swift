@@ -23,7 +23,11 @@ extension Worker {
     func serveDownstream(_ d: DownstreamConnection) {
         defer { d.input.releaseIfEmpty() }
         while !d.closed {
-            if d.machine.mayParse(inputEmpty: d.input.isEmpty, outputEmpty: d.output.isEmpty), parseRequest(d) { continue }
+            if d.machine.mayParse(inputEmpty: d.input.isEmpty, outputEmpty: d.output.isEmpty) {
+                if d.mayBeHTTP2 { checkPreface(d) }  // may hand the connection over (closed) or wait for more
+                if d.closed { return }
+                if !d.mayBeHTTP2, parseRequest(d) { continue }
+            }
             guard d.readable, downstreamMayRead(d) else { return }  // backpressure: `readable` stays set
             switch Relay.fill(d.input, from: d.transport, peerHungUp: d.peerHungUp) {
             case .data(let drained):
@@ -54,12 +58,12 @@ extension Worker {
             break
         case .proxying:
             guard let x = d.exchange, !x.requestBody.complete, let u = x.upstream else { return }
-            if decodeRequestBody(d, x), x.upstream === u { perform(d, x, flushToUpstream(d, x, u)) }
+            if decodeRequestBody(d, x), x.upstream === u { perform(x, flushToUpstream(x, u)) }
         case .tunnel:
             guard let x = d.exchange, let u = x.upstream else { return }
             d.machine.tunnelActivity(now: now)
             _ = x.requestBody.decode(d.input)
-            perform(d, x, flushToUpstream(d, x, u))
+            perform(x, flushToUpstream(x, u))
         case .lingering:
             d.input.clear()
         }
@@ -80,7 +84,7 @@ extension Worker {
         case .needMore, .emptyLines:
             return false
         case .error(let error):
-            perform(d, x, x.machine.reject(ProxyError(error)), message: "\(error.message)")
+            perform(x, x.machine.reject(ProxyError(error)), message: "\(error.message)")
         case .head(let length):
             x.timings.headParsed = nowNs
             startExchange(d, x, headLength: length)
@@ -93,6 +97,7 @@ extension Worker {
         x.timings.accepted = d.acceptedAt
         x.timings.started = nowNs
         x.clientBytesBase = d.bytesSent + d.output.readableCount
+        x.client = .h1(d)
         d.exchange = x
         return x
     }
@@ -102,6 +107,10 @@ extension Worker {
         let head = UnsafeRawBufferPointer(rebasing: d.input.readableBytes[0..<headLength])
         let request = d.machine.request
         x.keepAlive = request.keepAlive && !draining
+        x.requestWasHead = request.methodKind == .head
+        x.upgradeRequested = request.upgrade
+        x.clientSpeaksHTTP11 = request.version == .http11
+        x.acceptsTrailers = request.acceptsTrailers
         // Set before any answer: a proxy-made answer to a request whose body was not read closes.
         x.requestBody = BodyRelay(request.framing)
         if let log = accessLog {
@@ -112,50 +121,16 @@ extension Worker {
         }
         if request.methodKind == .connect {
             d.input.consume(headLength)
-            perform(d, x, x.machine.reject(.methodNotAllowed), message: "CONNECT is not supported by this proxy")
+            perform(x, x.machine.reject(.methodNotAllowed), message: "CONNECT is not supported by this proxy")
             return
         }
-        let routes = self.routes
-        let decision = routes.snapshot.decide(
-            authorization: request.authorization.map { $0.bytes(in: head) },
-            pinned: request.pinnedVersion.map { $0.bytes(in: head) },
-            random: nextRandom())
-        switch decision {
-        case .sampled(let index):
-            x.route = .sampled
-            x.versionIndex = index
-        case .pinned(let index):
-            x.route = .pinned
-            x.versionIndex = index
-        case .unavailable(let index, let pinned):
-            x.route = pinned ? .pinned : .sampled
-            x.versionIndex = index
-            x.routes = routes
-            routes.stats[index].stats.routed()
+        if let (error, message) = route(
+            x, authorization: request.authorization.map { $0.bytes(in: head) }, pinned: request.pinnedVersion.map { $0.bytes(in: head) })
+        {
             d.input.consume(headLength)
-            perform(d, x, x.machine.reject(.versionUnavailable), message: unavailableMessage(routes.snapshot, index, pinned: pinned))
-            return
-        case .unauthorized(let failure):
-            d.input.consume(headLength)
-            // Closed once answered (as nginx does): a client without a valid token gets no
-            // keep-alive connection to pipeline more guesses on.
-            if failure == .missing {
-                perform(d, x, x.machine.reject(.missingToken), message: "missing Authorization: Bearer <token> header")
-            } else {
-                perform(d, x, x.machine.reject(.invalidToken), message: "the Bearer token is not valid")
-            }
-            return
-        case .unknownVersion:
-            let name = request.pinnedVersion.map { String(decoding: $0.bytes(in: head), as: UTF8.self) } ?? ""
-            d.input.consume(headLength)
-            // Dark versions are not named to a caller who does not know them already.
-            let known = routes.snapshot.versions.filter { $0.trafficBasisPoints > 0 }.map(\.name).joined(separator: ", ")
-            perform(d, x, x.machine.reject(.unknownVersion),
-                    message: "no version named \"\(name)\" (X-ANYSCALE-VERSION); versions taking traffic: \(known)")
+            perform(x, x.machine.reject(error), message: message)
             return
         }
-        x.routes = routes
-        routes.stats[x.versionIndex].stats.routed()
         if request.upgrade { x.tunnelTokenHash = tokenHash(authorization: request.authorization, head: head) }
         if !request.hasRequestID {
             x.requestID = RequestID(high: nextRandom(), low: nextRandom())
@@ -165,25 +140,14 @@ extension Worker {
         writeForwardedRequestHead(d, x, head: head, into: x.forwardedHead)
         d.input.consume(headLength)
         x.machine.routed()
-        guard let u = connectUpstream(d, x) ?? connectOtherVersion(d, x) else {
+        guard let u = connectUpstream(x) ?? connectOtherVersion(x) else {
             x.forwardedHead.clear()
-            perform(d, x, x.machine.noEndpointLeft())
+            perform(x, x.machine.noEndpointLeft())
             return
         }
         if x.machine.mayResend { x.resendHead.append(x.forwardedHead.readableBytes) }
         d.machine.proxying()
-        if decodeRequestBody(d, x), x.upstream === u { perform(d, x, flushToUpstream(d, x, u)) }
-    }
-
-    /// Why a version cannot take the request, and what the caller can do about it.
-    private func unavailableMessage(_ snapshot: RoutingSnapshot, _ index: Int, pinned: Bool) -> String {
-        let name = snapshot.versions[index].name
-        if pinned {
-            // As for an unknown name, dark versions are not named to the caller.
-            let running = snapshot.versions.indices.filter { !snapshot.plan.isUnavailable($0) && snapshot.versions[$0].trafficBasisPoints > 0 }
-            return "version \"\(name)\" has no healthy endpoint; versions taking traffic: \(running.map { snapshot.versions[$0].name }.joined(separator: ", "))"
-        }
-        return "version \"\(name)\" has no healthy endpoint and its share of the traffic fails (on_unhealthy: fail)"
+        if decodeRequestBody(d, x), x.upstream === u { perform(x, flushToUpstream(x, u)) }
     }
 
     /// The keyed hash of the request's Bearer token (nil without authentication).
@@ -199,7 +163,7 @@ extension Worker {
         guard let error = x.requestBody.decode(d.input) else { return true }
         // Part of the body may already be upstream: that request cannot be completed.
         x.keepAlive = false
-        perform(d, x, x.machine.requestBodyMalformed(clientBytesSent: d.bytesSent), message: "\(error.message)")
+        perform(x, x.machine.requestBodyMalformed(clientBytesSent: d.bytesSent), message: "\(error.message)")
         return false
     }
 
@@ -232,7 +196,7 @@ extension Worker {
         if d.machine.state == .proxying {
             if let x = d.exchange, let u = x.upstream, u.state == .streamingBody, u.responseBody.isFinished {
                 recycle(x, u)
-                perform(d, x, x.machine.responseComplete())
+                perform(x, x.machine.responseComplete())
             }
             return
         }
@@ -249,104 +213,39 @@ extension Worker {
         }
     }
 
-    /// Answers with a proxy-made error and finishes the exchange (for `perform`, on the
-    /// exchange machine's `respond`). The connection closes once
+    /// Answers with a proxy-made error and finishes the exchange (for `answerClient`). The
+    /// connection closes once
     /// the answer is out when the error says so, without keep-alive, or when the request body
     /// has not fully arrived; otherwise the next request is read after it (by `serveDownstream`).
     func reject(_ d: DownstreamConnection, _ x: Exchange, _ error: ProxyError, message: String) {
+        if let headAt = x.machine.responseHeadAt {
+            d.output.truncateReadable(to: headAt - d.bytesSent)  // the queued head never left
+        }
         let closing = error.closesConnection || !x.keepAlive || draining || !x.requestBody.complete
         let context = ErrorRenderer.Context(
             versionLine: x.routes.map { $0.versionHeaderLines[x.versionIndex] },
             requestID: x.generatedRequestID ? x.requestID : nil, close: closing)
         ErrorRenderer.http1(error, message: message, context: context, into: d.output)
         if !closing { d.input.consume(x.requestBody.buffered) }
-        finish(d, x, .rejected(error))
+        finish(x, .rejected(error))
         d.machine.answered(keepAlive: !closing, now: now)
         flushToDownstream(d)
     }
 
-    // MARK: - Ending
-
-    /// The one place an exchange ends: its outcome is counted, a backend connection still
-    /// attached is closed, and the object goes back to the pool. Clearing `d.exchange` makes a
-    /// second finish impossible: `closeDownstream` finishes only an exchange still there.
-    func finish(_ d: DownstreamConnection, _ x: Exchange, _ outcome: ExchangeOutcome) {
-        if let u = x.upstream {
-            detach(x, u)
-            closeUpstream(u)
-        }
-        x.timings.finished = nowNs
-        x.clientBytes = d.bytesSent + d.output.readableCount - x.clientBytesBase
-        counters.record(outcome, retries: x.retries, clientBytes: x.clientBytes, upstreamBytes: x.upstreamBytes)
-        let cell = if let routes = x.routes { routes.stats[x.versionIndex] } else { unroutedStats }
-        let status = Self.answeredStatus(x, outcome)
-        cell.stats.record(x, outcome, status: status)
-        if let log = accessLog {
-            let error: ProxyError? = switch outcome {
-            case .rejected(let error), .truncated(let error): error
-            case .completed, .tunnelled, .clientGone: nil
-            }
-            if log.wants(status: status, failed: error != nil, random: nextRandom()) {
-                log.record(x, client: d.clientAddress, status: status, error: error)
-            }
-        }
-        d.exchange = nil
-        exchanges.release(x)
-    }
-
-    /// The status the client got: the backend's, the proxy's answer, 0 for none complete.
-    private static func answeredStatus(_ x: Exchange, _ outcome: ExchangeOutcome) -> Int {
-        switch outcome {
-        case .completed, .tunnelled: return x.status
-        case .rejected(let error): return error.status
-        case .clientGone, .truncated: return 0
-        }
-    }
-
-    /// The response is complete and flushed: the backend connection goes back to the pool
-    /// only when it got this whole request, sent exactly this response and nothing after it.
-    private func recycle(_ x: Exchange, _ u: UpstreamConnection) {
-        let reusable = u.machine.release(
-            requestFinished: x.requestBody.isFinished, responseFinished: u.responseBody.isFinished,
-            nothingAfter: u.input.isEmpty && socketIsQuiet(u), peerOpen: !u.peerHungUp, poolOpen: !u.pool.retired && !draining)
-        detach(x, u)
-        if reusable {
-            u.responseBody = BodyRelay(.none)
-            u.deadline = now + UInt64(settings.upstreamIdleMs)
-            u.pool.idle.append(u)
-        } else {
-            closeUpstream(u)
-        }
-    }
-
     /// Finishes a completed exchange (for `perform`) and lets `serveDownstream` read the next
     /// request, or closes.
-    func completeExchange(_ d: DownstreamConnection, _ x: Exchange) {
+    func completeH1Exchange(_ d: DownstreamConnection, _ x: Exchange) {
         let keepAlive = x.keepAlive && x.requestBody.complete && !draining
         // Body bytes the backend answered without reading belong to this request, not the next.
         if keepAlive { d.input.consume(x.requestBody.buffered) }
-        finish(d, x, .completed)
+        finish(x, .completed)
         d.machine.answered(keepAlive: keepAlive, now: now)
         if !keepAlive { flushToDownstream(d) }
     }
 
-    /// True when a read finds the backend's socket empty: edge-triggered epoll reports bytes
-    /// that arrive later, but not ones already waiting after a read that stopped early.
-    private func socketIsQuiet(_ u: UpstreamConnection) -> Bool {
-        guard u.readable else { return true }
-        switch Relay.fill(u.input, from: u.transport, peerHungUp: u.peerHungUp) {
-        case .drained:
-            u.readable = false
-            u.input.releaseIfEmpty()
-            return true
-        case .data, .endOfFile:
-            return false
-        }
-    }
-
     func downstreamTimedOut(_ d: DownstreamConnection) {
         if d.machine.timeoutAnswers408(), let x = d.exchange {
-            perform(d, x, x.machine.reject(.requestTimeout))
+            perform(x, x.machine.reject(.requestTimeout))
         } else {
             closeDownstream(d)
         }
@@ -355,7 +254,7 @@ extension Worker {
     func closeDownstream(_ d: DownstreamConnection) {
         guard !d.closed else { return }
         d.closed = true
-        if let x = d.exchange { perform(d, x, x.machine.clientGone()) }
+        if let x = d.exchange { perform(x, x.machine.clientGone()) }
         table.remove(d.token)
         d.transport.close()
         downstreamCount -= 1

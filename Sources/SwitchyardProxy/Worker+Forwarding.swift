@@ -82,7 +82,7 @@ extension Worker {
 
     /// Writes the response head for the client: status line unchanged, end-to-end fields,
     /// the version that served it, and how the connection continues.
-    func writeResponseHead(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
+    func writeH1ResponseHead(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
         let head = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<headLength])
         let response = u.machine.response
         let out = d.output

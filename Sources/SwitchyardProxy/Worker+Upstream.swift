@@ -5,7 +5,7 @@ import SwitchyardIO
 extension Worker {
     /// Takes an idle pooled connection or starts a new one to the least loaded endpoint of the
     /// exchange's version not tried yet. Nil when every endpoint failed.
-    func connectUpstream(_ d: DownstreamConnection, _ x: Exchange) -> UpstreamConnection? {
+    func connectUpstream(_ x: Exchange) -> UpstreamConnection? {
         guard let routes = x.routes else { return nil }
         // Each pass marks one endpoint tried, so the loop ends after at most every endpoint.
         while let (index, pool) = routes.pickPool(version: x.versionIndex, excluding: x.triedEndpoints, now: now) {
@@ -15,11 +15,11 @@ extension Worker {
             if let idle = pool.idle.popLast() {
                 idle.machine.assigned()
                 idle.deadline = now + UInt64(settings.timeouts.responseMs)
-                attach(d, x, idle)
+                attach(x, idle)
                 return idle
             }
             guard let u = openConnection(to: pool) else { continue }  // refused at once: next endpoint
-            attach(d, x, u)
+            attach(x, u)
             return u
         }
         return nil
@@ -29,7 +29,7 @@ extension Worker {
     /// (nothing sent yet) is routed once more, by the effective weights without that version.
     /// Not between versions with different upstream tokens: the head written for one carries
     /// its token, which the other's backends must never see.
-    func connectOtherVersion(_ d: DownstreamConnection, _ x: Exchange) -> UpstreamConnection? {
+    func connectOtherVersion(_ x: Exchange) -> UpstreamConnection? {
         guard let routes = x.routes, x.route == .sampled, !x.rerouted,
               routes.snapshot.versions[x.versionIndex].retryOtherVersion,
               let other = routes.snapshot.alternative(to: x.versionIndex, random: nextRandom()),
@@ -39,7 +39,7 @@ extension Worker {
         x.rerouted = true
         x.versionIndex = other
         x.triedEndpoints = EndpointSet()
-        return connectUpstream(d, x)
+        return connectUpstream(x)
     }
 
     /// Starts a non-blocking connect to `pool`'s address; nil if it failed at once. A TLS
@@ -74,16 +74,16 @@ extension Worker {
         return u
     }
 
-    func attach(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection) {
+    func attach(_ x: Exchange, _ u: UpstreamConnection) {
         x.upstream = u
-        u.downstream = d
+        u.exchange = x
         u.pool.active += 1
         if u.state != .connecting { upstreamReady(x, u) }
     }
 
     func detach(_ x: Exchange, _ u: UpstreamConnection) {
         x.upstream = nil
-        u.downstream = nil
+        u.exchange = nil
         u.pool.active -= 1
     }
 
@@ -101,13 +101,13 @@ extension Worker {
     /// connect or write comes back as the next action, not as a nested call. `message` is the
     /// detail for a proxy-made answer (a default one per error otherwise).
     @inline(__always)
-    func perform(_ d: DownstreamConnection, _ x: Exchange, _ first: ExchangeMachine.Action?, message: String? = nil) {
+    func perform(_ x: Exchange, _ first: ExchangeMachine.Action?, message: String? = nil) {
         // Most calls bring no action (a write that went through): no call for them.
         guard let first else { return }
-        run(d, x, first, message: message)
+        run(x, first, message: message)
     }
 
-    private func run(_ d: DownstreamConnection, _ x: Exchange, _ first: ExchangeMachine.Action, message: String?) {
+    private func run(_ x: Exchange, _ first: ExchangeMachine.Action, message: String?) {
         var next: ExchangeMachine.Action? = first
         var message = message
         while let action = next {
@@ -115,12 +115,12 @@ extension Worker {
             switch action {
             case .connectNext:
                 if let u = x.upstream { dropUpstream(x, u) }
-                guard let u = connectUpstream(d, x) ?? connectOtherVersion(d, x) else {
+                guard let u = connectUpstream(x) ?? connectOtherVersion(x) else {
                     next = x.machine.noEndpointLeft(tlsFailed: x.tlsFailure != nil)
                     message = x.tlsFailure
                     continue
                 }
-                next = flushToUpstream(d, x, u)
+                next = flushToUpstream(x, u)
             case .resend:
                 guard let failed = x.upstream else {
                     next = x.machine.noEndpointLeft()
@@ -136,21 +136,16 @@ extension Worker {
                 }
                 x.forwardedHead.clear()
                 x.forwardedHead.append(x.resendHead.readableBytes)
-                attach(d, x, fresh)
-                next = flushToUpstream(d, x, fresh)
+                attach(x, fresh)
+                next = flushToUpstream(x, fresh)
             case .respond(let error):
-                if let headAt = x.machine.responseHeadAt {
-                    d.output.truncateReadable(to: headAt - d.bytesSent)  // the queued head never left
-                }
-                reject(d, x, error, message: message ?? defaultMessage(error, x))
+                answerClient(x, error, message: message ?? defaultMessage(error, x))
             case .cut(let error):
-                finish(d, x, .truncated(error))
-                closeDownstream(d)
+                endClient(x, .truncated(error))
             case .finish(.completed):
-                completeExchange(d, x)
+                completeExchange(x)
             case .finish(let outcome):
-                finish(d, x, outcome)
-                if !d.closed { closeDownstream(d) }
+                endClient(x, outcome)
             }
         }
     }
@@ -180,7 +175,8 @@ extension Worker {
     func upstreamEvent(_ u: UpstreamConnection, _ readiness: Readiness) {
         if readiness.contains(.hangup) { u.peerHungUp = true }
         if readiness.contains(.readable) || readiness.contains(.hangup) { u.readable = true }
-        let d = u.downstream
+        // The exchange may end below; its client is served on afterwards.
+        let client = u.exchange?.client
         switch u.state {
         case .connecting where u.handshaking:
             continueHandshake(u)
@@ -200,11 +196,11 @@ extension Worker {
             closeUpstream(u)
             return
         case .awaitingHead, .streamingBody, .tunnel:
-            if readiness.contains(.writable), let d, let x = d.exchange { perform(d, x, flushToUpstream(d, x, u)) }
+            if readiness.contains(.writable), let x = u.exchange { perform(x, flushToUpstream(x, u)) }
         }
         if u.readable && !u.closed && u.state != .connecting { readUpstream(u) }
         // The exchange may have ended: the client side reads on (pipelined requests, a close).
-        if let d, !d.closed { serveDownstream(d) }
+        if let client { serveClient(client) }
     }
 
     /// The connection can carry the request: TCP connected, and for TLS the handshake done.
@@ -212,9 +208,9 @@ extension Worker {
         u.pool.ejection.connected()
         u.machine.connected()
         u.deadline = now + UInt64(settings.timeouts.responseMs)
-        if let d = u.downstream, let x = d.exchange {
+        if let x = u.exchange {
             upstreamReady(x, u)
-            perform(d, x, flushToUpstream(d, x, u))
+            perform(x, flushToUpstream(x, u))
         }
     }
 
@@ -227,7 +223,7 @@ extension Worker {
             u.handshaking = false
             connectionReady(u)
         } catch {
-            if let x = u.downstream?.exchange {
+            if let x = u.exchange {
                 let name = u.pool.serverName
                 x.tlsFailure = "TLS handshake with \(u.pool.address)\(name.isEmpty || name == u.pool.address.host ? "" : " (\(name))") failed: \(error)"
             }
@@ -239,12 +235,12 @@ extension Worker {
     /// ejected for a while and the exchange machine decides what next.
     private func connectFailed(_ u: UpstreamConnection) {
         recordConnectFailure(u.pool)
-        guard let d = u.downstream, let x = d.exchange else {
+        guard let x = u.exchange else {
             closeUpstream(u)
             return
         }
         dropUpstream(x, u)
-        perform(d, x, x.machine.connectFailed())
+        perform(x, x.machine.connectFailed())
     }
 
     /// A connect to `pool` failed: the endpoint is ejected for a backoff. Reported when it goes
@@ -262,24 +258,25 @@ extension Worker {
 
     /// Sends the forwarded head and pending request body bytes to the backend. A failed write
     /// comes back as the exchange machine's next action.
-    func flushToUpstream(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection) -> ExchangeMachine.Action? {
+    func flushToUpstream(_ x: Exchange, _ u: UpstreamConnection) -> ExchangeMachine.Action? {
         guard !u.closed, u.state != .connecting else { return nil }
         var written = 0
         defer { x.upstreamBytes += written }
         do {
-            _ = try Relay.pump(&x.requestBody, head: x.forwardedHead, source: d.input, to: u.transport, written: &written)
+            _ = try Relay.pump(&x.requestBody, head: x.forwardedHead, source: requestSource(x), to: u.transport, written: &written)
             x.forwardedHead.releaseIfEmpty()
+            if case .h2(let s) = x.client { uploadProgressed(s) }
             // An upload still moving is not a backend that stopped answering.
             if written > 0, u.state == .awaitingHead { u.deadline = now + UInt64(settings.timeouts.responseMs) }
             return nil
         } catch {
-            return upstreamFailed(d, x, .upstreamClosed)
+            return upstreamFailed(x, .upstreamClosed)
         }
     }
 
     /// What the exchange machine makes of a backend failure.
-    private func upstreamFailed(_ d: DownstreamConnection, _ x: Exchange, _ error: ProxyError) -> ExchangeMachine.Action? {
-        x.machine.upstreamFailed(error, responseBytesReceived: x.timings.firstResponseByte != 0, clientBytesSent: d.bytesSent)
+    private func upstreamFailed(_ x: Exchange, _ error: ProxyError) -> ExchangeMachine.Action? {
+        x.machine.upstreamFailed(error, responseBytesReceived: x.timings.firstResponseByte != 0, clientBytesSent: clientBytesSent(x))
     }
 
     func readUpstream(_ u: UpstreamConnection) {
@@ -303,37 +300,36 @@ extension Worker {
     }
 
     private func processUpstreamInput(_ u: UpstreamConnection) {
-        guard let d = u.downstream, let x = d.exchange else {
+        guard let x = u.exchange else {
             closeUpstream(u)
             return
         }
         if x.timings.firstResponseByte == 0 { x.timings.firstResponseByte = nowNs }
         while u.state == .awaitingHead {
-            let request = d.machine.request
             switch u.machine.parseHead(
-                u.input.readableBytes, requestWasHead: request.methodKind == .head, upgradeRequested: request.upgrade,
-                clientSpeaksHTTP11: request.version == .http11)
+                u.input.readableBytes, requestWasHead: x.requestWasHead, upgradeRequested: x.upgradeRequested,
+                clientSpeaksHTTP11: x.clientSpeaksHTTP11)
             {
             case .needMore:
-                if !d.output.isEmpty { flushToDownstream(d) }
+                flushToClient(x)
                 return
             case .fault(let fault):
-                return upstreamBroke(d, x, fault.error, message: fault.message)
+                return upstreamBroke(x, fault.error, message: fault.message)
             case .interim(let length, let forward):
                 // 100 Continue, 103 Early Hints: passed on as they are; they do not extend
                 // the response deadline.
-                if forward { d.output.append(UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<length])) }
+                if forward { forwardInterim(x, UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<length])) }
                 u.input.consume(length)
             case .switchingProtocols(let length):
                 x.status = 101
-                startTunnel(d, x, u, headLength: length)
+                if case .h1(let d) = x.client { startTunnel(d, x, u, headLength: length) }
                 return
             case .final(let length):
                 x.status = u.machine.response.status
-                x.machine.responseHeadQueued(at: d.bytesSent + d.output.readableCount)
-                writeResponseHead(d, x, u, headLength: length)
+                x.machine.responseHeadQueued(at: clientBytesQueued(x))
+                writeResponseHead(x, u, headLength: length)
                 u.input.consume(length)
-                u.responseBody = BodyRelay(u.machine.response.framing, keepTrailers: request.acceptsTrailers)
+                u.responseBody = BodyRelay(u.machine.response.framing, keepTrailers: x.acceptsTrailers, output: x.responseOutput)
             }
         }
         switch u.state {
@@ -341,19 +337,19 @@ extension Worker {
             // Body bytes keep a slow response alive (the deadline is the gap between them).
             u.deadline = now + UInt64(settings.timeouts.responseMs)
             if let error = u.responseBody.decode(u.input) {
-                return upstreamBroke(d, x, .upstreamProtocolError, message: "the backend sent a malformed response body (\(error.message))")
+                return upstreamBroke(x, .upstreamProtocolError, message: "the backend sent a malformed response body (\(error.message))")
             }
         case .tunnel:
-            d.machine.tunnelActivity(now: now)
+            if case .h1(let d) = x.client { d.machine.tunnelActivity(now: now) }
             _ = u.responseBody.decode(u.input)
         default:
             break
         }
-        if !d.closed { flushToDownstream(d) }
+        flushToClient(x)
     }
 
     private func startTunnel(_ d: DownstreamConnection, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
-        writeResponseHead(d, x, u, headLength: headLength)
+        writeH1ResponseHead(d, x, u, headLength: headLength)
         u.input.consume(headLength)
         x.machine.switchedProtocols()
         d.machine.tunnelled(now: now)
@@ -364,44 +360,45 @@ extension Worker {
         u.responseBody = BodyRelay(.untilClose)
         _ = u.responseBody.decode(u.input)
         flushToDownstream(d)
-        if !d.closed { perform(d, x, flushToUpstream(d, x, u)) }
+        if !d.closed { perform(x, flushToUpstream(x, u)) }
     }
 
     private func upstreamEndOfFile(_ u: UpstreamConnection) {
-        guard let d = u.downstream, let x = d.exchange else {
+        guard let x = u.exchange else {
             closeUpstream(u)
             return
         }
         switch u.state {
         case .streamingBody where u.machine.response.framing == .untilClose:
             u.responseBody.endOfInput()
-            flushToDownstream(d)
+            flushToClient(x)
         case .tunnel:
+            guard case .h1(let d) = x.client else { return }
             flushToDownstream(d)
-            if !d.closed { perform(d, x, upstreamFailed(d, x, .upstreamClosed)) }
+            if !d.closed { perform(x, upstreamFailed(x, .upstreamClosed)) }
         default:
-            upstreamBroke(d, x, .upstreamClosed, message: "the backend closed the connection before the response was complete")
+            upstreamBroke(x, .upstreamClosed, message: "the backend closed the connection before the response was complete")
         }
     }
 
     /// The backend failed mid-exchange: the exchange machine resends, answers 502 (nothing of
     /// the response reached the client yet), or cuts the client connection (a truncated
     /// response must not look complete).
-    private func upstreamBroke(_ d: DownstreamConnection, _ x: Exchange, _ error: ProxyError, message: String) {
-        perform(d, x, upstreamFailed(d, x, error), message: message)
+    private func upstreamBroke(_ x: Exchange, _ error: ProxyError, message: String) {
+        perform(x, upstreamFailed(x, error), message: message)
     }
 
     func upstreamTimedOut(_ u: UpstreamConnection) {
-        let d = u.downstream
-        defer { if let d, !d.closed { serveDownstream(d) } }
+        let client = u.exchange?.client
+        defer { if let client { serveClient(client) } }
         switch u.state {
         case .idle:
             closeUpstream(u)
         case .connecting:
             connectFailed(u)
         case .awaitingHead, .streamingBody, .tunnel:
-            guard let d, let x = d.exchange else { return closeUpstream(u) }
-            perform(d, x, x.machine.upstreamTimedOut(clientBytesSent: d.bytesSent))
+            guard let x = u.exchange else { return closeUpstream(u) }
+            perform(x, x.machine.upstreamTimedOut(clientBytesSent: clientBytesSent(x)))
         }
     }
 
@@ -411,7 +408,7 @@ extension Worker {
         if u.state == .idle, let index = u.pool.idle.firstIndex(where: { $0 === u }) {
             u.pool.idle.remove(at: index)
         }
-        if let x = u.downstream?.exchange, x.upstream === u { detach(x, u) }
+        if let x = u.exchange, x.upstream === u { detach(x, u) }
         table.remove(u.token)
         u.transport.close()
     }

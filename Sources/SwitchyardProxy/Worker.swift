@@ -12,6 +12,7 @@ enum Registration {
     case mailbox
     case tick
     case downstream(DownstreamConnection)
+    case h2(H2Connection)
     case upstream(UpstreamConnection)
 }
 
@@ -170,6 +171,7 @@ final class Worker: @unchecked Sendable {
         switch table.lookup(token) {
         case .downstream(let connection): downstreamEvent(connection, readiness)
         case .upstream(let connection): upstreamEvent(connection, readiness)
+        case .h2(let connection): h2Event(connection, readiness)
         case .listener(let fd): acceptConnections(fd, token: token)
         case .mailbox: handleMailbox()
         case .tick:
@@ -218,6 +220,7 @@ final class Worker: @unchecked Sendable {
             let connection = DownstreamConnection(
                 transport: transport, clientAddress: Array((peer?.host ?? "unknown").utf8), buffers: buffers,
                 machine: machine, acceptedAt: nowNs)
+            connection.mayBeHTTP2 = settings.http2 != nil
             guard let token = register(fd, .downstream(connection)) else { continue }
             connection.token = token
             downstreamCount += 1
@@ -381,27 +384,35 @@ final class Worker: @unchecked Sendable {
         draining = true
         closeListeners()
         // Idle client connections close now; busy ones close after their current response.
+        // HTTP/2 connections get GOAWAY: their streams finish, no new ones start.
         var idle: [DownstreamConnection] = []
+        var multiplexed: [H2Connection] = []
         table.forEach { registration in
             if case .downstream(let connection) = registration, connection.machine.isIdle, connection.input.isEmpty,
                connection.output.isEmpty {
                 idle.append(connection)
+            } else if case .h2(let connection) = registration {
+                multiplexed.append(connection)
             }
         }
         for connection in idle { closeDownstream(connection) }
+        for connection in multiplexed { goAway(connection) }
     }
 
     private func closeEverything() {
         var downstreams: [DownstreamConnection] = []
         var upstreams: [UpstreamConnection] = []
+        var multiplexed: [H2Connection] = []
         table.forEach { registration in
             switch registration {
             case .downstream(let connection): downstreams.append(connection)
+            case .h2(let connection): multiplexed.append(connection)
             case .upstream(let connection): upstreams.append(connection)
             default: break
             }
         }
         for connection in downstreams { closeDownstream(connection) }
+        for connection in multiplexed { closeHTTP2(connection) }
         for connection in upstreams where connection.token != 0 { closeUpstream(connection) }
         closeListeners()
     }
@@ -417,6 +428,8 @@ final class Worker: @unchecked Sendable {
                 expired.append(registration)
             case .upstream(let connection) where connection.deadline != 0 && connection.deadline <= now:
                 expired.append(registration)
+            case .h2(let connection) where connection.deadline != 0 && connection.deadline <= now:
+                expired.append(registration)
             default:
                 break
             }
@@ -425,6 +438,7 @@ final class Worker: @unchecked Sendable {
             switch registration {
             case .downstream(let connection): downstreamTimedOut(connection)
             case .upstream(let connection): upstreamTimedOut(connection)
+            case .h2(let connection): h2TimedOut(connection)
             default: break
             }
         }

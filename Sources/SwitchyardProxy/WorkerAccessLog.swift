@@ -71,6 +71,7 @@ final class WorkerAccessLog {
         switch x.summary.httpVersion {
         case 10: out.append("\"HTTP/1.0\"")
         case 11: out.append("\"HTTP/1.1\"")
+        case 20: out.append("\"HTTP/2\"")
         default: out.append("null")
         }
         out.append(",\"status\":")

@@ -29,8 +29,32 @@ public struct ServerConfig: Sendable, Equatable {
         public var certificates: [Certificate]
         /// Lowest TLS version accepted: false for 1.2 (the default), true for 1.3.
         public var minimumTLS13 = false
-        /// ALPN protocols offered, in order of preference. Default `["http/1.1"]`.
-        public var alpn = ["http/1.1"]
+        /// ALPN protocols offered, in order of preference. Default `["h2", "http/1.1"]`
+        /// (`["http/1.1"]` with `http2.enabled` false).
+        public var alpn = ["h2", "http/1.1"]
+    }
+
+    /// HTTP/2 from clients: h2c with prior knowledge on plain listeners, h2 by ALPN on TLS ones.
+    /// Each limit stands against a known attack; the defaults are safe for most services.
+    public struct HTTP2: Sendable, Equatable {
+        /// Accept HTTP/2 at all. Default true.
+        public var enabled = true
+        /// Streams a connection may have open at once. Default 100.
+        public var maxConcurrentStreams = 100
+        /// Largest decoded request head (names, values, 32 per field); beyond it the stream is
+        /// reset. Default 65536.
+        public var maxHeaderListBytes = 65536
+        /// Request body bytes a stream may send ahead of what its backend took. Default 65535.
+        public var streamWindowBytes = 65535
+        /// RST_STREAM frames a client may send in a burst, and regains per second, before the
+        /// connection is closed with ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).
+        /// Defaults 200 and 33.
+        public var resetBurst = 200
+        public var resetsPerSecond = 33
+        /// CONTINUATION frames allowed after one HEADERS frame (CVE-2024-27316). Default 8.
+        public var maxContinuations = 8
+        /// HPACK decoder table the client may use. Default 4096.
+        public var headerTableBytes = 4096
     }
 
     public struct Auth: Sendable, Equatable {
@@ -109,6 +133,7 @@ public struct ServerConfig: Sendable, Equatable {
     public var versionDefaults = VersionsConfig.Defaults()
     public var timeouts = Timeouts()
     public var limits = Limits()
+    public var http2 = HTTP2()
 
     public init() {}
 
@@ -127,6 +152,7 @@ public struct ServerConfig: Sendable, Equatable {
         if accessLog != other.accessLog { changed.append("access_log") }
         if timeouts != other.timeouts { changed.append("timeouts") }
         if limits != other.limits { changed.append("limits") }
+        if http2 != other.http2 { changed.append("http2") }
         return changed
     }
 
@@ -134,6 +160,10 @@ public struct ServerConfig: Sendable, Equatable {
         let root = try JSONParser.parse(bytes, file: file)
         var reader = try ObjectReader(root, file: file, path: "")
         var config = ServerConfig()
+        if var http2 = try reader.object("http2") {
+            config.http2 = try Self.http2(&http2)
+            try http2.finish()
+        }
         if let listeners = try reader.array("listeners") {
             guard !listeners.isEmpty else {
                 throw ConfigError(file: file, position: root.position, message: "listeners is empty; give at least one {\"address\": \"host:port\"}")
@@ -143,7 +173,9 @@ public struct ServerConfig: Sendable, Equatable {
                 var listener = try ObjectReader(node, file: file, path: "listeners[\(index)]")
                 let address = try Self.address(&listener, file: file)
                 let sharePort = try listener.bool("share_port") ?? false
-                let tls = try listener.object("tls").map { reader throws(ConfigError) in try Self.tls(reader, file: file) }
+                let tls = try listener.object("tls").map { reader throws(ConfigError) in
+                    try Self.tls(reader, file: file, http2: config.http2.enabled)
+                }
                 try listener.finish()
                 config.listeners.append(Listener(address: address, sharePort: sharePort, tls: tls))
             }
@@ -207,7 +239,20 @@ public struct ServerConfig: Sendable, Equatable {
         return config
     }
 
-    private static func tls(_ reader: ObjectReader, file: String) throws(ConfigError) -> TLS {
+    private static func http2(_ reader: inout ObjectReader) throws(ConfigError) -> HTTP2 {
+        var http2 = HTTP2()
+        http2.enabled = try reader.bool("enabled") ?? true
+        http2.maxConcurrentStreams = try reader.integer("max_concurrent_streams", in: 1...10000) ?? http2.maxConcurrentStreams
+        http2.maxHeaderListBytes = try reader.integer("max_header_list_bytes", in: 1024...(1 << 24)) ?? http2.maxHeaderListBytes
+        http2.streamWindowBytes = try reader.integer("stream_window_bytes", in: 1024...Int(Int32.max)) ?? http2.streamWindowBytes
+        http2.resetBurst = try reader.integer("reset_burst", in: 1...1_000_000) ?? http2.resetBurst
+        http2.resetsPerSecond = try reader.integer("resets_per_second", in: 1...1_000_000) ?? http2.resetsPerSecond
+        http2.maxContinuations = try reader.integer("max_continuations", in: 0...1000) ?? http2.maxContinuations
+        http2.headerTableBytes = try reader.integer("header_table_bytes", in: 0...(1 << 20)) ?? http2.headerTableBytes
+        return http2
+    }
+
+    private static func tls(_ reader: ObjectReader, file: String, http2: Bool) throws(ConfigError) -> TLS {
         var reader = reader
         let certificatesNode = try reader.required("certificates")
         guard case .array(let nodes) = certificatesNode.value, !nodes.isEmpty else {
@@ -227,6 +272,7 @@ public struct ServerConfig: Sendable, Equatable {
             certificates.append(TLS.Certificate(certFile: certFile, keyFile: keyFile))
         }
         var tls = TLS(certificates: certificates)
+        if !http2 { tls.alpn = ["http/1.1"] }
         if let version = reader.take("min_version") {
             switch version.value {
             case .string("1.2"): tls.minimumTLS13 = false
@@ -237,12 +283,16 @@ public struct ServerConfig: Sendable, Equatable {
         if let alpn = try reader.array("alpn") {
             var protocols: [String] = []
             for node in alpn {
-                guard case .string(let name) = node.value, name == "http/1.1" else {
-                    throw reader.error(node, "\(reader.fieldPath("alpn")) may list \"http/1.1\" (h2 comes with HTTP/2 support)")
+                guard case .string(let name) = node.value, name == "http/1.1" || name == "h2" else {
+                    throw reader.error(node, "\(reader.fieldPath("alpn")) may list \"h2\" and \"http/1.1\"")
                 }
+                guard name == "http/1.1" || http2 else {
+                    throw reader.error(node, "\(reader.fieldPath("alpn")) offers h2 but http2.enabled is false")
+                }
+                guard !protocols.contains(name) else { throw reader.error(node, "\(reader.fieldPath("alpn")) lists \"\(name)\" twice") }
                 protocols.append(name)
             }
-            guard !protocols.isEmpty else { throw reader.error(reader.node, "\(reader.fieldPath("alpn")) is empty; leave it out for [\"http/1.1\"]") }
+            guard !protocols.isEmpty else { throw reader.error(reader.node, "\(reader.fieldPath("alpn")) is empty; leave it out for the default") }
             tls.alpn = protocols
         }
         try reader.finish()

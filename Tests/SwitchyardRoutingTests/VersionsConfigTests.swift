@@ -179,7 +179,7 @@ func versionsError(_ text: String) -> ConfigError? {
              "access_log": {"path": "-", "sample_percent": 5}, "health_check": false, "retry_other_version": true}
             """)
         let tls = try #require(config.listeners[0].tls)
-        #expect(tls.certificates == [.init(certFile: "a.pem", keyFile: "a.key")] && tls.minimumTLS13 && tls.alpn == ["http/1.1"])
+        #expect(tls.certificates == [.init(certFile: "a.pem", keyFile: "a.key")] && tls.minimumTLS13 && tls.alpn == ["h2", "http/1.1"])
         #expect(config.timeouts.tlsHandshakeMs == 500)
         #expect(config.accessLog == .init(path: "-", samplePercent: 5, query: false))
         #expect(config.versionDefaults.healthCheck == nil && config.versionDefaults.retryOtherVersion)
@@ -189,7 +189,8 @@ func versionsError(_ text: String) -> ConfigError? {
     @Test(arguments: [
         (#""tls": {"certificates": []}"#, "must be a non-empty array"),
         (#""tls": {"certificates": [{"cert_file": "a.pem"}]}"#, "needs \"cert_file\" and \"key_file\""),
-        (#""tls": {"certificates": [{"cert_file": "a.pem", "key_file": "a.key"}], "alpn": ["h2"]}"#, "h2 comes with HTTP/2"),
+        (#""tls": {"certificates": [{"cert_file": "a.pem", "key_file": "a.key"}], "alpn": ["h3"]}"#, "may list \"h2\" and \"http/1.1\""),
+        (#""tls": {"certificates": [{"cert_file": "a.pem", "key_file": "a.key"}], "alpn": ["h2", "h2"]}"#, "lists \"h2\" twice"),
         (#""tls": {"certificates": [{"cert_file": "a.pem", "key_file": "a.key"}], "min_version": "1.0"}"#, "must be \"1.2\" or \"1.3\""),
     ])
     func tlsMistakesAreNamed(fields: String, expected: String) {
@@ -198,6 +199,46 @@ func versionsError(_ text: String) -> ConfigError? {
         } throws: { error in
             "\(error)".contains(expected) && "\(error)".hasPrefix("switchyard.json:")
         }
+    }
+}
+
+@Suite struct HTTP2ConfigTests {
+    private func parse(_ text: String) throws(ConfigError) -> ServerConfig {
+        try ServerConfig.parse(Array(text.utf8), file: "switchyard.json")
+    }
+
+    @Test func defaultsAndSettings() throws {
+        let defaults = try parse(#"{"auth": {"disabled": true}}"#).http2
+        #expect(defaults.enabled && defaults.maxConcurrentStreams == 100 && defaults.maxHeaderListBytes == 65536)
+        #expect(defaults.resetBurst == 200 && defaults.resetsPerSecond == 33 && defaults.maxContinuations == 8)
+        let config = try parse("""
+            {"auth": {"disabled": true},
+             "http2": {"max_concurrent_streams": 10, "max_header_list_bytes": 4096, "stream_window_bytes": 16384,
+                       "reset_burst": 5, "resets_per_second": 1, "max_continuations": 2, "header_table_bytes": 0}}
+            """).http2
+        #expect(config.maxConcurrentStreams == 10 && config.maxHeaderListBytes == 4096 && config.streamWindowBytes == 16384)
+        #expect(config.resetBurst == 5 && config.resetsPerSecond == 1 && config.maxContinuations == 2 && config.headerTableBytes == 0)
+    }
+
+    @Test func disabledHTTP2LeavesH2OutOfALPN() throws {
+        let tls = #"{"certificates": [{"cert_file": "a.pem", "key_file": "a.key"}]}"#
+        let config = try parse(#"{"auth": {"disabled": true}, "http2": {"enabled": false}, "listeners": [{"address": "127.0.0.1:1", "tls": "# + tls + "}]}")
+        #expect(config.listeners[0].tls?.alpn == ["http/1.1"])
+        let offered = #"{"certificates": [{"cert_file": "a.pem", "key_file": "a.key"}], "alpn": ["h2"]}"#
+        #expect {
+            _ = try parse(#"{"auth": {"disabled": true}, "http2": {"enabled": false}, "listeners": [{"address": "127.0.0.1:1", "tls": "# + offered + "}]}")
+        } throws: { error in "\(error)".contains("offers h2 but http2.enabled is false") }
+    }
+
+    @Test(arguments: [
+        (#"{"max_concurrent_streams": 0}"#, "http2.max_concurrent_streams"),
+        (#"{"stream_window_bytes": 10}"#, "http2.stream_window_bytes"),
+        (#"{"max_streams": 10}"#, "max_streams"),
+    ])
+    func mistakesAreNamed(http2: String, expected: String) {
+        #expect {
+            _ = try parse(#"{"auth": {"disabled": true}, "http2": "# + http2 + "}")
+        } throws: { error in "\(error)".contains(expected) }
     }
 }
 

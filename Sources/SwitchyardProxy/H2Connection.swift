@@ -1,0 +1,98 @@
+import SwitchyardHTTP2
+import SwitchyardIO
+
+/// A client connection speaking HTTP/2: one `H2ServerSession` (the protocol, in nghttp2) and
+/// the streams open on it, each carrying one `Exchange`. The session's decisions are nghttp2's;
+/// this class holds the socket, the bytes, and the links, and hands the session's events to
+/// the worker.
+///
+///     socket ──read──▶ session.receive ──▶ h2Request / h2RequestData / h2RequestEnd ──▶ Exchange
+///     socket ◀─write── session.send ◀── h2ResponseData ◀── the backend's response (per stream)
+final class H2Connection: H2ServerSessionDelegate {
+    /// The client's socket (or TLS on it).
+    let transport: PeerTransport
+    var fd: Int32 { transport.fd }
+    var token: UInt64 = 0
+    let session: H2ServerSession
+    unowned let worker: Worker
+    /// Bytes read from the client, until the session took them.
+    let input: ByteBuffer
+    /// Bytes from the session the socket did not take yet; the session is asked for more only
+    /// once they are out.
+    let output: ByteBuffer
+    let clientAddress: [UInt8]
+    let acceptedAt: UInt64
+    var streams: [Int32: H2Stream] = [:]
+    var readable = false
+    var peerHungUp = false
+    var closed = false
+    /// Closes the connection when reached (ms, monotonic; 0 = none): idle without streams.
+    var deadline: UInt64 = 0
+    /// GOAWAY went out: no new streams; the connection closes when the last one is done.
+    var goingAway = false
+    /// Backend connections whose reading paused for lack of room and may go on now that a
+    /// stream passed bytes on to the session.
+    var paused: [UpstreamConnection] = []
+
+    init(transport: PeerTransport, session: H2ServerSession, worker: Worker, clientAddress: [UInt8], acceptedAt: UInt64, buffers: BufferPools) {
+        self.transport = transport
+        self.session = session
+        self.worker = worker
+        self.clientAddress = clientAddress
+        self.acceptedAt = acceptedAt
+        self.input = ByteBuffer(pool: buffers.input)
+        self.output = ByteBuffer(pool: buffers.output)
+        session.delegate = self
+    }
+
+    func h2Request(stream: Int32, head: H2RequestHead, endStream: Bool) {
+        worker.h2Request(self, stream: stream, head: head, endStream: endStream)
+    }
+
+    func h2RequestData(stream: Int32, bytes: UnsafeRawBufferPointer) {
+        worker.h2RequestData(self, stream: stream, bytes: bytes)
+    }
+
+    func h2RequestEnd(stream: Int32, trailers: [H2Field]) {
+        worker.h2RequestEnd(self, stream: stream, trailers: trailers)
+    }
+
+    func h2StreamClosed(stream: Int32, errorCode: UInt32) {
+        worker.h2StreamClosed(self, stream: stream, errorCode: errorCode)
+    }
+
+    func h2ResponseData(stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, end: Bool)? {
+        worker.h2ResponseData(self, stream: stream, into: buffer)
+    }
+}
+
+/// One stream of an `H2Connection`: its exchange while it has one, the request body bytes the
+/// backend has not taken yet, and a proxy-made answer's body.
+final class H2Stream {
+    let id: Int32
+    unowned let connection: H2Connection
+    /// Until it finishes; the stream may outlive it (a proxy-made answer still being sent).
+    var exchange: Exchange?
+    /// Request body bytes from DATA frames, then trailer lines for a chunked upload. Bounded
+    /// by the stream's flow-control window: it opens only as bytes leave (`consume`).
+    let requestInput: ByteBuffer
+    /// Request body bytes received and not yet given back to the window.
+    var unconsumed = 0
+    /// The request has no Content-Length: it goes to the backend chunked.
+    var chunkedUpload = false
+    /// The body of a proxy-made answer.
+    let output: ByteBuffer
+    /// The response head went to the session: a failure from now on resets the stream.
+    var responding = false
+    /// The response has no body (HEAD, 204, 304): its head is all of it.
+    var bodiless = false
+    /// Response body bytes handed to the session.
+    var bytesSent = 0
+
+    init(id: Int32, connection: H2Connection, buffers: BufferPools) {
+        self.id = id
+        self.connection = connection
+        self.requestInput = ByteBuffer(pool: buffers.input)
+        self.output = ByteBuffer(pool: buffers.output)
+    }
+}

@@ -1,0 +1,280 @@
+import SwitchyardHTTP
+import SwitchyardHTTP2
+import SwitchyardIO
+
+/// HTTP/2 client connections: bytes between the socket and the session, and one exchange per
+/// stream. The backend side is the same as for HTTP/1.1 (`Worker+Upstream`); the seam is in
+/// `Worker+Exchange`.
+///
+/// Calls from the session (`h2Request`, `h2ResponseData`, …) come while it reads or writes
+/// frames. They change exchanges and queue frames, but never read or write the client socket:
+/// only `serveHTTP2` does, in a loop, so no input drives recursion.
+extension Worker {
+    /// RFC 9113 §3.4: what a client speaking HTTP/2 sends first.
+    private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// Looks at the first bytes of a connection that may speak HTTP/2: the preface makes it an
+    /// HTTP/2 connection (`d` is handed over and marked closed); anything else is HTTP/1.1; a
+    /// part of the preface waits for more.
+    func checkPreface(_ d: DownstreamConnection) {
+        let bytes = d.input.readableBytes
+        let count = min(bytes.count, Self.preface.count)
+        guard bytes.prefix(count).elementsEqual(Self.preface.prefix(count)) else {
+            d.mayBeHTTP2 = false
+            return
+        }
+        if count == Self.preface.count { upgradeToHTTP2(d) }
+    }
+
+    private func upgradeToHTTP2(_ d: DownstreamConnection) {
+        d.mayBeHTTP2 = false
+        guard let limits = settings.http2, let session = try? H2ServerSession(limits: limits) else { return }
+        let c = H2Connection(
+            transport: d.transport, session: session, worker: self, clientAddress: d.clientAddress, acceptedAt: d.acceptedAt,
+            buffers: buffers)
+        c.token = d.token
+        c.readable = d.readable
+        c.peerHungUp = d.peerHungUp
+        c.input.append(d.input.readableBytes)
+        d.input.clear()
+        d.closed = true  // handed over: the socket is the HTTP/2 connection's now
+        table.replace(d.token, with: .h2(c))
+        c.deadline = now + settings.serverTimeouts.idleMs
+        if draining { goAway(c) }
+        serveHTTP2(c)
+    }
+
+    func h2Event(_ c: H2Connection, _ readiness: Readiness) {
+        if readiness.contains(.hangup) { c.peerHungUp = true }
+        if readiness.contains(.readable) || readiness.contains(.hangup) { c.readable = true }
+        serveHTTP2(c)
+    }
+
+    /// The connection's one loop: hands read bytes to the session, writes what it has to
+    /// send, and reads on while the client takes what it is sent.
+    func serveHTTP2(_ c: H2Connection) {
+        while !c.closed {
+            if !c.input.isEmpty {
+                do {
+                    try c.session.receive(c.input.readableBytes)
+                } catch {
+                    // The session queued GOAWAY with the reason: it goes out, then the connection closes.
+                    c.input.clear()
+                    c.goingAway = true
+                    flushHTTP2(c)
+                    return closeHTTP2(c)
+                }
+                c.input.clear()
+            }
+            flushHTTP2(c)
+            // Backpressure: a client that does not read what it is sent is not read from.
+            guard !c.closed, c.readable, c.output.isEmpty else { break }
+            switch Relay.fill(c.input, from: c.transport, peerHungUp: c.peerHungUp) {
+            case .data(let drained):
+                if drained { c.readable = false }
+            case .drained:
+                c.readable = false
+            case .endOfFile:
+                return closeHTTP2(c)
+            }
+        }
+        guard !c.closed else { return }
+        c.input.releaseIfEmpty()
+        let finished = !c.session.wantsRead && !c.session.wantsWrite
+        if c.output.isEmpty && (finished || (c.goingAway && c.streams.isEmpty)) { closeHTTP2(c) }
+    }
+
+    /// Writes what the session has for the client until it has nothing more or the socket is
+    /// full. Backend reads paused for room go on in between: their bytes become DATA frames.
+    private func flushHTTP2(_ c: H2Connection) {
+        while !c.closed {
+            do {
+                if !c.output.isEmpty {
+                    var none = 0
+                    var written = 0
+                    guard try Relay.send(head: c.output, source: c.output, pending: &none, to: c.transport, written: &written) else { return }
+                    c.output.releaseIfEmpty()
+                }
+                if let bytes = try c.session.send() {
+                    var written = 0
+                    while written < bytes.count {
+                        guard case .processed(let count) = try c.transport.write(
+                            UnsafeRawBufferPointer(rebasing: bytes[written...]), UnsafeRawBufferPointer(start: nil, count: 0))
+                        else {
+                            c.output.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))  // the session reuses its buffer
+                            return
+                        }
+                        written += count
+                    }
+                    continue
+                }
+            } catch {
+                return closeHTTP2(c)
+            }
+            guard !c.paused.isEmpty else { return }
+            let paused = c.paused
+            c.paused.removeAll(keepingCapacity: true)
+            for u in paused where u.readable && !u.closed { readUpstream(u) }
+        }
+    }
+
+    /// Drain: GOAWAY with the last stream taken; those streams finish, no new ones start.
+    func goAway(_ c: H2Connection) {
+        guard !c.goingAway else { return }
+        c.goingAway = true
+        c.session.goAway()
+        serveHTTP2(c)
+    }
+
+    func h2TimedOut(_ c: H2Connection) {
+        goAway(c)
+        closeHTTP2(c)
+    }
+
+    func closeHTTP2(_ c: H2Connection) {
+        guard !c.closed else { return }
+        c.closed = true
+        for s in c.streams.values {
+            if let x = s.exchange { perform(x, x.machine.clientGone()) }
+        }
+        c.streams.removeAll()
+        c.paused.removeAll()
+        table.remove(c.token)
+        c.transport.close()
+        downstreamCount -= 1
+    }
+
+    // MARK: - Streams (called by the session)
+
+    func h2Request(_ c: H2Connection, stream: Int32, head: H2RequestHead, endStream: Bool) {
+        guard !c.closed else { return }
+        let s = H2Stream(id: stream, connection: c, buffers: buffers)
+        c.streams[stream] = s
+        c.deadline = 0
+        let x = exchanges.acquire()
+        x.timings.accepted = c.acceptedAt
+        x.timings.started = nowNs
+        x.timings.headParsed = nowNs
+        x.client = .h2(s)
+        s.exchange = x
+        startStreamExchange(s, x, head, endStream: endStream)
+    }
+
+    func h2RequestData(_ c: H2Connection, stream: Int32, bytes: UnsafeRawBufferPointer) {
+        guard let s = c.streams[stream], let x = s.exchange, !x.requestBody.complete else {
+            // Nobody takes them (the answer was given): the window opens at once.
+            c.session.consume(stream: stream, bytes: bytes.count)
+            return
+        }
+        s.requestInput.append(bytes)
+        s.unconsumed += bytes.count
+        _ = x.requestBody.decode(s.requestInput)
+        if let u = x.upstream { perform(x, flushToUpstream(x, u)) }
+    }
+
+    func h2RequestEnd(_ c: H2Connection, stream: Int32, trailers: [H2Field]) {
+        guard let s = c.streams[stream], let x = s.exchange else { return }
+        // The stream's window no longer matters; the connection's gets its bytes back.
+        if s.unconsumed > 0 {
+            c.session.consume(stream: stream, bytes: s.unconsumed)
+            s.unconsumed = 0
+        }
+        if s.chunkedUpload {
+            let before = s.requestInput.readableCount
+            for field in trailers where Self.mayForwardTrailer(field) {
+                s.requestInput.append(field.name)
+                s.requestInput.append(": " as StaticString)
+                s.requestInput.append(field.value)
+                s.requestInput.append("\r\n" as StaticString)
+            }
+            s.requestInput.append("\r\n" as StaticString)
+            _ = x.requestBody.decode(s.requestInput)
+            x.requestBody.endOfInput(trailer: s.requestInput.readableCount - before)
+        }
+        if let u = x.upstream { perform(x, flushToUpstream(x, u)) }
+    }
+
+    func h2StreamClosed(_ c: H2Connection, stream: Int32, errorCode: UInt32) {
+        guard let s = c.streams.removeValue(forKey: stream) else { return }
+        if s.unconsumed > 0 { c.session.consumeConnection(bytes: s.unconsumed) }
+        // A stream closed before its response was complete (reset by the client): the
+        // backend connection closes, which is how Ray Serve learns to stop a generator.
+        if let x = s.exchange { perform(x, x.machine.clientGone()) }
+        s.requestInput.clear()
+        s.requestInput.releaseIfEmpty()
+        s.output.clear()
+        s.output.releaseIfEmpty()
+        if c.streams.isEmpty { c.deadline = now + settings.serverTimeouts.idleMs }
+    }
+
+    /// Response body bytes for the session's next DATA frame: a proxy-made answer's, or the
+    /// backend's as they were decoded. The exchange completes when the last one is handed over.
+    func h2ResponseData(_ c: H2Connection, stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, end: Bool)? {
+        guard let s = c.streams[stream] else { return (0, true) }
+        guard let x = s.exchange else {
+            let count = min(buffer.count, s.output.readableCount)
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: s.output.readableBytes[0..<count]))
+            s.output.consume(count)
+            return (count, s.output.isEmpty)
+        }
+        guard let u = x.upstream else { return nil }
+        let count = min(buffer.count, u.responseBody.data)
+        if count > 0 {
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<count]))
+            u.input.consume(count)
+            u.responseBody.sent(count)
+            s.bytesSent += count
+            if u.readable { c.paused.append(u) }
+        }
+        guard u.responseBody.complete && u.responseBody.data == 0 else { return count > 0 ? (count, false) : nil }
+        if u.responseBody.tail > 0 {
+            let trailers = Self.trailerFields(UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<u.responseBody.tail]))
+            if !trailers.isEmpty { c.session.setTrailers(stream: stream, fields: trailers) }
+            u.input.consume(u.responseBody.tail)
+            u.responseBody.takeTrailer()
+        }
+        recycle(x, u)
+        perform(x, x.machine.responseComplete())
+        return (count, true)
+    }
+
+    // MARK: - The seam's HTTP/2 side (see `Worker+Exchange`)
+
+    /// Sends what the backend's response has ready: the session asks for it again.
+    func flushToStream(_ s: H2Stream, _ x: Exchange) {
+        guard s.responding, let u = x.upstream, u.state == .streamingBody else { return }
+        if s.bodiless {
+            // HEAD, 204, 304: the head was the whole response.
+            guard u.responseBody.isFinished else { return }
+            recycle(x, u)
+            perform(x, x.machine.responseComplete())
+        } else if u.responseBody.data > 0 || u.responseBody.complete {
+            s.connection.session.resume(stream: s.id)
+        }
+    }
+
+    /// A proxy-made answer on a stream (nothing of a response was queued for it yet).
+    func rejectStream(_ s: H2Stream, _ x: Exchange, _ error: ProxyError, message: String) {
+        let body = ErrorRenderer.body(error, message: message)
+        s.output.append(body)
+        let fields = ErrorRenderer.http2Fields(
+            error, bodyLength: body.utf8.count, version: x.routes.map { $0.versionNames[x.versionIndex] },
+            requestID: x.generatedRequestID ? x.requestID : nil)
+        s.responding = true
+        let c = s.connection
+        if (try? c.session.respond(stream: s.id, status: error.status, fields: fields, hasBody: true)) == nil {
+            c.session.reset(stream: s.id, errorCode: Self.internalError)
+        }
+        finish(x, .rejected(error))
+    }
+
+    /// The exchange ended without a complete response (a cut, the backend gone): the stream is
+    /// reset, unless it is gone already.
+    func resetStream(_ s: H2Stream) {
+        let c = s.connection
+        if !c.closed, c.streams[s.id] === s { c.session.reset(stream: s.id, errorCode: Self.internalError) }
+    }
+
+    /// RFC 9113 §7 INTERNAL_ERROR.
+    private static let internalError: UInt32 = 2
+}
