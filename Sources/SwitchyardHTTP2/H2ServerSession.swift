@@ -70,7 +70,13 @@ public final class H2ServerSession {
     public func receive(_ bytes: UnsafeRawBufferPointer) throws(H2Error) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
         let result = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
-        if result < 0 { throw H2Error(code: Int32(result), String(cString: nghttp2_strerror(Int32(result)))) }
+        guard result < 0 else { return }
+        // Some fatal errors (floods, too many CONTINUATIONs) queue no GOAWAY: the client still
+        // learns why (a no-op when one is queued).
+        let code = result == NGHTTP2_ERR_FLOODED.rawValue || result == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue
+            ? NGHTTP2_ENHANCE_YOUR_CALM.rawValue : NGHTTP2_PROTOCOL_ERROR.rawValue
+        _ = nghttp2_session_terminate_session(session, code)
+        throw H2Error(code: Int32(result), String(cString: nghttp2_strerror(Int32(result))))
     }
 
     /// The next bytes for the client (valid until the next call), or nil when there are none.
