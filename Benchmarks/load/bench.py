@@ -119,6 +119,26 @@ def run_wrk(port, path, connections, duration, close=False, scheme="http"):
 
 
 FULL_HANDSHAKES = "full"
+# h2c with prior knowledge: h2load to the target's HTTP/2 port, HTTP/1.1 to the backend.
+H2C = "h2c"
+
+
+def run_h2load(port, path, connections, streams, duration):
+    """h2load, one thread: `connections` h2c connections with `streams` requests in flight on each."""
+    output = subprocess.run(["h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-D{duration}",
+                             "-H", f"Authorization: Bearer {TOKEN}", f"http://127.0.0.1:{port}{path}"],
+                            capture_output=True, text=True, preexec_fn=raise_fd_limit).stdout
+    counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", output)
+    status = re.search(r"status codes: (\d+) 2xx", output)
+    failed = int(counts.group(4)) + int(counts.group(5))
+    non2xx = int(counts.group(3)) - int(status.group(1))
+    return {
+        "requests": int(counts.group(2)),
+        "rps": float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", output).group(1)),
+        # h2load reports no percentiles.
+        "p50": 0.0, "p99": 0.0,
+        "errors": (f"failed {failed}" if failed else "") + (f" non-2xx {non2xx}" if non2xx else ""),
+    }
 
 
 def run_s_time(port, path, duration):
@@ -151,6 +171,8 @@ def measure(target, path, connections, duration, close=False, tls=False):
     user0, system0 = target.cpu_seconds()
     if tls == FULL_HANDSHAKES:
         result = run_s_time(target.tls_port, path, duration)
+    elif tls == H2C:
+        result = run_h2load(target.h2_port, path, connections, close, duration)
     else:
         result = run_wrk(target.tls_port if tls else target.port, path, connections, duration, close, "https" if tls else "http")
     user1, system1 = target.cpu_seconds()
@@ -206,7 +228,8 @@ def syscalls_per_request(target, path, connections, close=False, seconds=2, tls=
 OPERATED = "switchyard + access log + health checks"
 
 SCENARIOS = [
-    # name, path, connections, close per request, TLS (the same ECDSA P-256 certificate for all)
+    # name, path, connections, close per request (for h2c: streams per connection), TLS (the
+    # same ECDSA P-256 certificate for all) or h2c
     ("small response, keep-alive, 64 connections", "/", 64, False, False),
     ("16 KiB response, keep-alive, 64 connections", "/16k", 64, False, False),
     ("new connection per request, 64 clients", "/", 64, True, False),
@@ -219,6 +242,8 @@ SCENARIOS = [
     ("TLS, new connection per request (session resumed), 64 clients", "/", 64, True, True),
     # `openssl s_time -new`: one client, a full handshake per connection, answered 401 (no token).
     ("TLS, full handshake per connection, one client", "/", 1, True, FULL_HANDSHAKES),
+    ("HTTP/2 (h2c), small response, 64 connections × 10 streams", "/", 64, 10, H2C),
+    ("HTTP/2 (h2c), small response, 64 connections × 1 stream", "/", 64, 1, H2C),
 ]
 
 
@@ -237,7 +262,7 @@ def main():
     scenarios = SCENARIOS[:1] if args.quick else SCENARIOS
     if args.scenario:
         scenarios = [s for s in SCENARIOS if args.scenario in s[0]]
-    for tool in ("nginx", "haproxy", "wrk", "strace"):
+    for tool in ("nginx", "haproxy", "wrk", "h2load", "strace"):
         if shutil.which(tool) is None and not (tool == "strace" and args.no_strace):
             sys.exit(f"{tool} is missing: run `make bench`, which installs it")
     raise_fd_limit()
@@ -260,20 +285,24 @@ def main():
         targets.append(Target("switchyard", [BINARY, "serve", "--config", render("switchyard.json", directory, values),
                                              "--log-level", "warning"], values["PORT"], directory))
         targets[-1].tls_port = values["TLSPORT"]
+        targets[-1].h2_port = values["PORT"]  # h2c and HTTP/1.1 share the port
         # The same with what production runs: health checks (Ray Serve's defaults) and the
         # access log writing every request to a file. /metrics is always on.
         values = dict(ports, PORT=free_port(), ADMIN=free_port(), TLSPORT=free_port())
         targets.append(Target(OPERATED, [BINARY, "serve", "--config", render("switchyard-operated.json", directory, values),
                                          "--log-level", "warning"], values["PORT"], directory))
         targets[-1].tls_port = values["TLSPORT"]
-        values = dict(ports, PORT=free_port(), TLSPORT=free_port())
+        targets[-1].h2_port = values["PORT"]
+        values = dict(ports, PORT=free_port(), TLSPORT=free_port(), H2PORT=free_port())
         targets.append(Target("haproxy", ["haproxy", "-db", "-f", render("haproxy.cfg", directory, values)],
                               values["PORT"], directory))
         targets[-1].tls_port = values["TLSPORT"]
-        values = dict(ports, PORT=free_port(), TLSPORT=free_port())
+        targets[-1].h2_port = values["H2PORT"]
+        values = dict(ports, PORT=free_port(), TLSPORT=free_port(), H2PORT=free_port())
         targets.append(Target("nginx", ["nginx", "-c", render("nginx.conf", directory, values), "-p", directory],
                               values["PORT"], directory))
         targets[-1].tls_port = values["TLSPORT"]
+        targets[-1].h2_port = values["H2PORT"]
         for target in targets:  # every proxy must do the job before it is timed
             check = run_wrk(target.port, "/", 4, 1)
             assert not check["errors"], f"{target.name}: {check['errors']}"
@@ -296,7 +325,7 @@ def main():
                        for name, kib in idle.items()] + [""]
         for name, path, connections, close, tls in scenarios:
             print(f"== {name}", file=sys.stderr)
-            measured = targets if tls else targets + [backend_only]  # the backend speaks plain HTTP only
+            measured = targets if tls else targets + [backend_only]  # the backend speaks plain HTTP/1.1 only
             runs = {t.name: [] for t in measured}
             for round_index in range(args.rounds):
                 for target in measured:
@@ -305,7 +334,7 @@ def main():
                     print(f"   round {round_index + 1} {target.name:13} {result['rps']:>10.0f} req/s "
                           f"p99 {result['p99']:.2f} ms {result['errors']}", file=sys.stderr)
             syscalls = {}
-            if not args.no_strace and tls != FULL_HANDSHAKES:
+            if not args.no_strace and tls not in (FULL_HANDSHAKES, H2C):
                 for target in targets:
                     syscalls[target.name] = syscalls_per_request(target, path, min(connections, 64), close, tls=tls)
             report += table(name, runs, syscalls, connections)
