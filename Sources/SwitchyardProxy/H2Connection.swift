@@ -30,6 +30,8 @@ final class H2Connection: H2ServerSessionDelegate {
     var deadline: UInt64 = 0
     /// GOAWAY went out: no new streams; the connection closes when the last one is done.
     var goingAway = false
+    /// Waits in the worker's list to be served after the current batch of events.
+    var scheduled = false
     /// Backend connections whose reading paused for lack of room and may go on now that a
     /// stream passed bytes on to the session.
     var paused: [UpstreamConnection] = []

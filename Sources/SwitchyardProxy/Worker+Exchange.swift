@@ -63,7 +63,7 @@ extension Worker {
     func serveClient(_ client: Exchange.Client) {
         switch client {
         case .h1(let d): if !d.closed { serveDownstream(d) }
-        case .h2(let s): if !s.connection.closed { serveHTTP2(s.connection) }
+        case .h2(let s): if !s.connection.closed { scheduleHTTP2(s.connection) }
         case .detached: break
         }
     }

@@ -85,27 +85,20 @@ extension Worker {
     }
 
     /// Writes what the session has for the client until it has nothing more or the socket is
-    /// full. Backend reads paused for room go on in between: their bytes become DATA frames.
+    /// full. The session's frames (a few bytes each for small responses) are gathered into
+    /// `output` and leave in one write per `writeBatch`. Backend reads paused for room go on in
+    /// between: their bytes become DATA frames.
     private func flushHTTP2(_ c: H2Connection) {
         while !c.closed {
             do {
+                while c.output.readableCount < Self.writeBatch, let bytes = try c.session.send() {
+                    c.output.append(bytes)  // copied: the session reuses its buffer
+                }
                 if !c.output.isEmpty {
                     var none = 0
                     var written = 0
                     guard try Relay.send(head: c.output, source: c.output, pending: &none, to: c.transport, written: &written) else { return }
                     c.output.releaseIfEmpty()
-                }
-                if let bytes = try c.session.send() {
-                    var written = 0
-                    while written < bytes.count {
-                        guard case .processed(let count) = try c.transport.write(
-                            UnsafeRawBufferPointer(rebasing: bytes[written...]), UnsafeRawBufferPointer(start: nil, count: 0))
-                        else {
-                            c.output.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))  // the session reuses its buffer
-                            return
-                        }
-                        written += count
-                    }
                     continue
                 }
             } catch {
@@ -115,6 +108,25 @@ extension Worker {
             let paused = c.paused
             c.paused.removeAll(keepingCapacity: true)
             for u in paused where u.readable && !u.closed { readUpstream(u) }
+        }
+    }
+
+    /// Session output gathered before a write.
+    private static let writeBatch = 65536
+
+    /// Serves the connection once the current batch of readiness events is handled, so that
+    /// responses of many streams arriving together leave in one write.
+    func scheduleHTTP2(_ c: H2Connection) {
+        guard !c.scheduled else { return }
+        c.scheduled = true
+        scheduledHTTP2.append(c)
+    }
+
+    /// Runs after each batch of readiness events.
+    func serveScheduledHTTP2() {
+        while let c = scheduledHTTP2.popLast() {
+            c.scheduled = false
+            if !c.closed { serveHTTP2(c) }
         }
     }
 

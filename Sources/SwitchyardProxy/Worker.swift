@@ -89,6 +89,8 @@ final class Worker: @unchecked Sendable {
     var draining = false
     private var stopped = false
     private var expired: [Registration] = []
+    /// HTTP/2 connections to serve once the current batch of events is handled.
+    var scheduledHTTP2: [H2Connection] = []
     /// This worker's side of the access log; nil when it is off.
     let accessLog: WorkerAccessLog?
     /// The TLS setup of each TLS listener socket, by descriptor.
@@ -160,6 +162,7 @@ final class Worker: @unchecked Sendable {
                 let (token, readiness) = selector.event(at: index)
                 dispatch(token, readiness)
             }
+            if !scheduledHTTP2.isEmpty { serveScheduledHTTP2() }
             if draining && downstreamCount == 0 { stopped = true }
         }
         closeEverything()
