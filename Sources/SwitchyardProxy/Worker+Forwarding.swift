@@ -64,13 +64,20 @@ extension Worker {
                 out.append(", " as StaticString)
             }
         }
-        out.append(d.clientAddress)
-        if d.transport.isTLS {
+        writeForwardedTail(x, client: d.clientAddress, tls: d.transport.isTLS, host: request.host.bytes(in: head), into: out)
+    }
+
+    /// The end of every forwarded request head, after `X-Forwarded-For: ` and earlier hops:
+    /// this client as the last hop, the scheme and host it asked for, a generated request id,
+    /// and the blank line.
+    func writeForwardedTail(_ x: Exchange, client: [UInt8], tls: Bool, host: UnsafeRawBufferPointer, into out: ByteBuffer) {
+        out.append(client)
+        if tls {
             out.append("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: " as StaticString)
         } else {
             out.append("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " as StaticString)
         }
-        out.append(request.host.bytes(in: head))
+        out.append(host)
         out.append("\r\n" as StaticString)
         if x.generatedRequestID {
             out.append("X-Request-Id: " as StaticString)

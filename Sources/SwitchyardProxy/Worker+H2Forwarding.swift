@@ -111,20 +111,9 @@ extension Worker {
             out.append(field.value)
             out.append(", " as StaticString)
         }
-        out.append(s.connection.clientAddress)
-        if s.connection.transport.isTLS {
-            out.append("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: " as StaticString)
-        } else {
-            out.append("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " as StaticString)
+        host.withUnsafeBytes { host in
+            writeForwardedTail(x, client: s.connection.clientAddress, tls: s.connection.transport.isTLS, host: host, into: out)
         }
-        out.append(host)
-        out.append("\r\n" as StaticString)
-        if x.generatedRequestID {
-            out.append("X-Request-Id: " as StaticString)
-            x.requestID.write(to: out)
-            out.append("\r\n" as StaticString)
-        }
-        out.append("\r\n" as StaticString)
     }
 
     private static let cookie = Array("cookie".utf8)
