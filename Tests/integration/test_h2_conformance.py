@@ -12,7 +12,7 @@ from hyperframe.frame import (ContinuationFrame, DataFrame, GoAwayFrame, Headers
                               RstStreamFrame, SettingsFrame, WindowUpdateFrame)
 
 from h2client import RawH2
-from harness import TOKEN, Proxy, RecordingBackend, rss_kib
+from harness import MEASURES_MEMORY, TOKEN, Proxy, RecordingBackend, rss_kib
 
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, STREAM_CLOSED, FRAME_SIZE_ERROR = 0x0, 0x1, 0x3, 0x5, 0x6
 REFUSED_STREAM, COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 0x7, 0x9, 0xb
@@ -309,7 +309,8 @@ def test_a_ping_flood_without_reading_holds_no_memory_and_others_are_served(serv
             connection.sock.sendall(flood)
     except (BrokenPipeError, ConnectionResetError, socket.timeout):
         pass
-    assert rss_kib(server.process.pid) - before < 16 * 1024, "the proxy's memory grew with the flood"
+    grown = rss_kib(server.process.pid) - before
+    assert grown < 16 * 1024 or not MEASURES_MEMORY, f"the proxy grew by {grown} KiB with the flood"
     other = connect(server)
     other.send(headers(1, block()))
     assert outcome(other) == ("headers", 1)
