@@ -15,12 +15,23 @@ import Glibc
 /// One thread only: the connection's worker.
 public final class H2ServerSession {
     private var session: OpaquePointer?
-    public weak var delegate: H2ServerSessionDelegate?
+    /// Safe unowned: the delegate owns the session (the connection, or a test), so it outlives
+    /// every callback; no reference counting per callback.
+    public unowned(unsafe) var delegate: H2ServerSessionDelegate?
     public let limits: H2Limits
     /// The head being decoded: HPACK blocks of different streams never interleave (RFC 9113
-    /// §4.3), so one is enough.
-    private var pending = H2RequestHead()
+    /// §4.3), so one is enough. Its bytes and field positions go into storage reused for every
+    /// head: a steady connection allocates none for them.
+    private var pendingBytes: [UInt8] = []
+    private var pendingSpans: [H2FieldSpan] = []
+    /// :method, :scheme, :authority, :path.
+    private var pendingPseudo: [Range<Int>] = Array(repeating: 0..<0, count: 4)
+    private var pendingListBytes = 0
     private var pendingStream: Int32 = 0
+    /// The response head being built (`beginResponse` … `submitResponse`), in reused storage.
+    private var responseBytes: [UInt8] = []
+    private var responseSpans: [H2FieldSpan] = []
+    private var responseList: [nghttp2_nv] = []
     /// Trailer fields to send after a stream's response body (gRPC status).
     private var responseTrailers: [Int32: [H2Field]] = [:]
     /// Rapid reset: a token bucket of RST_STREAM frames (`limits.resetBurst`, refilled at
@@ -30,6 +41,11 @@ public final class H2ServerSession {
 
     public init(limits: H2Limits = H2Limits()) throws(H2Error) {
         self.limits = limits
+        pendingBytes.reserveCapacity(1024)
+        pendingSpans.reserveCapacity(16)
+        responseBytes.reserveCapacity(1024)
+        responseSpans.reserveCapacity(16)
+        responseList.reserveCapacity(16)
         self.resetTokens = Double(limits.resetBurst)
         var callbacks: OpaquePointer?
         guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { throw H2Error(code: NGHTTP2_ERR_NOMEM.rawValue, "out of memory") }
@@ -96,14 +112,56 @@ public final class H2ServerSession {
     /// Queues a response head; the body (unless `hasBody` is false) is pulled from the
     /// delegate's `h2ResponseData`. Fields must be lowercase, without connection-specific ones.
     public func respond(stream: Int32, status: Int, fields: [H2Field], hasBody: Bool) throws(H2Error) {
-        let statusText = Array(String(status).utf8)
-        let all = [H2Field(name: Array(":status".utf8), value: statusText)] + fields
-        let result = withFieldList(all) { list, count in
-            if hasBody {
-                var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: readResponseData)
-                return nghttp2_submit_response(session, stream, list, count, &provider)
+        beginResponse(status: status)
+        for field in fields {
+            field.name.withUnsafeBytes { name in field.value.withUnsafeBytes { value in responseField(name: name, value: value) } }
+        }
+        try submitResponse(stream: stream, hasBody: hasBody)
+    }
+
+    /// Starts a response head, built in reused storage: `responseField` for each field, then
+    /// `submitResponse`. Nothing is allocated once the storage has grown to a connection's heads.
+    public func beginResponse(status: Int) {
+        responseBytes.removeAll(keepingCapacity: true)
+        responseSpans.removeAll(keepingCapacity: true)
+        var digits: (UInt8, UInt8, UInt8) = (UInt8(ascii: "0") + UInt8(status / 100 % 10), UInt8(ascii: "0") + UInt8(status / 10 % 10),
+                                             UInt8(ascii: "0") + UInt8(status % 10))
+        withUnsafeBytes(of: &digits) { responseField(name: UnsafeRawBufferPointer(start: Self.status.utf8Start, count: 7), value: $0) }
+    }
+
+    private static let status: StaticString = ":status"
+
+    /// A field of the response head being built; `lowercase` folds the name's ASCII letters.
+    public func responseField(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, lowercase: Bool = false) {
+        let nameStart = responseBytes.count
+        if lowercase {
+            for byte in name { responseBytes.append(byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte) }
+        } else {
+            responseBytes.append(contentsOf: name)
+        }
+        let valueStart = responseBytes.count
+        responseBytes.append(contentsOf: value)
+        responseSpans.append(H2FieldSpan(name: nameStart..<valueStart, value: valueStart..<responseBytes.count))
+    }
+
+    /// Queues the response head built since `beginResponse` (nghttp2 copies it).
+    public func submitResponse(stream: Int32, hasBody: Bool) throws(H2Error) {
+        responseList.removeAll(keepingCapacity: true)
+        let result = responseBytes.withUnsafeMutableBufferPointer { bytes in
+            // Safe because the storage is not empty (":status" is in it).
+            let base = bytes.baseAddress.unsafelyUnwrapped
+            for span in responseSpans {
+                responseList.append(nghttp2_nv(name: base + span.name.lowerBound, value: base + span.value.lowerBound,
+                                               namelen: span.name.count, valuelen: span.value.count,
+                                               flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
             }
-            return nghttp2_submit_response(session, stream, list, count, nil)
+            return responseList.withUnsafeBufferPointer { list in
+                if hasBody {
+                    var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: readResponseData)
+                    return nghttp2_submit_response(session, stream, list.baseAddress, list.count, &provider)
+                }
+                return nghttp2_submit_response(session, stream, list.baseAddress, list.count, nil)
+            }
         }
         guard result == 0 else { throw H2Error(code: result, String(cString: nghttp2_strerror(result))) }
     }
@@ -143,46 +201,56 @@ public final class H2ServerSession {
     // MARK: - From nghttp2's callbacks
 
     fileprivate func beginHeaders(stream: Int32) {
-        pending = H2RequestHead()
+        pendingBytes.removeAll(keepingCapacity: true)
+        pendingSpans.removeAll(keepingCapacity: true)
+        for index in pendingPseudo.indices { pendingPseudo[index] = 0..<0 }
+        pendingListBytes = 0
         pendingStream = stream
     }
 
     /// One decoded field of the head being read. False resets the stream (too large).
     fileprivate func header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
         guard stream == pendingStream else { return true }
-        pending.listBytes += name.count + value.count + 32
-        guard pending.listBytes <= limits.maxHeaderListBytes else { return false }
+        pendingListBytes += name.count + value.count + 32
+        guard pendingListBytes <= limits.maxHeaderListBytes else { return false }
+        let nameStart = pendingBytes.count
+        pendingBytes.append(contentsOf: name)
+        let valueStart = pendingBytes.count
+        pendingBytes.append(contentsOf: value)
+        let valueRange = valueStart..<pendingBytes.count
         if name.first == UInt8(ascii: ":") {
-            if name.elementsEqual(Self.method) {
-                pending.method = Array(value)
-            } else if name.elementsEqual(Self.scheme) {
-                pending.scheme = Array(value)
-            } else if name.elementsEqual(Self.authority) {
-                pending.authority = Array(value)
-            } else if name.elementsEqual(Self.path) {
-                pending.path = Array(value)
-            }
             // Others (`:protocol`, extended CONNECT) are refused by nghttp2 unless enabled.
+            if let index = Self.pseudoIndex(name) { pendingPseudo[index] = valueRange }
         } else {
-            pending.fields.append(H2Field(name: Array(name), value: Array(value)))
+            pendingSpans.append(H2FieldSpan(name: nameStart..<valueStart, value: valueRange))
         }
         return true
     }
 
-    private static let method = Array(":method".utf8)
-    private static let scheme = Array(":scheme".utf8)
-    private static let authority = Array(":authority".utf8)
-    private static let path = Array(":path".utf8)
+    private static let pseudoNames: [StaticString] = [":method", ":scheme", ":authority", ":path"]
+
+    /// The slot of a request pseudo-header field in `pendingPseudo`.
+    private static func pseudoIndex(_ name: UnsafeRawBufferPointer) -> Int? {
+        for index in pseudoNames.indices {
+            let pseudo = pseudoNames[index]
+            if name.count == pseudo.utf8CodeUnitCount,
+               name.elementsEqual(UnsafeRawBufferPointer(start: pseudo.utf8Start, count: pseudo.utf8CodeUnitCount)) {
+                return index
+            }
+        }
+        return nil
+    }
 
     fileprivate func headersComplete(stream: Int32, category: nghttp2_headers_category, endStream: Bool) {
         guard stream == pendingStream else { return }
         pendingStream = 0
-        let head = pending
-        pending = H2RequestHead()
-        if category == NGHTTP2_HCAT_REQUEST {
-            delegate?.h2Request(stream: stream, head: head, endStream: endStream)
-        } else if endStream {
-            delegate?.h2RequestEnd(stream: stream, trailers: head.fields)
+        pendingBytes.withUnsafeBytes { bytes in
+            let head = H2RequestView(bytes: bytes, spans: pendingSpans, pseudo: pendingPseudo, listBytes: pendingListBytes)
+            if category == NGHTTP2_HCAT_REQUEST {
+                delegate?.h2Request(stream: stream, head: head, endStream: endStream)
+            } else if endStream {
+                delegate?.h2RequestEnd(stream: stream, trailers: head.copied.fields)
+            }
         }
     }
 

@@ -13,8 +13,65 @@ public struct H2Field: Sendable, Equatable {
     }
 }
 
-/// A request head: the pseudo-header fields (checked by nghttp2: present once, in front, the
-/// right ones for the method) and the regular fields in order.
+/// Where a field's name and value are in a head's bytes.
+struct H2FieldSpan {
+    var name: Range<Int>
+    var value: Range<Int>
+}
+
+/// A request head as nghttp2 decoded it, valid only during the delegate call that gets it:
+/// its bytes are in the session's buffer, reused for the next head, so no field is copied.
+/// The pseudo-header fields were checked by nghttp2 (present once, in front, the right ones
+/// for the method).
+public struct H2RequestView {
+    public let method: UnsafeRawBufferPointer
+    public let scheme: UnsafeRawBufferPointer
+    public let authority: UnsafeRawBufferPointer
+    public let path: UnsafeRawBufferPointer
+    private let bytes: UnsafeRawBufferPointer
+    private let spans: [H2FieldSpan]
+    /// Decoded size in the RFC 9113 §6.5.2 sense (name + value + 32 per field).
+    public let listBytes: Int
+
+    init(bytes: UnsafeRawBufferPointer, spans: [H2FieldSpan], pseudo: [Range<Int>], listBytes: Int) {
+        func slice(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[range]) }
+        method = slice(pseudo[0])
+        scheme = slice(pseudo[1])
+        authority = slice(pseudo[2])
+        path = slice(pseudo[3])
+        self.bytes = bytes
+        self.spans = spans
+        self.listBytes = listBytes
+    }
+
+    /// The regular fields, in order (lowercase names).
+    public var fieldCount: Int { spans.count }
+    public func name(at index: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[spans[index].name]) }
+    public func value(at index: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[spans[index].value]) }
+
+    /// The value of the first field with this lowercase name.
+    public func field(_ name: StaticString) -> UnsafeRawBufferPointer? {
+        let wanted = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        for span in spans where span.name.count == wanted.count && bytes[span.name].elementsEqual(wanted) {
+            return UnsafeRawBufferPointer(rebasing: bytes[span.value])
+        }
+        return nil
+    }
+
+    /// A copy that outlives the call.
+    public var copied: H2RequestHead {
+        var head = H2RequestHead()
+        head.method = Array(method)
+        head.scheme = Array(scheme)
+        head.authority = Array(authority)
+        head.path = Array(path)
+        head.fields = (0..<fieldCount).map { H2Field(name: Array(name(at: $0)), value: Array(value(at: $0))) }
+        head.listBytes = listBytes
+        return head
+    }
+}
+
+/// A request head that owns its bytes (`H2RequestView.copied`).
 public struct H2RequestHead: Sendable, Equatable {
     public var method: [UInt8] = []
     public var scheme: [UInt8] = []
@@ -72,8 +129,8 @@ public struct H2Error: Error, Sendable, CustomStringConvertible {
 /// What the connection that owns an `H2ServerSession` hears about its streams. Calls come
 /// during `receive` and `send` (from nghttp2's callbacks), on the connection's own thread.
 public protocol H2ServerSessionDelegate: AnyObject {
-    /// A request head is complete; `endStream`: it has no body.
-    func h2Request(stream: Int32, head: H2RequestHead, endStream: Bool)
+    /// A request head is complete (valid during the call only); `endStream`: it has no body.
+    func h2Request(stream: Int32, head: H2RequestView, endStream: Bool)
     /// Request body bytes, valid only during the call. The stream's window opens again as
     /// the connection calls `consume` for them.
     func h2RequestData(stream: Int32, bytes: UnsafeRawBufferPointer)

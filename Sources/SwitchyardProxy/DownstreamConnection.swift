@@ -101,12 +101,16 @@ struct RequestID {
         out.append(hex16: low)
     }
 
-    /// The 32 hex digits as bytes.
-    var hex: [UInt8] {
-        let digits: StaticString = "0123456789abcdef"
-        return (0..<32).map { index in
-            let word = index < 16 ? high : low
-            return digits.utf8Start[Int(word >> (60 - 4 * UInt64(index % 16)) & 0xF)]
+    /// Calls `body` with the 32 hex digits, written on the stack.
+    func withHex<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &digits) { scratch in
+            let alphabet: StaticString = "0123456789abcdef"
+            for index in 0..<32 {
+                let word = index < 16 ? high : low
+                scratch[index] = alphabet.utf8Start[Int(word >> (60 - 4 * UInt64(index % 16)) & 0xF)]
+            }
+            return body(UnsafeRawBufferPointer(scratch))
         }
     }
 }

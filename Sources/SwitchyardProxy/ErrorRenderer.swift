@@ -70,7 +70,7 @@ extension ErrorRenderer {
         case .tooManyConnections, .versionUnavailable: fields.append(H2Field("retry-after", "1"))
         default: break
         }
-        if let requestID { fields.append(H2Field(name: Array("x-request-id".utf8), value: requestID.hex)) }
+        if let requestID { fields.append(H2Field(name: Array("x-request-id".utf8), value: requestID.withHex { Array($0) })) }
         if let version { fields.append(H2Field(name: Array("x-anyscale-version".utf8), value: version)) }
         return fields
     }

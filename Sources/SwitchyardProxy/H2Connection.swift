@@ -14,7 +14,8 @@ final class H2Connection: H2ServerSessionDelegate {
     var fd: Int32 { transport.fd }
     var token: UInt64 = 0
     let session: H2ServerSession
-    unowned let worker: Worker
+    /// Safe unowned: a worker outlives every connection it serves (no retain per callback).
+    unowned(unsafe) let worker: Worker
     /// Bytes read from the client, until the session took them.
     let input: ByteBuffer
     /// Bytes from the session the socket did not take yet; the session is asked for more only
@@ -47,7 +48,7 @@ final class H2Connection: H2ServerSessionDelegate {
         session.delegate = self
     }
 
-    func h2Request(stream: Int32, head: H2RequestHead, endStream: Bool) {
+    func h2Request(stream: Int32, head: H2RequestView, endStream: Bool) {
         worker.h2Request(self, stream: stream, head: head, endStream: endStream)
     }
 
@@ -69,10 +70,12 @@ final class H2Connection: H2ServerSessionDelegate {
 }
 
 /// One stream of an `H2Connection`: its exchange while it has one, the request body bytes the
-/// backend has not taken yet, and a proxy-made answer's body.
+/// backend has not taken yet, and a proxy-made answer's body. Pooled per worker
+/// (`H2StreamPool`): a steady connection allocates none.
 final class H2Stream {
-    let id: Int32
-    unowned let connection: H2Connection
+    private(set) var id: Int32 = 0
+    /// Safe unowned: a stream is used only while it is in its connection's `streams`.
+    private(set) unowned(unsafe) var connection: H2Connection
     /// Until it finishes; the stream may outlive it (a proxy-made answer still being sent).
     var exchange: Exchange?
     /// Request body bytes from DATA frames, then trailer lines for a chunked upload. Bounded
@@ -96,5 +99,48 @@ final class H2Stream {
         self.connection = connection
         self.requestInput = ByteBuffer(pool: buffers.input)
         self.output = ByteBuffer(pool: buffers.output)
+    }
+
+    /// Makes a recycled object the stream `id` of `connection`.
+    func reuse(id: Int32, connection: H2Connection) {
+        self.id = id
+        self.connection = connection
+    }
+
+    /// Clears the object for its next stream; its buffers give their blocks back.
+    func reset() {
+        exchange = nil
+        requestInput.clear()
+        requestInput.releaseIfEmpty()
+        output.clear()
+        output.releaseIfEmpty()
+        unconsumed = 0
+        chunkedUpload = false
+        responding = false
+        bodiless = false
+        bytesSent = 0
+    }
+}
+
+/// Recycled streams of one worker.
+struct H2StreamPool {
+    private var free: [H2Stream] = []
+    private let maxFree = 256
+    private let buffers: BufferPools
+
+    init(buffers: BufferPools) {
+        self.buffers = buffers
+        free.reserveCapacity(maxFree)
+    }
+
+    mutating func acquire(id: Int32, connection: H2Connection) -> H2Stream {
+        guard let stream = free.popLast() else { return H2Stream(id: id, connection: connection, buffers: buffers) }
+        stream.reuse(id: id, connection: connection)
+        return stream
+    }
+
+    mutating func release(_ stream: H2Stream) {
+        stream.reset()
+        if free.count < maxFree { free.append(stream) }
     }
 }

@@ -6,37 +6,30 @@ import SwitchyardIO
 /// becomes Host, cookies are joined, a body of unknown length goes chunked; the response's
 /// connection-specific fields stay behind and its names are lowercased.
 extension Worker {
-    /// Authenticates and routes a stream's request, then starts relaying it.
-    func startStreamExchange(_ s: H2Stream, _ x: Exchange, _ head: H2RequestHead, endStream: Bool) {
-        let method = head.method.withUnsafeBytes { RequestMethod.classify($0) }
+    /// Authenticates and routes a stream's request, then starts relaying it. The head's bytes
+    /// are valid during this call only: what is needed later is written or copied here.
+    func startStreamExchange(_ s: H2Stream, _ x: Exchange, _ head: H2RequestView, endStream: Bool) {
+        let method = RequestMethod.classify(head.method)
         let requestID = head.field("x-request-id")
         x.requestWasHead = method == .head
         x.acceptsTrailers = true
         x.responseOutput = .data
         if let log = accessLog {
-            head.method.withUnsafeBytes { method in
-                head.path.withUnsafeBytes { path in
-                    requestID.withUnsafeBytesIfPresent { id in
-                        x.summary.capture(method: method, target: path, requestID: id, query: log.capturesQuery)
-                    }
-                }
-            }
+            x.summary.capture(method: head.method, target: head.path, requestID: requestID, query: log.capturesQuery)
             x.summary.httpVersion = 20
         }
         if method == .connect {
             return perform(x, x.machine.reject(.methodNotAllowed), message: "CONNECT is not supported by this proxy")
         }
-        let failure = head.field("authorization").withUnsafeBytesIfPresent { authorization in
-            head.field("x-anyscale-version").withUnsafeBytesIfPresent { pinned in
-                route(x, authorization: authorization, pinned: pinned)
-            }
+        if let (error, message) = route(x, authorization: head.field("authorization"), pinned: head.field("x-anyscale-version")) {
+            return perform(x, x.machine.reject(error), message: message)
         }
-        if let (error, message) = failure { return perform(x, x.machine.reject(error), message: message) }
         if requestID == nil {
             x.requestID = RequestID(high: nextRandom(), low: nextRandom())
             x.generatedRequestID = true
         }
-        let contentLength = head.field("content-length").flatMap { Int(String(decoding: $0, as: UTF8.self)) }
+        // nghttp2 checked that a content-length is digits and that the DATA frames add up to it.
+        let contentLength = head.field("content-length").map(Self.decimal)
         if endStream {
             x.requestBody = BodyRelay(.none)
         } else if let contentLength {
@@ -56,11 +49,17 @@ extension Worker {
         perform(x, flushToUpstream(x, u))
     }
 
+    private static func decimal(_ digits: UnsafeRawBufferPointer) -> Int {
+        var value = 0
+        for digit in digits { value = value &* 10 &+ Int(digit &- UInt8(ascii: "0")) }
+        return value
+    }
+
     /// The HTTP/1.1 request head for the backend, with the same forwarding fields as for an
     /// HTTP/1.1 client (`writeForwardedRequestHead(_:_:head:into:)`).
-    private func writeForwardedRequestHead(_ s: H2Stream, _ x: Exchange, _ head: H2RequestHead, contentLength: Int?, into out: ByteBuffer) {
+    private func writeForwardedRequestHead(_ s: H2Stream, _ x: Exchange, _ head: H2RequestView, contentLength: Int?, into out: ByteBuffer) {
         let upstreamAuthorization = x.routes?.authorizationLines[x.versionIndex]
-        let host = head.authority.isEmpty ? (head.field("host") ?? []) : head.authority
+        let host = head.authority.isEmpty ? (head.field("host") ?? head.authority) : head.authority
         out.append(head.method)
         out.append(" " as StaticString)
         out.append(head.path)
@@ -68,32 +67,36 @@ extension Worker {
         out.append(host)
         out.append("\r\n" as StaticString)
         var cookies = 0
-        for field in head.fields {
-            let kind = field.name.withUnsafeBytes { KnownHeader.classify($0) }
-            switch kind {
+        var forwardedFor = 0
+        for index in 0..<head.fieldCount {
+            let name = head.name(at: index)
+            switch KnownHeader.classify(name) {
             case .host, .contentLength, .transferEncoding, .connection, .keepAlive, .proxyConnection, .te, .upgrade,
-                 .proxyAuthorization, .forwardedFor, .forwardedProto, .forwardedHost:
+                 .proxyAuthorization, .forwardedProto, .forwardedHost:
+                continue
+            case .forwardedFor:
+                forwardedFor += 1
                 continue
             case .authorization:
                 if !settings.forwardAuthorization || upstreamAuthorization != nil { continue }
             default:
-                if field.name.elementsEqual(Self.cookie) {
+                if ASCII.equalsExact(name, "cookie") {
                     cookies += 1
                     continue
                 }
             }
-            out.append(field.name)
+            out.append(name)
             out.append(": " as StaticString)
-            out.append(field.value)
+            out.append(head.value(at: index))
             out.append("\r\n" as StaticString)
         }
         if cookies > 0 {
             // RFC 9113 §8.2.3: split cookie fields are joined for HTTP/1.1 with "; ".
             out.append("cookie: " as StaticString)
             var first = true
-            for field in head.fields where field.name.elementsEqual(Self.cookie) {
+            for index in 0..<head.fieldCount where ASCII.equalsExact(head.name(at: index), "cookie") {
                 if !first { out.append("; " as StaticString) }
-                out.append(field.value)
+                out.append(head.value(at: index))
                 first = false
             }
             out.append("\r\n" as StaticString)
@@ -107,24 +110,22 @@ extension Worker {
         }
         if let upstreamAuthorization { out.append(upstreamAuthorization) }
         out.append("X-Forwarded-For: " as StaticString)
-        for field in head.fields where field.name.withUnsafeBytes({ KnownHeader.classify($0) }) == .forwardedFor && !field.value.isEmpty {
-            out.append(field.value)
-            out.append(", " as StaticString)
+        if forwardedFor > 0 {
+            for index in 0..<head.fieldCount where KnownHeader.classify(head.name(at: index)) == .forwardedFor && !head.value(at: index).isEmpty {
+                out.append(head.value(at: index))
+                out.append(", " as StaticString)
+            }
         }
-        host.withUnsafeBytes { host in
-            writeForwardedTail(x, client: s.connection.clientAddress, tls: s.connection.transport.isTLS, host: host, into: out)
-        }
+        writeForwardedTail(x, client: s.connection.clientAddress, tls: s.connection.transport.isTLS, host: host, into: out)
     }
 
-    private static let cookie = Array("cookie".utf8)
-
     /// Submits the backend's response head on the stream: status, end-to-end fields with
-    /// lowercase names, the version that served it.
+    /// lowercase names, the version that served it. Built in the session's reused storage.
     func writeResponseHead(_ s: H2Stream, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
         let head = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<headLength])
         let response = u.machine.response
-        var fields: [H2Field] = []
-        fields.reserveCapacity(response.fields.count + 2)
+        let session = s.connection.session
+        session.beginResponse(status: response.status)
         var sawRequestID = false
         for field in response.fields {
             switch field.kind {
@@ -137,21 +138,25 @@ extension Worker {
             default:
                 break
             }
-            fields.append(H2Field(name: field.name.bytes(in: head).map(ASCII.lower), value: Array(field.value.bytes(in: head))))
+            session.responseField(name: field.name.bytes(in: head), value: field.value.bytes(in: head), lowercase: true)
         }
-        if let routes = x.routes { fields.append(H2Field(name: Self.versionField, value: routes.versionNames[x.versionIndex])) }
-        if x.generatedRequestID && !sawRequestID { fields.append(H2Field(name: Self.requestIDField, value: x.requestID.hex)) }
+        if let routes = x.routes {
+            routes.versionNames[x.versionIndex].withUnsafeBytes { session.responseField(name: UnsafeRawBufferPointer(staticString: Self.versionField), value: $0) }
+        }
+        if x.generatedRequestID && !sawRequestID {
+            x.requestID.withHex { session.responseField(name: UnsafeRawBufferPointer(staticString: Self.requestIDField), value: $0) }
+        }
         s.responding = true
         s.bodiless = response.framing == .none
         do {
-            try s.connection.session.respond(stream: s.id, status: response.status, fields: fields, hasBody: !s.bodiless)
+            try session.submitResponse(stream: s.id, hasBody: !s.bodiless)
         } catch {
             resetStream(s)
         }
     }
 
-    private static let versionField = Array("x-anyscale-version".utf8)
-    private static let requestIDField = Array("x-request-id".utf8)
+    private static let versionField: StaticString = "x-anyscale-version"
+    private static let requestIDField: StaticString = "x-request-id"
 
     /// Request trailer fields that may go on to an HTTP/1.1 backend (RFC 9110 §6.5.1: none
     /// that frames, routes or authenticates).
@@ -181,12 +186,9 @@ extension Worker {
     }
 }
 
-extension Optional where Wrapped == [UInt8] {
-    /// Calls `body` with the bytes, or with nil when there are none.
-    func withUnsafeBytesIfPresent<Result>(_ body: (UnsafeRawBufferPointer?) -> Result) -> Result {
-        switch self {
-        case .some(let bytes): bytes.withUnsafeBytes { body($0) }
-        case .none: body(nil)
-        }
+extension UnsafeRawBufferPointer {
+    /// The bytes of a string literal (static storage: valid for the program's life).
+    init(staticString: StaticString) {
+        self.init(start: staticString.utf8Start, count: staticString.utf8CodeUnitCount)
     }
 }

@@ -148,6 +148,7 @@ extension Worker {
         c.closed = true
         for s in c.streams.values {
             if let x = s.exchange { perform(x, x.machine.clientGone()) }
+            h2Streams.release(s)
         }
         c.streams.removeAll()
         c.paused.removeAll()
@@ -158,9 +159,9 @@ extension Worker {
 
     // MARK: - Streams (called by the session)
 
-    func h2Request(_ c: H2Connection, stream: Int32, head: H2RequestHead, endStream: Bool) {
+    func h2Request(_ c: H2Connection, stream: Int32, head: H2RequestView, endStream: Bool) {
         guard !c.closed else { return }
-        let s = H2Stream(id: stream, connection: c, buffers: buffers)
+        let s = h2Streams.acquire(id: stream, connection: c)
         c.streams[stream] = s
         c.deadline = 0
         let x = exchanges.acquire()
@@ -212,10 +213,7 @@ extension Worker {
         // A stream closed before its response was complete (reset by the client): the
         // backend connection closes, which is how Ray Serve learns to stop a generator.
         if let x = s.exchange { perform(x, x.machine.clientGone()) }
-        s.requestInput.clear()
-        s.requestInput.releaseIfEmpty()
-        s.output.clear()
-        s.output.releaseIfEmpty()
+        h2Streams.release(s)
         if c.streams.isEmpty { c.deadline = now + settings.serverTimeouts.idleMs }
     }
 

@@ -77,6 +77,7 @@ final class Worker: @unchecked Sendable {
     private var publishedActivity: UInt64 = 0
     private var publishedCells = 0
     var exchanges: ExchangePool
+    var h2Streams: H2StreamPool
     var table: RegistrationTable<Registration>
     var routes: WorkerRoutes
     var pools: [UpstreamPool.Key: UpstreamPool] = [:]
@@ -125,6 +126,7 @@ final class Worker: @unchecked Sendable {
         let buffers = BufferPools()
         self.buffers = buffers
         self.exchanges = ExchangePool(headPool: buffers.output)
+        self.h2Streams = H2StreamPool(buffers: buffers)
         self.random = FastRandom(seed: Clock.nowNs() &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(id))
         self.nowNs = Clock.nowNs()
         self.now = nowNs / 1_000_000

@@ -28,7 +28,8 @@ final class RecordingConnection: H2ServerSessionDelegate {
         session.delegate = self
     }
 
-    func h2Request(stream: Int32, head: H2RequestHead, endStream: Bool) {
+    func h2Request(stream: Int32, head view: H2RequestView, endStream: Bool) {
+        let head = view.copied
         streams[stream, default: Stream()].head = head
         streams[stream]!.endStream = endStream
         streams[stream]!.ended = endStream
