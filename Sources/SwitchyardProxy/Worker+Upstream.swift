@@ -284,7 +284,8 @@ extension Worker {
         while u.readable && !u.closed {
             guard u.machine.mayRead(
                 inputBytes: u.input.readableCount, buffered: u.responseBody.buffered,
-                bodyComplete: u.responseBody.complete, highWaterMark: Self.highWaterMark) else { return }
+                bodyComplete: u.responseBody.complete,
+                highWaterMark: u.exchange?.responseOutput == .data ? Self.streamHighWaterMark : Self.highWaterMark) else { return }
             switch Relay.fill(u.input, from: u.transport, peerHungUp: u.peerHungUp) {
             case .data(let drained):
                 if drained { u.readable = false }

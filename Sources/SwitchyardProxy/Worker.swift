@@ -106,6 +106,9 @@ final class Worker: @unchecked Sendable {
     static let tickMs = 100
     /// Stop reading a side while this many of its bytes wait for the other side to take them.
     static let highWaterMark = 256 * 1024
+    /// The same for a backend response to an HTTP/2 stream: a connection carries up to
+    /// `http2.max_concurrent_streams` of them, and its client's windows pace them all.
+    static let streamHighWaterMark = 64 * 1024
 
     init(
         id: Int, settings: ProxySettings, listenerFDs: [Int32], publication: Publication,

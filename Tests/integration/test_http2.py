@@ -278,3 +278,44 @@ def test_many_connections_at_once(demo, proxy):
         thread.join()
     assert not failures, failures
 
+
+
+def test_streams_a_client_does_not_read_hold_little_memory(proxy):
+    """50 streams with their windows shut, each from a backend sending 100 MB: the proxy
+    reads each backend only as far as a small per-stream limit."""
+    from h2client import RawH2
+    from harness import MEASURES_MEMORY, rss_kib
+    from hpack import Encoder
+    from hyperframe.frame import HeadersFrame, SettingsFrame
+
+    class FloodingBackend(ThreadedSocketServer):
+        def serve(self, conn):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+            conn.settimeout(10)
+            chunk = b"x" * 65536
+            for _ in range(1500):
+                conn.sendall(chunk)
+
+    backend = FloodingBackend()
+    try:
+        server = proxy([("v1", 100, [backend.address])], workers=1)
+        before = rss_kib(server.process.pid)
+        client = RawH2(server.port)
+        client.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0}))
+        encoder = Encoder()
+        frames = []
+        for stream in range(1, 101, 2):
+            frame = HeadersFrame(stream, encoder.encode([(":method", "GET"), (":scheme", "http"), (":path", "/"),
+                                                         (":authority", "a"), ("authorization", f"Bearer {TOKEN}")]))
+            frame.flags = {"END_STREAM", "END_HEADERS"}
+            frames.append(frame)
+        client.send(*frames)
+        answered = {f.stream_id for f in client.frames(timeout=3) if isinstance(f, HeadersFrame)}
+        assert len(answered) == 50, "every stream got its response head"
+        time.sleep(1)
+        grown = rss_kib(server.process.pid) - before
+        assert grown < 8 * 1024 or not MEASURES_MEMORY, f"the proxy holds {grown} KiB for 50 stalled streams"
+        client.close()
+    finally:
+        backend.stop()
