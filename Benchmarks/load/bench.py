@@ -211,6 +211,47 @@ def idle_connection_kib(target, count, tls=False):
             sock.close()
 
 
+def idle_h2_connection_kib(target, count):
+    """The same for HTTP/2 (h2c): each connection sends the preface, SETTINGS and one request,
+    reads its response, then stays open and idle."""
+    from hpack import Encoder
+    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    block = Encoder().encode([(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "bench"),
+                              ("authorization", f"Bearer {TOKEN}")])
+    headers = len(block).to_bytes(3, "big") + b"\x01\x05\x00\x00\x00\x01" + block  # END_STREAM | END_HEADERS, stream 1
+    hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings + headers
+    before = target.rss_kib()
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", target.h2_port), timeout=10)
+            sock.sendall(hello)
+            received = b""
+            while not _h2_stream_ended(received):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"{target.name} closed an HTTP/2 connection")
+                received += chunk
+            sockets.append(sock)
+        time.sleep(1)
+        return (target.rss_kib() - before) / count
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _h2_stream_ended(data):
+    """Whether `data` (frames from a server) holds a frame ending stream 1."""
+    offset = 0
+    while offset + 9 <= len(data):
+        length = int.from_bytes(data[offset:offset + 3], "big")
+        kind, flags, stream = data[offset + 3], data[offset + 4], int.from_bytes(data[offset + 5:offset + 9], "big")
+        if kind in (0x0, 0x1) and stream == 1 and flags & 0x1:
+            return True
+        offset += 9 + length
+    return False
+
+
 def syscalls_per_request(target, path, connections, close=False, seconds=2, tls=False):
     """A separate short run under `strace -c`: total syscalls of the target / requests served."""
     tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(target.process.pid), "-o", "/dev/stdout"],
@@ -320,6 +361,11 @@ def main():
                        for name, kib in idle.items()] + [""]
             idle = {target.name: idle_connection_kib(target, 2000, tls=True) for target in targets}
             report += ["### Memory per idle TLS keep-alive connection (2,000 connections, one request each)", "",
+                       "| | KiB per connection | vs HAProxy | vs nginx |", "|---|---:|---:|---:|"]
+            report += [f"| {name} | {kib:.1f} | {kib / idle['haproxy']:.2f} | {kib / idle['nginx']:.2f} |"
+                       for name, kib in idle.items()] + [""]
+            idle = {target.name: idle_h2_connection_kib(target, 2000) for target in targets}
+            report += ["### Memory per idle HTTP/2 (h2c) connection (2,000 connections, one request each)", "",
                        "| | KiB per connection | vs HAProxy | vs nginx |", "|---|---:|---:|---:|"]
             report += [f"| {name} | {kib:.1f} | {kib / idle['haproxy']:.2f} | {kib / idle['nginx']:.2f} |"
                        for name, kib in idle.items()] + [""]

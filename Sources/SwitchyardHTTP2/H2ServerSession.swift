@@ -28,10 +28,8 @@ public final class H2ServerSession {
     private var pendingPseudo: [Range<Int>] = Array(repeating: 0..<0, count: 4)
     private var pendingListBytes = 0
     private var pendingStream: Int32 = 0
-    /// The response head being built (`beginResponse` … `submitResponse`), in reused storage.
-    private var responseBytes: [UInt8] = []
-    private var responseSpans: [H2FieldSpan] = []
-    private var responseList: [nghttp2_nv] = []
+    /// Where response heads are built (`beginResponse` … `submitResponse`).
+    private let builder: H2HeadBuilder
     /// Trailer fields to send after a stream's response body (gRPC status).
     private var responseTrailers: [Int32: [H2Field]] = [:]
     /// Rapid reset: a token bucket of RST_STREAM frames (`limits.resetBurst`, refilled at
@@ -39,13 +37,10 @@ public final class H2ServerSession {
     private var resetTokens: Double
     private var resetsCountedAt = monotonicSeconds()
 
-    public init(limits: H2Limits = H2Limits()) throws(H2Error) {
+    /// `builder`: shared by the sessions of one thread (a head is built and submitted in one go).
+    public init(limits: H2Limits = H2Limits(), builder: H2HeadBuilder = H2HeadBuilder()) throws(H2Error) {
         self.limits = limits
-        pendingBytes.reserveCapacity(1024)
-        pendingSpans.reserveCapacity(16)
-        responseBytes.reserveCapacity(1024)
-        responseSpans.reserveCapacity(16)
-        responseList.reserveCapacity(16)
+        self.builder = builder
         self.resetTokens = Double(limits.resetBurst)
         var callbacks: OpaquePointer?
         guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { throw H2Error(code: NGHTTP2_ERR_NOMEM.rawValue, "out of memory") }
@@ -64,6 +59,9 @@ public final class H2ServerSession {
         nghttp2_option_set_stream_reset_rate_limit(option, limits.resetBurst * 2, limits.resetsPerSecond * 2)
         nghttp2_option_set_max_continuations(option, limits.maxContinuations)
         nghttp2_option_set_max_outbound_ack(option, limits.maxQueuedAcks)
+        // Response heads are encoded without a dynamic table (static table and literals, as
+        // HAProxy does): less memory per connection and less work per head.
+        nghttp2_option_set_max_deflate_dynamic_table_size(option, 0)
         var created: OpaquePointer?
         let result = nghttp2_session_server_new2(&created, callbacks, Unmanaged.passUnretained(self).toOpaque(), option)
         guard result == 0, let created else { throw H2Error(code: result, "cannot create an HTTP/2 session") }
@@ -120,48 +118,24 @@ public final class H2ServerSession {
     }
 
     /// Starts a response head, built in reused storage: `responseField` for each field, then
-    /// `submitResponse`. Nothing is allocated once the storage has grown to a connection's heads.
+    /// `submitResponse`. Nothing is allocated once the storage has grown to a thread's heads.
     public func beginResponse(status: Int) {
-        responseBytes.removeAll(keepingCapacity: true)
-        responseSpans.removeAll(keepingCapacity: true)
-        var digits: (UInt8, UInt8, UInt8) = (UInt8(ascii: "0") + UInt8(status / 100 % 10), UInt8(ascii: "0") + UInt8(status / 10 % 10),
-                                             UInt8(ascii: "0") + UInt8(status % 10))
-        withUnsafeBytes(of: &digits) { responseField(name: UnsafeRawBufferPointer(start: Self.status.utf8Start, count: 7), value: $0) }
+        builder.begin(status: status)
     }
-
-    private static let status: StaticString = ":status"
 
     /// A field of the response head being built; `lowercase` folds the name's ASCII letters.
     public func responseField(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, lowercase: Bool = false) {
-        let nameStart = responseBytes.count
-        if lowercase {
-            for byte in name { responseBytes.append(byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte) }
-        } else {
-            responseBytes.append(contentsOf: name)
-        }
-        let valueStart = responseBytes.count
-        responseBytes.append(contentsOf: value)
-        responseSpans.append(H2FieldSpan(name: nameStart..<valueStart, value: valueStart..<responseBytes.count))
+        builder.add(name: name, value: value, lowercase: lowercase)
     }
 
     /// Queues the response head built since `beginResponse` (nghttp2 copies it).
     public func submitResponse(stream: Int32, hasBody: Bool) throws(H2Error) {
-        responseList.removeAll(keepingCapacity: true)
-        let result = responseBytes.withUnsafeMutableBufferPointer { bytes in
-            // Safe because the storage is not empty (":status" is in it).
-            let base = bytes.baseAddress.unsafelyUnwrapped
-            for span in responseSpans {
-                responseList.append(nghttp2_nv(name: base + span.name.lowerBound, value: base + span.value.lowerBound,
-                                               namelen: span.name.count, valuelen: span.value.count,
-                                               flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+        let result = builder.withList { list, count in
+            if hasBody {
+                var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: readResponseData)
+                return nghttp2_submit_response(session, stream, list, count, &provider)
             }
-            return responseList.withUnsafeBufferPointer { list in
-                if hasBody {
-                    var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: readResponseData)
-                    return nghttp2_submit_response(session, stream, list.baseAddress, list.count, &provider)
-                }
-                return nghttp2_submit_response(session, stream, list.baseAddress, list.count, nil)
-            }
+            return nghttp2_submit_response(session, stream, list, count, nil)
         }
         guard result == 0 else { throw H2Error(code: result, String(cString: nghttp2_strerror(result))) }
     }

@@ -2,6 +2,7 @@ import CLinuxShims
 import Glibc
 import Synchronization
 import SwitchyardHTTP
+import SwitchyardHTTP2
 import SwitchyardIO
 import SwitchyardRouting
 import SwitchyardTLS
@@ -78,6 +79,8 @@ final class Worker: @unchecked Sendable {
     private var publishedCells = 0
     var exchanges: ExchangePool
     var h2Streams: H2StreamPool
+    /// Where the HTTP/2 sessions of this worker build response heads.
+    let h2HeadBuilder = H2HeadBuilder()
     var table: RegistrationTable<Registration>
     var routes: WorkerRoutes
     var pools: [UpstreamPool.Key: UpstreamPool] = [:]

@@ -1,0 +1,49 @@
+import CNGHTTP2
+
+/// Storage a response head is built in, as nghttp2 name/value pairs over one byte buffer,
+/// reused for every head: once it has grown to the largest head, building one allocates
+/// nothing. A head is built and submitted in one go, so the sessions of one thread share one.
+public final class H2HeadBuilder {
+    private var bytes: [UInt8] = []
+    private var spans: [H2FieldSpan] = []
+    private var list: [nghttp2_nv] = []
+    private static let status: StaticString = ":status"
+
+    public init() {}
+
+    func begin(status: Int) {
+        bytes.removeAll(keepingCapacity: true)
+        spans.removeAll(keepingCapacity: true)
+        var digits: (UInt8, UInt8, UInt8) = (UInt8(ascii: "0") + UInt8(status / 100 % 10), UInt8(ascii: "0") + UInt8(status / 10 % 10),
+                                             UInt8(ascii: "0") + UInt8(status % 10))
+        withUnsafeBytes(of: &digits) {
+            add(name: UnsafeRawBufferPointer(start: Self.status.utf8Start, count: Self.status.utf8CodeUnitCount), value: $0, lowercase: false)
+        }
+    }
+
+    func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, lowercase: Bool) {
+        let nameStart = bytes.count
+        if lowercase {
+            for byte in name { bytes.append(byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte) }
+        } else {
+            bytes.append(contentsOf: name)
+        }
+        let valueStart = bytes.count
+        bytes.append(contentsOf: value)
+        spans.append(H2FieldSpan(name: nameStart..<valueStart, value: valueStart..<bytes.count))
+    }
+
+    /// Calls `body` with the head as nghttp2 pairs (valid during the call).
+    func withList(_ body: (UnsafePointer<nghttp2_nv>?, Int) -> Int32) -> Int32 {
+        list.removeAll(keepingCapacity: true)
+        return bytes.withUnsafeMutableBufferPointer { storage in
+            // Safe because the storage is not empty: ":status" is in it.
+            let base = storage.baseAddress.unsafelyUnwrapped
+            for span in spans {
+                list.append(nghttp2_nv(name: base + span.name.lowerBound, value: base + span.value.lowerBound,
+                                       namelen: span.name.count, valuelen: span.value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+            }
+            return list.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
+        }
+    }
+}
