@@ -37,10 +37,15 @@ public final class H2ServerSession {
     private var resetTokens: Double
     private var resetsCountedAt = monotonicSeconds()
 
+    /// nghttp2's memory, when not malloc's; kept here so that it outlives the session.
+    private let allocator: H2Allocator?
+
     /// `builder`: shared by the sessions of one thread (a head is built and submitted in one go).
-    public init(limits: H2Limits = H2Limits(), builder: H2HeadBuilder = H2HeadBuilder()) throws(H2Error) {
+    /// `allocator`: nghttp2's memory from that thread's free lists (nil: malloc).
+    public init(limits: H2Limits = H2Limits(), builder: H2HeadBuilder = H2HeadBuilder(), allocator: H2Allocator? = nil) throws(H2Error) {
         self.limits = limits
         self.builder = builder
+        self.allocator = allocator
         self.resetTokens = Double(limits.resetBurst)
         var callbacks: OpaquePointer?
         guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { throw H2Error(code: NGHTTP2_ERR_NOMEM.rawValue, "out of memory") }
@@ -63,7 +68,12 @@ public final class H2ServerSession {
         // HAProxy does): less memory per connection and less work per head.
         nghttp2_option_set_max_deflate_dynamic_table_size(option, 0)
         var created: OpaquePointer?
-        let result = nghttp2_session_server_new2(&created, callbacks, Unmanaged.passUnretained(self).toOpaque(), option)
+        let owner = Unmanaged.passUnretained(self).toOpaque()
+        var memory = allocator?.memory ?? nghttp2_mem()
+        // nghttp2 copies the allocator's functions into the session.
+        let result = allocator == nil
+            ? nghttp2_session_server_new2(&created, callbacks, owner, option)
+            : nghttp2_session_server_new3(&created, callbacks, owner, option, &memory)
         guard result == 0, let created else { throw H2Error(code: result, "cannot create an HTTP/2 session") }
         session = created
         var settings = [

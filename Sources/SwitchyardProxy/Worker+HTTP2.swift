@@ -28,7 +28,7 @@ extension Worker {
 
     private func upgradeToHTTP2(_ d: DownstreamConnection) {
         d.mayBeHTTP2 = false
-        guard let limits = settings.http2, let session = try? H2ServerSession(limits: limits, builder: h2HeadBuilder) else { return }
+        guard let limits = settings.http2, let session = try? H2ServerSession(limits: limits, builder: h2HeadBuilder, allocator: h2Allocator) else { return }
         let c = H2Connection(
             transport: d.transport, session: session, worker: self, clientAddress: d.clientAddress, acceptedAt: d.acceptedAt,
             buffers: buffers)

@@ -81,6 +81,8 @@ final class Worker: @unchecked Sendable {
     var h2Streams: H2StreamPool
     /// Where the HTTP/2 sessions of this worker build response heads.
     let h2HeadBuilder = H2HeadBuilder()
+    /// nghttp2's memory for this worker's sessions.
+    let h2Allocator = H2Allocator()
     var table: RegistrationTable<Registration>
     var routes: WorkerRoutes
     var pools: [UpstreamPool.Key: UpstreamPool] = [:]

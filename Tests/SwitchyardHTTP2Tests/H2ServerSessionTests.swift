@@ -23,8 +23,8 @@ final class RecordingConnection: H2ServerSessionDelegate {
     /// Pass request body bytes on (consume them) as they arrive.
     var consumeAtOnce = true
 
-    init(limits: H2Limits = H2Limits()) throws {
-        session = try H2ServerSession(limits: limits)
+    init(limits: H2Limits = H2Limits(), allocator: H2Allocator? = nil) throws {
+        session = try H2ServerSession(limits: limits, allocator: allocator)
         session.delegate = self
     }
 
@@ -85,6 +85,23 @@ final class RecordingConnection: H2ServerSessionDelegate {
         #expect(String(decoding: response.body, as: UTF8.self) == "hello from /v1/generate?x=1")
         #expect(response.ended && response.closeCode == 0)
         #expect(server.streams[stream]?.closeCode == 0)
+    }
+
+    @Test func nghttp2TakesNoNewMemoryForSteadyStreams() throws {
+        let allocator = H2Allocator()
+        let server = try RecordingConnection(allocator: allocator)
+        server.answer = { stream, _ in (200, Array("stream \(stream)".utf8)) }
+        let client = H2TestClient()
+        func round(_ count: Int) {
+            let streams = (0..<count).map { client.request(path: "/\($0)", fields: [("x-field", "\($0)")]) }
+            client.exchange(with: server.session)
+            for stream in streams { #expect(client.responses[stream]?.body == Array("stream \(stream)".utf8)) }
+        }
+        round(50)  // the free lists fill
+        let taken = allocator.systemAllocations
+        #expect(taken > 0, "nghttp2 took its memory from the allocator")
+        for _ in 0..<5 { round(50) }
+        #expect(allocator.systemAllocations == taken, "recycled blocks served every later stream")
     }
 
     @Test func streamsOfOneConnectionAreSeparate() throws {

@@ -104,6 +104,18 @@ let benchmarks: @Sendable () -> Void = {
         }
         benchmark.stopMeasurement()
     }
+
+    Benchmark(
+        "H2StreamThroughProxy",
+        configuration: .init(metrics: [.wallClock, .mallocCountTotal], maxDuration: .seconds(3), maxIterations: 20_000)
+    ) { benchmark in
+        let client = EndToEnd.shared.h2Client
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            client.roundTrip()
+        }
+        benchmark.stopMeasurement()
+    }
 }
 
 /// A registration table shaped like a worker's: listeners, then connections with deadlines.

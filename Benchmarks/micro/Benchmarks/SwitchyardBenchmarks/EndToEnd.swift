@@ -11,6 +11,7 @@ final class EndToEnd: @unchecked Sendable {
     static let shared = EndToEnd()
 
     let client: BlockingClient
+    let h2Client: BlockingH2Client
 
     private init() {
         let backendPort = FixedBackend.start()
@@ -33,6 +34,8 @@ final class EndToEnd: @unchecked Sendable {
         }
         client = BlockingClient(port: proxyPort)
         client.warmUp()
+        h2Client = BlockingH2Client(port: proxyPort)
+        h2Client.warmUp()
     }
 
     static func freePort() -> UInt16 {
@@ -141,5 +144,69 @@ final class BlockingClient: @unchecked Sendable {
             precondition(count > 0, "the proxy closed the connection")
             filled += count
         }
+    }
+}
+
+/// An h2c client (prior knowledge) on a blocking socket with preallocated buffers: one request
+/// per stream, one stream at a time, on one connection. The request is a fixed HPACK block
+/// (no dynamic table), so every stream costs the client nothing but the two system calls.
+final class BlockingH2Client: @unchecked Sendable {
+    private let connection: BlockingClient
+    private var fd: Int32 { connection.fd }
+    private let frame = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
+    private var frameLength = 0
+    private let buffer = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 16)
+    private var filled = 0
+    private var stream: UInt32 = 1
+
+    init(port: UInt16) {
+        connection = BlockingClient(port: port)
+        // :method GET, :scheme http (static table); :path, :authority and authorization as
+        // literals without indexing.
+        var block: [UInt8] = [0x82, 0x86, 0x04, 0x06] + Array("/bench".utf8) + [0x01, 0x09] + Array("127.0.0.1".utf8)
+        block += [0x0F, 0x08, 0x12] + Array("Bearer bench-token".utf8)
+        let head: [UInt8] = [0, 0, UInt8(block.count), 0x01, 0x05, 0, 0, 0, 0] + block  // HEADERS, END_STREAM | END_HEADERS
+        frameLength = head.count
+        head.withUnsafeBytes { frame.copyMemory(from: $0.baseAddress!, byteCount: head.count) }
+    }
+
+    /// The preface, SETTINGS with the largest stream window and a connection window as large,
+    /// so that no WINDOW_UPDATE is ever needed; then the proxy's SETTINGS are acknowledged.
+    func warmUp() {
+        var hello = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+        hello += [0, 0, 6, 0x04, 0, 0, 0, 0, 0, 0x00, 0x04, 0x7F, 0xFF, 0xFF, 0xFF]  // INITIAL_WINDOW_SIZE 2^31-1
+        hello += [0, 0, 4, 0x08, 0, 0, 0, 0, 0, 0x7F, 0xFF, 0x00, 0x00]  // connection WINDOW_UPDATE
+        hello += [0, 0, 0, 0x04, 0x01, 0, 0, 0, 0]  // SETTINGS ACK
+        _ = hello.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        for _ in 0..<1000 { roundTrip() }
+    }
+
+    @inline(__always)
+    func roundTrip() {
+        frame.storeBytes(of: stream.bigEndian, toByteOffset: 5, as: UInt32.self)
+        _ = send(fd, frame, frameLength, Int32(MSG_NOSIGNAL))
+        while !streamEnded() {
+            let count = read(fd, buffer + filled, 65536 - filled)
+            precondition(count > 0, "the proxy closed the HTTP/2 connection")
+            filled += count
+        }
+        stream += 2
+    }
+
+    /// Consumes whole frames; true once one ended the current stream.
+    private func streamEnded() -> Bool {
+        var offset = 0
+        var ended = false
+        while offset + 9 <= filled {
+            let bytes = buffer.assumingMemoryBound(to: UInt8.self) + offset
+            let length = Int(bytes[0]) << 16 | Int(bytes[1]) << 8 | Int(bytes[2])
+            guard offset + 9 + length <= filled else { break }
+            let id = UInt32(bytes[5] & 0x7F) << 24 | UInt32(bytes[6]) << 16 | UInt32(bytes[7]) << 8 | UInt32(bytes[8])
+            if (bytes[3] == 0x0 || bytes[3] == 0x1) && bytes[4] & 0x1 != 0 && id == stream { ended = true }
+            offset += 9 + length
+        }
+        memmove(buffer, buffer + offset, filled - offset)
+        filled -= offset
+        return ended
     }
 }
