@@ -92,8 +92,8 @@ bench-deps: deps
 	fi
 
 # Micro benchmarks (ordo-one/benchmark) checked against the thresholds in
-# Benchmarks/micro/Thresholds: any allocation in a keep-alive request, or a tripled p90 time,
-# fails. Not part of `make test` (its first build takes a few minutes).
+# Benchmarks/micro/Thresholds: any allocation in a keep-alive request or an HTTP/2 stream, or a
+# tripled p90 time, fails. Not part of `make test` (its first build takes a few minutes).
 micro-bench: deps
 	cd Benchmarks/micro && swift package benchmark thresholds check --path "$$PWD/Thresholds" --no-progress
 
