@@ -288,6 +288,48 @@ SCENARIOS = [
 ]
 
 
+def start_targets(directory, ports, targets):
+    """Starts Switchyard (plain and operated), HAProxy and nginx, each on ports of its own,
+    into `targets` (so that the caller stops the ones started if one fails)."""
+    values = dict(ports, PORT=free_port(), ADMIN=free_port(), TLSPORT=free_port())
+    render("versions.json", directory, values)
+    targets.append(Target("switchyard", [BINARY, "serve", "--config", render("switchyard.json", directory, values),
+                                         "--log-level", "warning"], values["PORT"], directory))
+    targets[-1].tls_port = values["TLSPORT"]
+    targets[-1].h2_port = values["PORT"]  # h2c and HTTP/1.1 share the port
+    # The same with what production runs: health checks (Ray Serve's defaults) and the
+    # access log writing every request to a file. /metrics is always on.
+    values = dict(ports, PORT=free_port(), ADMIN=free_port(), TLSPORT=free_port())
+    targets.append(Target(OPERATED, [BINARY, "serve", "--config", render("switchyard-operated.json", directory, values),
+                                     "--log-level", "warning"], values["PORT"], directory))
+    targets[-1].tls_port = values["TLSPORT"]
+    targets[-1].h2_port = values["PORT"]
+    values = dict(ports, PORT=free_port(), TLSPORT=free_port(), H2PORT=free_port())
+    targets.append(Target("haproxy", ["haproxy", "-db", "-f", render("haproxy.cfg", directory, values)],
+                          values["PORT"], directory))
+    targets[-1].tls_port = values["TLSPORT"]
+    targets[-1].h2_port = values["H2PORT"]
+    values = dict(ports, PORT=free_port(), TLSPORT=free_port(), H2PORT=free_port())
+    targets.append(Target("nginx", ["nginx", "-c", render("nginx.conf", directory, values), "-p", directory],
+                          values["PORT"], directory))
+    targets[-1].tls_port = values["TLSPORT"]
+    targets[-1].h2_port = values["H2PORT"]
+
+
+def ratio(value, reference):
+    return f"{value / reference:.2f}" if reference > 0 else "–"
+
+
+IDLE_MEASUREMENTS = [
+    ("Memory per idle keep-alive connection (5,000 connections opened one after another, one request each)",
+     lambda target: idle_connection_kib(target, 5000)),
+    ("Memory per idle TLS keep-alive connection (2,000 connections, one request each)",
+     lambda target: idle_connection_kib(target, 2000, tls=True)),
+    ("Memory per idle HTTP/2 (h2c) connection (2,000 connections, one request each)",
+     lambda target: idle_h2_connection_kib(target, 2000)),
+]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -321,29 +363,7 @@ def main():
                          ports["V1"], directory)
         backend_only = Target.__new__(Target)
         backend_only.name, backend_only.port, backend_only.process = "backend alone", ports["V1"], backend.process
-        values = dict(ports, PORT=free_port(), ADMIN=free_port(), TLSPORT=free_port())
-        render("versions.json", directory, values)
-        targets.append(Target("switchyard", [BINARY, "serve", "--config", render("switchyard.json", directory, values),
-                                             "--log-level", "warning"], values["PORT"], directory))
-        targets[-1].tls_port = values["TLSPORT"]
-        targets[-1].h2_port = values["PORT"]  # h2c and HTTP/1.1 share the port
-        # The same with what production runs: health checks (Ray Serve's defaults) and the
-        # access log writing every request to a file. /metrics is always on.
-        values = dict(ports, PORT=free_port(), ADMIN=free_port(), TLSPORT=free_port())
-        targets.append(Target(OPERATED, [BINARY, "serve", "--config", render("switchyard-operated.json", directory, values),
-                                         "--log-level", "warning"], values["PORT"], directory))
-        targets[-1].tls_port = values["TLSPORT"]
-        targets[-1].h2_port = values["PORT"]
-        values = dict(ports, PORT=free_port(), TLSPORT=free_port(), H2PORT=free_port())
-        targets.append(Target("haproxy", ["haproxy", "-db", "-f", render("haproxy.cfg", directory, values)],
-                              values["PORT"], directory))
-        targets[-1].tls_port = values["TLSPORT"]
-        targets[-1].h2_port = values["H2PORT"]
-        values = dict(ports, PORT=free_port(), TLSPORT=free_port(), H2PORT=free_port())
-        targets.append(Target("nginx", ["nginx", "-c", render("nginx.conf", directory, values), "-p", directory],
-                              values["PORT"], directory))
-        targets[-1].tls_port = values["TLSPORT"]
-        targets[-1].h2_port = values["H2PORT"]
+        start_targets(directory, ports, targets)
         for target in targets:  # every proxy must do the job before it is timed
             check = run_wrk(target.port, "/", 4, 1)
             assert not check["errors"], f"{target.name}: {check['errors']}"
@@ -354,21 +374,19 @@ def main():
                   f"one worker/thread each, wrk -t1, medians of {args.rounds} interleaved rounds of {args.duration} s "
                   f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores).", ""]
         if args.idle or not (args.quick or args.scenario):
-            idle = {target.name: idle_connection_kib(target, 5000) for target in targets}
-            report += ["### Memory per idle keep-alive connection (5,000 connections opened one after another, one request each)", "",
-                       "| | KiB per connection | vs HAProxy | vs nginx |", "|---|---:|---:|---:|"]
-            report += [f"| {name} | {kib:.1f} | {kib / idle['haproxy']:.2f} | {kib / idle['nginx']:.2f} |"
-                       for name, kib in idle.items()] + [""]
-            idle = {target.name: idle_connection_kib(target, 2000, tls=True) for target in targets}
-            report += ["### Memory per idle TLS keep-alive connection (2,000 connections, one request each)", "",
-                       "| | KiB per connection | vs HAProxy | vs nginx |", "|---|---:|---:|---:|"]
-            report += [f"| {name} | {kib:.1f} | {kib / idle['haproxy']:.2f} | {kib / idle['nginx']:.2f} |"
-                       for name, kib in idle.items()] + [""]
-            idle = {target.name: idle_h2_connection_kib(target, 2000) for target in targets}
-            report += ["### Memory per idle HTTP/2 (h2c) connection (2,000 connections, one request each)", "",
-                       "| | KiB per connection | vs HAProxy | vs nginx |", "|---|---:|---:|---:|"]
-            report += [f"| {name} | {kib:.1f} | {kib / idle['haproxy']:.2f} | {kib / idle['nginx']:.2f} |"
-                       for name, kib in idle.items()] + [""]
+            # Each kind on fresh processes: memory freed by the connections of an earlier
+            # measurement would be reused and hide the next one's.
+            for title, measure_idle in IDLE_MEASUREMENTS:
+                fresh = []
+                try:
+                    start_targets(directory, ports, fresh)
+                    idle = {target.name: measure_idle(target) for target in fresh}
+                finally:
+                    for target in reversed(fresh):
+                        target.stop()
+                report += [f"### {title}", "", "| | KiB per connection | vs HAProxy | vs nginx |", "|---|---:|---:|---:|"]
+                report += [f"| {name} | {kib:.1f} | {ratio(kib, idle['haproxy'])} | {ratio(kib, idle['nginx'])} |"
+                           for name, kib in idle.items()] + [""]
         for name, path, connections, close, tls in scenarios:
             print(f"== {name}", file=sys.stderr)
             measured = targets if tls else targets + [backend_only]  # the backend speaks plain HTTP/1.1 only

@@ -7,15 +7,16 @@ import Glibc
 /// for none of them. Written by hand: it sits on the per-stream path and no library offers
 /// a per-thread allocator for nghttp2's `nghttp2_mem`.
 ///
-/// Blocks are size classes (powers of two from 64 bytes to 4 KiB, and one class for
-/// nghttp2's 16 KiB frame buffers); a block carries its class in a 16-byte header. Larger
-/// requests go to malloc. Each list keeps a bounded number of free blocks; more go back to
-/// malloc, so a burst does not pin memory.
+/// Blocks are size classes from 64 bytes to 2 KiB, a half step apart (what nghttp2 takes per
+/// stream); a block carries its class in a 16-byte header. Larger requests, made once per
+/// session (the session, its HPACK tables, its 16 KiB frame buffer), go to malloc at their
+/// size: rounding them up would cost every idle connection memory. Each list keeps a bounded
+/// number of free blocks; more go back to malloc, so a burst does not pin memory.
 ///
 /// One thread only: the sessions given this allocator must all be used, and freed, on it.
 public final class H2Allocator {
-    private static let classSizes = [64, 128, 256, 512, 1024, 2048, 4096, 16_896]
-    private static let maxFree = [4096, 4096, 2048, 1024, 512, 256, 128, 64]
+    private static let classSizes = [64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
+    private static let maxFree = [4096, 4096, 4096, 4096, 2048, 2048, 1024, 1024, 512, 512, 256]
     private static let header = 16
     private static let direct = UInt8.max
     private var free: [[UnsafeMutableRawPointer]]
