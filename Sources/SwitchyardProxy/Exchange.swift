@@ -69,6 +69,11 @@ final class Exchange {
     var acceptsTrailers = false
     /// How the response body leaves: as received (HTTP/1.1) or as data for DATA frames.
     var responseOutput = BodyRelay.Output.asReceived
+    /// A gRPC call: proxy errors are answered as gRPC statuses.
+    var grpc = false
+    /// When the caller stops waiting (monotonic ms; 0 = `timeouts.response_ms` only): a gRPC
+    /// call's `grpc-timeout`.
+    var deadline: UInt64 = 0
     /// The request body: decoded in the client's input, sent to the backend (re-encoded if chunked).
     var requestBody = BodyRelay(.none)
     /// `X-Request-Id` made for this request when the client sent none.
@@ -129,6 +134,8 @@ final class Exchange {
         clientSpeaksHTTP11 = true
         acceptsTrailers = false
         responseOutput = .asReceived
+        grpc = false
+        deadline = 0
         requestBody = BodyRelay(.none)
         generatedRequestID = false
         forwardedHead.clear()

@@ -27,8 +27,12 @@ final class H2Connection: H2ServerSessionDelegate {
     var readable = false
     var peerHungUp = false
     var closed = false
-    /// Closes the connection when reached (ms, monotonic; 0 = none): idle without streams.
+    /// Closes the connection when reached (ms, monotonic; 0 = none): idle, no stream with an
+    /// exchange in progress.
     var deadline: UInt64 = 0
+    /// Streams whose exchange is in progress (answered streams may stay open until the client
+    /// ends its side; they do not keep the connection from idling).
+    var exchanges = 0
     /// GOAWAY went out: no new streams; the connection closes when the last one is done.
     var goingAway = false
     /// Waits in the worker's list to be served after the current batch of events.
@@ -85,6 +89,10 @@ final class H2Stream {
     var unconsumed = 0
     /// The request has no Content-Length: it goes to the backend chunked.
     var chunkedUpload = false
+    /// The client ended its side of the stream (END_STREAM).
+    var requestEnded = false
+    /// The request is a gRPC call.
+    var grpc = false
     /// The body of a proxy-made answer.
     let output: ByteBuffer
     /// The response head went to the session: a failure from now on resets the stream.
@@ -116,6 +124,8 @@ final class H2Stream {
         output.releaseIfEmpty()
         unconsumed = 0
         chunkedUpload = false
+        requestEnded = false
+        grpc = false
         responding = false
         bodiless = false
         bytesSent = 0

@@ -175,6 +175,7 @@ extension Worker {
             x.clientBytes = s.bytesSent
             clientAddress = s.connection.clientAddress
             s.exchange = nil
+            streamExchangeFinished(s)
         case .detached:
             clientAddress = []
         }

@@ -14,6 +14,9 @@ extension Worker {
         x.requestWasHead = method == .head
         x.acceptsTrailers = true
         x.responseOutput = .data
+        x.grpc = GRPC.isGRPC(contentType: head.field("content-type"))
+        s.grpc = x.grpc
+        if x.grpc, let timeout = head.field("grpc-timeout").flatMap(GRPC.timeoutMs) { x.deadline = now + max(timeout, 1) }
         if let log = accessLog {
             x.summary.capture(method: head.method, target: head.path, requestID: requestID, query: log.capturesQuery)
             x.summary.httpVersion = 20
@@ -21,7 +24,9 @@ extension Worker {
         if method == .connect {
             return perform(x, x.machine.reject(.methodNotAllowed), message: "CONNECT is not supported by this proxy")
         }
-        if let (error, message) = route(x, authorization: head.field("authorization"), pinned: head.field("x-anyscale-version")) {
+        let (authorization, pinned, problem) = Self.routingFields(head)
+        if let problem { return perform(x, x.machine.reject(.malformedRequest), message: problem) }
+        if let (error, message) = route(x, authorization: authorization, pinned: pinned) {
             return perform(x, x.machine.reject(error), message: message)
         }
         if requestID == nil {
@@ -47,6 +52,31 @@ extension Worker {
         }
         if x.machine.mayResend { x.resendHead.append(x.forwardedHead.readableBytes) }
         perform(x, flushToUpstream(x, u))
+    }
+
+    /// The fields that route, by HTTP/1.1's rules: one Authorization; the pinned version given
+    /// once (or repeated with the same value), an empty one meaning none.
+    private static func routingFields(_ head: H2RequestView)
+        -> (authorization: UnsafeRawBufferPointer?, pinned: UnsafeRawBufferPointer?, problem: String?)
+    {
+        var authorization: UnsafeRawBufferPointer?
+        var pinned: UnsafeRawBufferPointer?
+        for index in 0..<head.fieldCount {
+            let value = head.value(at: index)
+            switch KnownHeader.classify(head.name(at: index)) {
+            case .authorization:
+                if authorization != nil { return (nil, nil, "more than one authorization field") }
+                authorization = value
+            case .anyscaleVersion where !value.isEmpty:
+                if let previous = pinned, !previous.elementsEqual(value) {
+                    return (nil, nil, "x-anyscale-version is given twice with different values")
+                }
+                pinned = value
+            default:
+                break
+            }
+        }
+        return (authorization, pinned, nil)
     }
 
     private static func decimal(_ digits: UnsafeRawBufferPointer) -> Int {

@@ -105,9 +105,9 @@ extension Worker {
                 return closeHTTP2(c)
             }
             guard !c.paused.isEmpty else { return }
-            let paused = c.paused
-            c.paused.removeAll(keepingCapacity: true)
-            for u in paused where u.readable && !u.closed { readUpstream(u) }
+            while let u = c.paused.popLast() {
+                if u.readable && !u.closed { readUpstream(u) }
+            }
         }
     }
 
@@ -163,6 +163,7 @@ extension Worker {
         guard !c.closed else { return }
         let s = h2Streams.acquire(id: stream, connection: c)
         c.streams[stream] = s
+        c.exchanges += 1
         c.deadline = 0
         let x = exchanges.acquire()
         x.timings.accepted = c.acceptedAt
@@ -170,6 +171,7 @@ extension Worker {
         x.timings.headParsed = nowNs
         x.client = .h2(s)
         s.exchange = x
+        s.requestEnded = endStream
         startStreamExchange(s, x, head, endStream: endStream)
     }
 
@@ -186,7 +188,9 @@ extension Worker {
     }
 
     func h2RequestEnd(_ c: H2Connection, stream: Int32, trailers: [H2Field]) {
-        guard let s = c.streams[stream], let x = s.exchange else { return }
+        guard let s = c.streams[stream] else { return }
+        s.requestEnded = true
+        guard let x = s.exchange else { return }
         // The stream's window no longer matters; the connection's gets its bytes back.
         if s.unconsumed > 0 {
             c.session.consume(stream: stream, bytes: s.unconsumed)
@@ -214,7 +218,6 @@ extension Worker {
         // backend connection closes, which is how Ray Serve learns to stop a generator.
         if let x = s.exchange { perform(x, x.machine.clientGone()) }
         h2Streams.release(s)
-        if c.streams.isEmpty { c.deadline = now + settings.serverTimeouts.idleMs }
     }
 
     /// Response body bytes for the session's next DATA frame: a proxy-made answer's, or the
@@ -225,6 +228,7 @@ extension Worker {
             let count = min(buffer.count, s.output.readableCount)
             buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: s.output.readableBytes[0..<count]))
             s.output.consume(count)
+            if s.output.isEmpty { responseEnded(s) }
             return (count, s.output.isEmpty)
         }
         guard let u = x.upstream else { return nil }
@@ -234,7 +238,7 @@ extension Worker {
             u.input.consume(count)
             u.responseBody.sent(count)
             s.bytesSent += count
-            if u.readable { c.paused.append(u) }
+            if u.readable && c.paused.last !== u { c.paused.append(u) }
         }
         guard u.responseBody.complete && u.responseBody.data == 0 else { return count > 0 ? (count, false) : nil }
         if u.responseBody.tail > 0 {
@@ -245,6 +249,7 @@ extension Worker {
         }
         recycle(x, u)
         perform(x, x.machine.responseComplete())
+        responseEnded(s)
         return (count, true)
     }
 
@@ -258,24 +263,49 @@ extension Worker {
             guard u.responseBody.isFinished else { return }
             recycle(x, u)
             perform(x, x.machine.responseComplete())
+            responseEnded(s)
         } else if u.responseBody.data > 0 || u.responseBody.complete {
             s.connection.session.resume(stream: s.id)
         }
     }
 
-    /// A proxy-made answer on a stream (nothing of a response was queued for it yet).
+    /// A proxy-made answer on a stream (nothing of a response was queued for it yet); to a gRPC
+    /// call, a Trailers-Only response with the error's gRPC status.
     func rejectStream(_ s: H2Stream, _ x: Exchange, _ error: ProxyError, message: String) {
+        let version = x.routes.map { $0.versionNames[x.versionIndex] }
+        let requestID = x.generatedRequestID ? x.requestID : nil
+        s.responding = true
+        if x.grpc {
+            let fields = GRPC.trailersOnly(error, message: message, version: version, requestID: requestID)
+            if (try? s.connection.session.respond(stream: s.id, status: 200, fields: fields, hasBody: false)) == nil {
+                s.connection.session.reset(stream: s.id, errorCode: Self.internalError)
+            }
+            finish(x, .rejected(error))
+            return responseEnded(s)
+        }
         let body = ErrorRenderer.body(error, message: message)
         s.output.append(body)
-        let fields = ErrorRenderer.http2Fields(
-            error, bodyLength: body.utf8.count, version: x.routes.map { $0.versionNames[x.versionIndex] },
-            requestID: x.generatedRequestID ? x.requestID : nil)
-        s.responding = true
+        let fields = ErrorRenderer.http2Fields(error, bodyLength: body.utf8.count, version: version, requestID: requestID)
         let c = s.connection
         if (try? c.session.respond(stream: s.id, status: error.status, fields: fields, hasBody: true)) == nil {
             c.session.reset(stream: s.id, errorCode: Self.internalError)
         }
         finish(x, .rejected(error))
+    }
+
+    /// The last frame of a response is queued. A client still sending its request is asked to
+    /// stop (RFC 9113 §8.1: RST_STREAM NO_ERROR after a complete response). Not a gRPC client:
+    /// grpc-core takes that reset for a failed call even after a complete answer, and it ends
+    /// its side at once anyway.
+    private func responseEnded(_ s: H2Stream) {
+        if !s.requestEnded && !s.grpc { s.connection.session.reset(stream: s.id, errorCode: 0) }
+    }
+
+    /// A stream's exchange finished: with none left in progress, the idle timeout runs.
+    func streamExchangeFinished(_ s: H2Stream) {
+        let c = s.connection
+        c.exchanges -= 1
+        if c.exchanges == 0 { c.deadline = now + settings.serverTimeouts.idleMs }
     }
 
     /// The exchange ended without a complete response (a cut, the backend gone): the stream is

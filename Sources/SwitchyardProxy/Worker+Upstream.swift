@@ -14,7 +14,7 @@ extension Worker {
             x.endpoint = pool
             if let idle = pool.idle.popLast() {
                 idle.machine.assigned()
-                idle.deadline = now + UInt64(settings.timeouts.responseMs)
+                idle.deadline = responseDeadline(x)
                 attach(x, idle)
                 return idle
             }
@@ -156,8 +156,18 @@ extension Worker {
         closeUpstream(u)
     }
 
+    /// When a backend that stays silent from now on has taken too long: `timeouts.response_ms`
+    /// from now, or the call's own deadline if that comes first.
+    func responseDeadline(_ x: Exchange?) -> UInt64 {
+        let silence = now + UInt64(settings.timeouts.responseMs)
+        guard let x, x.deadline != 0 else { return silence }
+        return min(silence, x.deadline)
+    }
+
     private func defaultMessage(_ error: ProxyError, _ x: Exchange) -> String {
         switch error {
+        case .upstreamTimeout where x.deadline != 0 && now >= x.deadline:
+            return "the call's deadline (grpc-timeout) passed before the backend answered"
         case .upstreamConnectFailed:
             let name = x.routes.map { $0.snapshot.versions[x.versionIndex].name } ?? "?"
             return "could not connect to any endpoint of version \(name)"
@@ -207,7 +217,7 @@ extension Worker {
     private func connectionReady(_ u: UpstreamConnection) {
         u.pool.ejection.connected()
         u.machine.connected()
-        u.deadline = now + UInt64(settings.timeouts.responseMs)
+        u.deadline = responseDeadline(u.exchange)
         if let x = u.exchange {
             upstreamReady(x, u)
             perform(x, flushToUpstream(x, u))
@@ -267,7 +277,7 @@ extension Worker {
             x.forwardedHead.releaseIfEmpty()
             if case .h2(let s) = x.client { uploadProgressed(s) }
             // An upload still moving is not a backend that stopped answering.
-            if written > 0, u.state == .awaitingHead { u.deadline = now + UInt64(settings.timeouts.responseMs) }
+            if written > 0, u.state == .awaitingHead { u.deadline = responseDeadline(x) }
             return nil
         } catch {
             return upstreamFailed(x, .upstreamClosed)
@@ -336,7 +346,7 @@ extension Worker {
         switch u.state {
         case .streamingBody:
             // Body bytes keep a slow response alive (the deadline is the gap between them).
-            u.deadline = now + UInt64(settings.timeouts.responseMs)
+            u.deadline = responseDeadline(x)
             if let error = u.responseBody.decode(u.input) {
                 return upstreamBroke(x, .upstreamProtocolError, message: "the backend sent a malformed response body (\(error.message))")
             }

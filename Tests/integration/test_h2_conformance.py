@@ -236,9 +236,18 @@ def test_a_lower_stream_id_is_ignored_not_served(server):
     connection = connect(server)
     encoder = Encoder()
     connection.send(headers(5, block(encoder=encoder)), headers(3, block(encoder=encoder)), headers(7, block(encoder=encoder)))
-    frames = connection.frames(until=lambda f: isinstance(f, DataFrame) and f.stream_id == 7 and "END_STREAM" in f.flags)
+    ended = set()
+
+    def both_ended(frame):
+        # 5 and 7 go to the backend on two connections: their answers may come in either order.
+        if isinstance(frame, DataFrame) and "END_STREAM" in frame.flags:
+            ended.add(frame.stream_id)
+        return ended >= {5, 7}
+
+    frames = connection.frames(until=both_ended)
     answered = {f.stream_id for f in frames if isinstance(f, HeadersFrame)}
     assert answered == {5, 7}, answered
+    assert not any(f.stream_id == 3 for f in frames), "stream 3 got nothing"
     connection.close()
 
 
@@ -345,4 +354,19 @@ def test_a_head_over_the_list_limit_resets_its_stream_only(server):
     if kind == "rst":
         connection.send(headers(3, block(encoder=encoder)))
         assert outcome(connection) == ("headers", 3), "the connection serves on"
+    connection.close()
+
+
+def test_an_answer_before_the_request_ended_asks_the_client_to_stop(server):
+    """RFC 9113 §8.1: after a complete response to a request still being sent, RST_STREAM
+    NO_ERROR; the stream does not stay open on the connection."""
+    connection = connect(server)
+    unauthenticated = Encoder().encode([(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "a")])
+    connection.send(headers(1, unauthenticated, end_stream=False))
+    frames = connection.frames(until=lambda f: isinstance(f, RstStreamFrame))
+    assert any(isinstance(f, HeadersFrame) and f.stream_id == 1 for f in frames), "the 401 was sent first"
+    resets = [f for f in frames if isinstance(f, RstStreamFrame)]
+    assert resets and resets[0].stream_id == 1 and resets[0].error_code == NO_ERROR
+    data_end = [i for i, f in enumerate(frames) if isinstance(f, DataFrame) and "END_STREAM" in f.flags]
+    assert data_end and data_end[0] < frames.index(resets[0]), "the reset follows the whole answer"
     connection.close()

@@ -1,0 +1,105 @@
+"""gRPC calls from a real gRPC client (grpcio) through the proxy's HTTP/2 listener: the
+proxy's own errors as gRPC statuses, and `grpc-timeout` as the call's deadline."""
+import socket
+import time
+
+import grpc
+import pytest
+
+from h2client import H2Client
+from harness import TOKEN, ThreadedSocketServer
+
+AUTH = ("authorization", f"Bearer {TOKEN}")
+
+
+def call(port, metadata, timeout=10):
+    """One unary call with raw bytes (no generated stubs); returns the RpcError it raised."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        method = channel.unary_unary("/ray.serve.UserDefinedService/Predict")
+        with pytest.raises(grpc.RpcError) as raised:
+            method(b"\x08\x01", metadata=metadata, timeout=timeout)
+        return raised.value
+
+
+def test_proxy_errors_are_grpc_statuses(recorder, proxy):
+    backend = recorder()
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{unused.getsockname()[1]}"
+    server = proxy([("v1", 100, [backend.address]), ("down", 0, [closed])])
+    cases = [
+        ([], grpc.StatusCode.UNAUTHENTICATED, "missing Authorization"),
+        ([("authorization", "Bearer wrong")], grpc.StatusCode.UNAUTHENTICATED, "not valid"),
+        ([AUTH, ("x-anyscale-version", "v9")], grpc.StatusCode.NOT_FOUND, "versions taking traffic: v1"),
+        ([AUTH, ("x-anyscale-version", "v1"), ("x-anyscale-version", "down")], grpc.StatusCode.INVALID_ARGUMENT,
+         "given twice"),
+        ([AUTH, ("x-anyscale-version", "down")], grpc.StatusCode.UNAVAILABLE, "could not connect"),
+    ]
+    for metadata, code, text in cases:
+        error = call(server.port, metadata)
+        assert error.code() == code, (metadata, error.code(), error.details())
+        assert text in error.details(), error.details()
+    # The version is named in the answer's metadata once one was chosen.
+    error = call(server.port, [AUTH, ("x-anyscale-version", "down")])
+    assert ("x-anyscale-version", "down") in (error.initial_metadata() or ()) + (error.trailing_metadata() or ())
+    assert backend.requests == [], "no error reached a backend"
+
+
+def test_grpc_timeout_is_the_calls_deadline_at_the_proxy(proxy):
+    """A backend that never answers: the proxy gives up at the call's grpc-timeout (not at
+    timeouts.response_ms), answers DEADLINE_EXCEEDED and closes the backend connection. The
+    call is made by a raw HTTP/2 client that sets grpc-timeout and never gives up itself
+    (grpcio would cancel the call at the same deadline, which would hide the proxy's)."""
+    closed_at = []
+
+    class SilentBackend(ThreadedSocketServer):
+        def serve(self, conn):
+            conn.settimeout(30)
+            while conn.recv(65536):
+                pass
+            closed_at.append(time.monotonic())
+
+    backend = SilentBackend()
+    try:
+        server = proxy([("v1", 100, [backend.address])], extra={"timeouts": {"response_ms": 60000}})
+        client = H2Client(server.port)
+        started = time.monotonic()
+        stream = client.request("/svc/Slow", {"authorization": f"Bearer {TOKEN}", "content-type": "application/grpc",
+                                              "te": "trailers", "grpc-timeout": "700m"},
+                                method="POST", body=b"\0\0\0\0\0")
+        [response] = client.wait(stream, timeout=10)
+        elapsed = time.monotonic() - started
+        assert 0.6 < elapsed < 3, elapsed
+        assert response.headers.get("grpc-status") == "4", response.headers
+        assert "grpc-timeout" in response.headers.get("grpc-message", "")
+        deadline = time.monotonic() + 5
+        while not closed_at and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert closed_at and closed_at[0] - started < 3, "the proxy closed the backend connection at the deadline"
+    finally:
+        backend.stop()
+
+
+def test_an_answered_call_left_open_does_not_keep_the_connection(recorder, proxy):
+    """A gRPC client is not sent RST_STREAM after an early answer (grpc-core would report the
+    call failed). A stream left open on an answered call then must not hold the connection:
+    it still closes after timeouts.idle_ms."""
+    from hpack import Encoder
+    from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, SettingsFrame
+    from h2client import RawH2
+
+    backend = recorder()
+    server = proxy([("v1", 100, [backend.address])], extra={"timeouts": {"idle_ms": 500}})
+    connection = RawH2(server.port)
+    connection.send(SettingsFrame(0))
+    call = HeadersFrame(1, Encoder().encode([(":method", "POST"), (":scheme", "http"), (":path", "/svc/M"),
+                                             (":authority", "a"), ("content-type", "application/grpc")]))
+    call.flags = {"END_HEADERS"}  # the request body never comes
+    connection.send(call)
+    started = time.monotonic()
+    frames = connection.frames(timeout=5, until=lambda f: isinstance(f, GoAwayFrame))
+    answer = [f for f in frames if isinstance(f, HeadersFrame) and f.stream_id == 1]
+    assert answer and "END_STREAM" in answer[0].flags, "a Trailers-Only answer"
+    assert not any(isinstance(f, RstStreamFrame) for f in frames)
+    assert isinstance(frames[-1], GoAwayFrame) and time.monotonic() - started < 3, "closed as idle"
+    connection.close()
