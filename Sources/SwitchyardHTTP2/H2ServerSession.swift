@@ -19,15 +19,8 @@ public final class H2ServerSession {
     /// every callback; no reference counting per callback.
     public unowned(unsafe) var delegate: H2ServerSessionDelegate?
     public let limits: H2Limits
-    /// The head being decoded: HPACK blocks of different streams never interleave (RFC 9113
-    /// §4.3), so one is enough. Its bytes and field positions go into storage reused for every
-    /// head: a steady connection allocates none for them.
-    private var pendingBytes: [UInt8] = []
-    private var pendingSpans: [H2FieldSpan] = []
-    /// :method, :scheme, :authority, :path.
-    private var pendingPseudo: [Range<Int>] = Array(repeating: 0..<0, count: 4)
-    private var pendingListBytes = 0
-    private var pendingStream: Int32 = 0
+    /// The request head or trailers being decoded.
+    private var decoder = H2HeadDecoder(pseudoNames: [":method", ":scheme", ":authority", ":path"])
     /// Where response heads are built (`beginResponse` … `submitResponse`).
     private let builder: H2HeadBuilder
     /// Trailer fields to send after a stream's response body (gRPC status).
@@ -185,55 +178,22 @@ public final class H2ServerSession {
     // MARK: - From nghttp2's callbacks
 
     fileprivate func beginHeaders(stream: Int32) {
-        pendingBytes.removeAll(keepingCapacity: true)
-        pendingSpans.removeAll(keepingCapacity: true)
-        for index in pendingPseudo.indices { pendingPseudo[index] = 0..<0 }
-        pendingListBytes = 0
-        pendingStream = stream
+        decoder.begin(stream: stream)
     }
 
     /// One decoded field of the head being read. False resets the stream (too large).
     fileprivate func header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
-        guard stream == pendingStream else { return true }
-        pendingListBytes += name.count + value.count + 32
-        guard pendingListBytes <= limits.maxHeaderListBytes else { return false }
-        let nameStart = pendingBytes.count
-        pendingBytes.append(contentsOf: name)
-        let valueStart = pendingBytes.count
-        pendingBytes.append(contentsOf: value)
-        let valueRange = valueStart..<pendingBytes.count
-        if name.first == UInt8(ascii: ":") {
-            // Others (`:protocol`, extended CONNECT) are refused by nghttp2 unless enabled.
-            if let index = Self.pseudoIndex(name) { pendingPseudo[index] = valueRange }
-        } else {
-            pendingSpans.append(H2FieldSpan(name: nameStart..<valueStart, value: valueRange))
-        }
-        return true
-    }
-
-    private static let pseudoNames: [StaticString] = [":method", ":scheme", ":authority", ":path"]
-
-    /// The slot of a request pseudo-header field in `pendingPseudo`.
-    private static func pseudoIndex(_ name: UnsafeRawBufferPointer) -> Int? {
-        for index in pseudoNames.indices {
-            let pseudo = pseudoNames[index]
-            if name.count == pseudo.utf8CodeUnitCount,
-               name.elementsEqual(UnsafeRawBufferPointer(start: pseudo.utf8Start, count: pseudo.utf8CodeUnitCount)) {
-                return index
-            }
-        }
-        return nil
+        decoder.add(stream: stream, name: name, value: value, limit: limits.maxHeaderListBytes)
     }
 
     fileprivate func headersComplete(stream: Int32, category: nghttp2_headers_category, endStream: Bool) {
-        guard stream == pendingStream else { return }
-        pendingStream = 0
-        pendingBytes.withUnsafeBytes { bytes in
-            let head = H2RequestView(bytes: bytes, spans: pendingSpans, pseudo: pendingPseudo, listBytes: pendingListBytes)
+        guard decoder.end(stream: stream) else { return }
+        decoder.withFields { bytes, fields in
             if category == NGHTTP2_HCAT_REQUEST {
+                let head = H2RequestView(bytes: bytes, fields: fields, pseudo: decoder.pseudo, listBytes: decoder.listBytes)
                 delegate?.h2Request(stream: stream, head: head, endStream: endStream)
             } else if endStream {
-                delegate?.h2RequestEnd(stream: stream, trailers: head.copied.fields)
+                delegate?.h2RequestEnd(stream: stream, trailers: fields.copied)
             }
         }
     }

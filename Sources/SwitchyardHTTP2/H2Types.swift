@@ -19,33 +19,18 @@ struct H2FieldSpan {
     var value: Range<Int>
 }
 
-/// A request head as nghttp2 decoded it, valid only during the delegate call that gets it:
-/// its bytes are in the session's buffer, reused for the next head, so no field is copied.
-/// The pseudo-header fields were checked by nghttp2 (present once, in front, the right ones
-/// for the method).
-public struct H2RequestView {
-    public let method: UnsafeRawBufferPointer
-    public let scheme: UnsafeRawBufferPointer
-    public let authority: UnsafeRawBufferPointer
-    public let path: UnsafeRawBufferPointer
+/// The regular fields of a header block as nghttp2 decoded them (lowercase names, in order),
+/// valid only during the call that gets them: their bytes are in the session's reused buffer.
+public struct H2FieldsView {
     private let bytes: UnsafeRawBufferPointer
     private let spans: [H2FieldSpan]
-    /// Decoded size in the RFC 9113 §6.5.2 sense (name + value + 32 per field).
-    public let listBytes: Int
 
-    init(bytes: UnsafeRawBufferPointer, spans: [H2FieldSpan], pseudo: [Range<Int>], listBytes: Int) {
-        func slice(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[range]) }
-        method = slice(pseudo[0])
-        scheme = slice(pseudo[1])
-        authority = slice(pseudo[2])
-        path = slice(pseudo[3])
+    init(bytes: UnsafeRawBufferPointer, spans: [H2FieldSpan]) {
         self.bytes = bytes
         self.spans = spans
-        self.listBytes = listBytes
     }
 
-    /// The regular fields, in order (lowercase names).
-    public var fieldCount: Int { spans.count }
+    public var count: Int { spans.count }
     public func name(at index: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[spans[index].name]) }
     public func value(at index: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[spans[index].value]) }
 
@@ -58,6 +43,39 @@ public struct H2RequestView {
         return nil
     }
 
+    /// Copies that outlive the call.
+    public var copied: [H2Field] {
+        (0..<count).map { H2Field(name: Array(name(at: $0)), value: Array(value(at: $0))) }
+    }
+}
+
+/// A request head as nghttp2 decoded it, valid only during the delegate call that gets it
+/// (see `H2FieldsView`). The pseudo-header fields were checked by nghttp2 (present once, in
+/// front, the right ones for the method).
+public struct H2RequestView {
+    public let method: UnsafeRawBufferPointer
+    public let scheme: UnsafeRawBufferPointer
+    public let authority: UnsafeRawBufferPointer
+    public let path: UnsafeRawBufferPointer
+    public let fields: H2FieldsView
+    /// Decoded size in the RFC 9113 §6.5.2 sense (name + value + 32 per field).
+    public let listBytes: Int
+
+    init(bytes: UnsafeRawBufferPointer, fields: H2FieldsView, pseudo: [Range<Int>], listBytes: Int) {
+        func slice(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[range]) }
+        method = slice(pseudo[0])
+        scheme = slice(pseudo[1])
+        authority = slice(pseudo[2])
+        path = slice(pseudo[3])
+        self.fields = fields
+        self.listBytes = listBytes
+    }
+
+    public var fieldCount: Int { fields.count }
+    public func name(at index: Int) -> UnsafeRawBufferPointer { fields.name(at: index) }
+    public func value(at index: Int) -> UnsafeRawBufferPointer { fields.value(at: index) }
+    public func field(_ name: StaticString) -> UnsafeRawBufferPointer? { fields.field(name) }
+
     /// A copy that outlives the call.
     public var copied: H2RequestHead {
         var head = H2RequestHead()
@@ -65,7 +83,7 @@ public struct H2RequestView {
         head.scheme = Array(scheme)
         head.authority = Array(authority)
         head.path = Array(path)
-        head.fields = (0..<fieldCount).map { H2Field(name: Array(name(at: $0)), value: Array(value(at: $0))) }
+        head.fields = fields.copied
         head.listBytes = listBytes
         return head
     }
