@@ -110,6 +110,10 @@ micro-bench: deps
 #                        both body relays, as the worker drives them
 #   probe-answer         hostile health-check answers read as the prober reads them, and the
 #                        endpoint health machine fed the verdicts
+#   h2-server            hostile bytes after the preface to the server side of an HTTP/2
+#                        connection, answering every stream as the proxy does
+#   h2-client            hostile backend bytes to the client side of an HTTP/2 connection
+#                        with three calls in flight
 #   (config-files also checks the traffic plans of every accepted versions file)
 # New inputs are kept in Fuzz/corpus/<target>.
 FUZZ_SECONDS ?= 300
@@ -123,7 +127,8 @@ FUZZ_TARGETS := framer-differential:FramerDifferential:Sources/SwitchyardHTTP \
                 config-files:ConfigFiles:Sources/SwitchyardRouting \
                 h1-exchange:H1Exchange:Sources/SwitchyardHTTP,Sources/SwitchyardIO,$(subst $(space),$(comma),$(PROXY_MACHINES)) \
                 probe-answer:ProbeAnswer:Sources/SwitchyardHTTP,Sources/SwitchyardProxy/ProbeAnswer.swift,Sources/SwitchyardProxy/EndpointHealth.swift \
-                h2-server:H2Server:Sources/SwitchyardHTTP2
+                h2-server:H2Server:Sources/SwitchyardHTTP2 \
+                h2-client:H2Client:Sources/SwitchyardHTTP2
 fuzz: deps
 	@mkdir -p .build/fuzz
 	@for spec in $(FUZZ_TARGETS); do \

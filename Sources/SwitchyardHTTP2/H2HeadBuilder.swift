@@ -1,6 +1,6 @@
 import CNGHTTP2
 
-/// Storage a response head is built in, as nghttp2 name/value pairs over one byte buffer,
+/// Storage a request or response head is built in, as nghttp2 name/value pairs over one byte buffer,
 /// reused for every head: once it has grown to the largest head, building one allocates
 /// nothing. A head is built and submitted in one go, so the sessions of one thread share one.
 public final class H2HeadBuilder {
@@ -16,10 +16,28 @@ public final class H2HeadBuilder {
         spans.removeAll(keepingCapacity: true)
         var digits: (UInt8, UInt8, UInt8) = (UInt8(ascii: "0") + UInt8(status / 100 % 10), UInt8(ascii: "0") + UInt8(status / 10 % 10),
                                              UInt8(ascii: "0") + UInt8(status % 10))
-        withUnsafeBytes(of: &digits) {
-            add(name: UnsafeRawBufferPointer(start: Self.status.utf8Start, count: Self.status.utf8CodeUnitCount), value: $0, lowercase: false)
-        }
+        withUnsafeBytes(of: &digits) { add(name: Self.bytes(Self.status), value: $0, lowercase: false) }
     }
+
+    /// Starts a request head with its pseudo-header fields.
+    func begin(method: UnsafeRawBufferPointer, scheme: UnsafeRawBufferPointer, authority: UnsafeRawBufferPointer,
+               path: UnsafeRawBufferPointer) {
+        bytes.removeAll(keepingCapacity: true)
+        spans.removeAll(keepingCapacity: true)
+        add(name: Self.bytes(Self.method), value: method, lowercase: false)
+        add(name: Self.bytes(Self.scheme), value: scheme, lowercase: false)
+        add(name: Self.bytes(Self.authority), value: authority, lowercase: false)
+        add(name: Self.bytes(Self.path), value: path, lowercase: false)
+    }
+
+    private static func bytes(_ text: StaticString) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
+    }
+
+    private static let method: StaticString = ":method"
+    private static let scheme: StaticString = ":scheme"
+    private static let authority: StaticString = ":authority"
+    private static let path: StaticString = ":path"
 
     func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, lowercase: Bool) {
         let nameStart = bytes.count
