@@ -24,16 +24,9 @@ public protocol H2ClientSessionDelegate: AnyObject {
 /// bodies as bytes whose window opens only as the connection consumes them. No sockets.
 ///
 /// One thread only: the connection's worker.
-public final class H2ClientSession {
-    private var session: OpaquePointer?
+public final class H2ClientSession: H2Session {
     /// Safe unowned: the delegate owns the session, so it outlives every callback.
     public unowned(unsafe) var delegate: H2ClientSessionDelegate?
-    private var decoder = H2HeadDecoder(pseudoNames: [":status"])
-    private let builder: H2HeadBuilder
-    /// nghttp2's memory, when not malloc's; kept here so that it outlives the session.
-    private let allocator: H2Allocator?
-    /// Largest response head accepted; a larger one resets its stream.
-    private let maxHeaderListBytes: Int
     /// Streams submitted and not yet closed.
     public private(set) var openStreams = 0
 
@@ -41,59 +34,14 @@ public final class H2ClientSession {
     /// ahead of what the connection consumed).
     public init(builder: H2HeadBuilder = H2HeadBuilder(), allocator: H2Allocator? = nil, windowBytes: UInt32 = 65535,
                 maxHeaderListBytes: Int = 65536) throws(H2Error) {
-        self.builder = builder
-        self.allocator = allocator
-        self.maxHeaderListBytes = maxHeaderListBytes
-        var callbacks: OpaquePointer?
-        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { throw H2Error(code: NGHTTP2_ERR_NOMEM.rawValue, "out of memory") }
-        defer { nghttp2_session_callbacks_del(callbacks) }
-        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onClientBeginHeaders)
-        nghttp2_session_callbacks_set_on_header_callback(callbacks, onClientHeader)
-        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onClientFrameReceived)
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onClientDataChunk)
-        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onClientStreamClose)
-        var option: OpaquePointer?
-        guard nghttp2_option_new(&option) == 0, let option else { throw H2Error(code: NGHTTP2_ERR_NOMEM.rawValue, "out of memory") }
-        defer { nghttp2_option_del(option) }
-        nghttp2_option_set_no_auto_window_update(option, 1)
-        nghttp2_option_set_max_deflate_dynamic_table_size(option, 0)
-        var created: OpaquePointer?
-        let owner = Unmanaged.passUnretained(self).toOpaque()
-        var memory = allocator?.memory ?? nghttp2_mem()
-        let result = allocator == nil
-            ? nghttp2_session_client_new2(&created, callbacks, owner, option)
-            : nghttp2_session_client_new3(&created, callbacks, owner, option, &memory)
-        guard result == 0, let created else { throw H2Error(code: result, "cannot create an HTTP/2 session") }
-        session = created
-        var settings = [
+        let settings = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: windowBytes),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
         ]
-        let submitted = nghttp2_submit_settings(created, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
-        guard submitted == 0 else { throw H2Error(code: submitted, "cannot queue the SETTINGS frame") }
+        try super.init(
+            server: false, pseudoNames: [":status"], builder: builder, allocator: allocator, maxHeaderListBytes: maxHeaderListBytes,
+            settings: settings) { _ in }
     }
-
-    deinit { nghttp2_session_del(session) }
-
-    /// Takes bytes from the backend. A protocol error is fatal (GOAWAY is queued).
-    public func receive(_ bytes: UnsafeRawBufferPointer) throws(H2Error) {
-        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
-        let result = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
-        if result < 0 { throw H2Error(code: Int32(result), String(cString: nghttp2_strerror(Int32(result)))) }
-    }
-
-    /// The next bytes for the backend (the connection preface first; valid until the next
-    /// call), or nil when there are none.
-    public func send() throws(H2Error) -> UnsafeRawBufferPointer? {
-        var pointer: UnsafePointer<UInt8>?
-        let count = nghttp2_session_mem_send(session, &pointer)
-        if count < 0 { throw H2Error(code: Int32(count), String(cString: nghttp2_strerror(Int32(count)))) }
-        guard count > 0, let pointer else { return nil }
-        return UnsafeRawBufferPointer(start: pointer, count: count)
-    }
-
-    public var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
-    public var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
 
     /// Streams the backend lets this connection open at once (its SETTINGS_MAX_CONCURRENT_STREAMS;
     /// unlimited until its SETTINGS arrive, as RFC 9113 §6.5.2 has it).
@@ -117,7 +65,7 @@ public final class H2ClientSession {
     public func submitRequest(hasBody: Bool) throws(H2Error) -> Int32 {
         let stream = builder.withList { list, count in
             if hasBody {
-                var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: readRequestData)
+                var provider = Self.bodyProvider
                 return nghttp2_submit_request(session, nil, list, count, &provider, nil)
             }
             return nghttp2_submit_request(session, nil, list, count, nil, nil)
@@ -127,37 +75,9 @@ public final class H2ClientSession {
         return stream
     }
 
-    /// More request bytes are ready for a stream whose data source said none were.
-    public func resume(stream: Int32) {
-        _ = nghttp2_session_resume_data(session, stream)
-    }
-
-    /// `count` response bytes of `stream` have been passed on: its window opens by as many.
-    public func consume(stream: Int32, bytes count: Int) {
-        _ = nghttp2_session_consume(session, stream, count)
-    }
-
-    /// Response bytes of a stream that is gone: only the connection's window opens.
-    public func consumeConnection(bytes count: Int) {
-        _ = nghttp2_session_consume_connection(session, count)
-    }
-
-    /// Cancels a stream (the client went away: the backend learns it, e.g. gRPC cancellation).
-    public func reset(stream: Int32, errorCode: UInt32) {
-        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode)
-    }
-
     // MARK: - From nghttp2's callbacks
 
-    fileprivate func beginHeaders(stream: Int32) {
-        decoder.begin(stream: stream)
-    }
-
-    fileprivate func header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
-        decoder.add(stream: stream, name: name, value: value, limit: maxHeaderListBytes)
-    }
-
-    fileprivate func headersComplete(stream: Int32, category: nghttp2_headers_category, endStream: Bool) {
+    override func headersComplete(stream: Int32, category: nghttp2_headers_category, endStream: Bool) {
         guard decoder.end(stream: stream) else { return }
         decoder.withFields { bytes, fields in
             if category == NGHTTP2_HCAT_RESPONSE {
@@ -171,75 +91,24 @@ public final class H2ClientSession {
         }
     }
 
-    fileprivate func dataEnded(stream: Int32) {
+    override func dataEnded(stream: Int32) {
         delegate?.h2ResponseEnd(stream: stream, trailers: nil)
     }
 
-    fileprivate func data(stream: Int32, bytes: UnsafeRawBufferPointer) {
+    override func data(stream: Int32, bytes: UnsafeRawBufferPointer) {
         delegate?.h2ResponseData(stream: stream, bytes: bytes)
     }
 
-    fileprivate func closed(stream: Int32, errorCode: UInt32) {
+    override func closed(stream: Int32, errorCode: UInt32) {
         openStreams -= 1
         delegate?.h2StreamClosed(stream: stream, errorCode: errorCode)
     }
 
-    fileprivate func requestData(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, flags: UnsafeMutablePointer<UInt32>) -> Int {
+    override func bodyData(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let (count, end) = delegate?.h2RequestData(stream: stream, into: buffer) else {
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         }
         if end { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
         return count
     }
-}
-
-// MARK: - nghttp2 callbacks (C functions: the session comes back through `user_data`)
-
-private func client(_ data: UnsafeMutableRawPointer?) -> H2ClientSession {
-    // Safe because nghttp2 passes back the user data the session was created with.
-    Unmanaged<H2ClientSession>.fromOpaque(data.unsafelyUnwrapped).takeUnretainedValue()
-}
-
-private let onClientBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, data in
-    guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
-    client(data).beginHeaders(stream: frame.pointee.hd.stream_id)
-    return 0
-}
-
-private let onClientHeader: nghttp2_on_header_callback = { _, frame, name, nameLength, value, valueLength, _, data in
-    guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
-    let accepted = client(data).header(
-        stream: frame.pointee.hd.stream_id, name: UnsafeRawBufferPointer(start: name, count: nameLength),
-        value: UnsafeRawBufferPointer(start: value, count: valueLength))
-    return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
-}
-
-private let onClientFrameReceived: nghttp2_on_frame_recv_callback = { _, frame, data in
-    guard let frame else { return 0 }
-    let header = frame.pointee.hd
-    let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-    switch UInt32(header.type) {
-    case NGHTTP2_HEADERS.rawValue:
-        client(data).headersComplete(stream: header.stream_id, category: frame.pointee.headers.cat, endStream: endStream)
-    case NGHTTP2_DATA.rawValue where endStream:
-        client(data).dataEnded(stream: header.stream_id)
-    default:
-        break
-    }
-    return 0
-}
-
-private let onClientDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, stream, bytes, count, data in
-    client(data).data(stream: stream, bytes: UnsafeRawBufferPointer(start: bytes, count: count))
-    return 0
-}
-
-private let onClientStreamClose: nghttp2_on_stream_close_callback = { _, stream, errorCode, data in
-    client(data).closed(stream: stream, errorCode: errorCode)
-    return 0
-}
-
-private let readRequestData: nghttp2_data_source_read_callback = { _, stream, buffer, length, flags, _, data in
-    guard let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-    return client(data).requestData(stream: stream, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags)
 }

@@ -11,9 +11,14 @@ public final class H2HeadBuilder {
 
     public init() {}
 
-    func begin(status: Int) {
+    /// Starts an empty block (trailers).
+    func begin() {
         bytes.removeAll(keepingCapacity: true)
         spans.removeAll(keepingCapacity: true)
+    }
+
+    func begin(status: Int) {
+        begin()
         var digits: (UInt8, UInt8, UInt8) = (UInt8(ascii: "0") + UInt8(status / 100 % 10), UInt8(ascii: "0") + UInt8(status / 10 % 10),
                                              UInt8(ascii: "0") + UInt8(status % 10))
         withUnsafeBytes(of: &digits) { add(name: Self.bytes(Self.status), value: $0, lowercase: false) }
@@ -22,8 +27,7 @@ public final class H2HeadBuilder {
     /// Starts a request head with its pseudo-header fields.
     func begin(method: UnsafeRawBufferPointer, scheme: UnsafeRawBufferPointer, authority: UnsafeRawBufferPointer,
                path: UnsafeRawBufferPointer) {
-        bytes.removeAll(keepingCapacity: true)
-        spans.removeAll(keepingCapacity: true)
+        begin()
         add(name: Self.bytes(Self.method), value: method, lowercase: false)
         add(name: Self.bytes(Self.scheme), value: scheme, lowercase: false)
         add(name: Self.bytes(Self.authority), value: authority, lowercase: false)
@@ -51,12 +55,19 @@ public final class H2HeadBuilder {
         spans.append(H2FieldSpan(name: nameStart..<valueStart, value: valueStart..<bytes.count))
     }
 
+    /// Adds owned fields as they are.
+    func add(_ fields: [H2Field]) {
+        for field in fields {
+            field.name.withUnsafeBytes { name in field.value.withUnsafeBytes { value in add(name: name, value: value, lowercase: false) } }
+        }
+    }
+
     /// Calls `body` with the head as nghttp2 pairs (valid during the call).
     func withList(_ body: (UnsafePointer<nghttp2_nv>?, Int) -> Int32) -> Int32 {
         list.removeAll(keepingCapacity: true)
         return bytes.withUnsafeMutableBufferPointer { storage in
-            // Safe because the storage is not empty: ":status" is in it.
-            let base = storage.baseAddress.unsafelyUnwrapped
+            // An empty block (trailers without fields) has no base address and no pairs.
+            guard let base = storage.baseAddress else { return body(nil, 0) }
             for span in spans {
                 list.append(nghttp2_nv(name: base + span.name.lowerBound, value: base + span.value.lowerBound,
                                        namelen: span.name.count, valuelen: span.value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
