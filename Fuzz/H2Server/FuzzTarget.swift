@@ -50,7 +50,6 @@ final class AnsweringConnection: H2ServerSessionDelegate {
             preconditionFailure("a field larger than its head")
         }
         remaining[stream] = 100
-        session.setTrailers(stream: stream, fields: [H2Field("grpc-status", "0")])
         try? session.respond(stream: stream, status: 200, fields: [H2Field("content-type", "text/plain")], hasBody: true)
     }
 
@@ -71,4 +70,13 @@ final class AnsweringConnection: H2ServerSessionDelegate {
         remaining[stream] = left - count
         return (count, left == count)
     }
+
+    func h2ResponseTrailers(stream: Int32) -> Bool {
+        session.trailerField(name: UnsafeRawBufferPointer(start: Self.status.utf8Start, count: Self.status.utf8CodeUnitCount),
+                             value: UnsafeRawBufferPointer(start: Self.ok.utf8Start, count: 1))
+        return true
+    }
+
+    private static let status: StaticString = "grpc-status"
+    private static let ok: StaticString = "0"
 }

@@ -31,9 +31,10 @@ public final class H2ClientSession: H2Session {
     public private(set) var openStreams = 0
 
     /// `windowBytes`: each stream's receive window (response bytes the backend may send
-    /// ahead of what the connection consumed).
+    /// ahead of what the connection consumed); `connectionWindowBytes`: the same for all
+    /// streams together.
     public init(builder: H2HeadBuilder = H2HeadBuilder(), allocator: H2Allocator? = nil, windowBytes: UInt32 = 65535,
-                maxHeaderListBytes: Int = 65536) throws(H2Error) {
+                connectionWindowBytes: Int32 = 65535, maxHeaderListBytes: Int = 65536) throws(H2Error) {
         let settings = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: windowBytes),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
@@ -41,6 +42,9 @@ public final class H2ClientSession: H2Session {
         try super.init(
             server: false, pseudoNames: [":status"], builder: builder, allocator: allocator, maxHeaderListBytes: maxHeaderListBytes,
             settings: settings) { _ in }
+        if connectionWindowBytes > 65535 {
+            _ = nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, connectionWindowBytes)
+        }
     }
 
     /// Streams the backend lets this connection open at once (its SETTINGS_MAX_CONCURRENT_STREAMS;
@@ -48,6 +52,9 @@ public final class H2ClientSession: H2Session {
     public var maxConcurrentStreams: UInt32 {
         nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
     }
+
+    /// Whether a new request may start (false once the backend sent GOAWAY).
+    public var acceptsRequests: Bool { nghttp2_session_check_request_allowed(session) != 0 }
 
     /// Starts a request head: `requestField` for each regular field, then `submitRequest`.
     public func beginRequest(method: UnsafeRawBufferPointer, scheme: UnsafeRawBufferPointer,

@@ -18,8 +18,6 @@ public final class H2ServerSession: H2Session {
     /// every callback; no reference counting per callback.
     public unowned(unsafe) var delegate: H2ServerSessionDelegate?
     public let limits: H2Limits
-    /// Trailer fields to send after a stream's response body (gRPC status).
-    private var responseTrailers: [Int32: [H2Field]] = [:]
     /// Rapid reset: a token bucket of RST_STREAM frames (`limits.resetBurst`, refilled at
     /// `limits.resetsPerSecond`); empty means GOAWAY ENHANCE_YOUR_CALM.
     private var resetTokens: Double
@@ -80,9 +78,9 @@ public final class H2ServerSession: H2Session {
         guard result == 0 else { throw H2Error(code: result, String(cString: nghttp2_strerror(result))) }
     }
 
-    /// Trailer fields sent after `stream`'s response body ends (gRPC's `grpc-status`).
-    public func setTrailers(stream: Int32, fields: [H2Field]) {
-        responseTrailers[stream] = fields
+    /// A trailer field, from the delegate's `h2ResponseTrailers`; `lowercase` folds the name.
+    public func trailerField(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, lowercase: Bool = false) {
+        builder.add(name: name, value: value, lowercase: lowercase)
     }
 
     /// Graceful shutdown: GOAWAY naming the last stream taken; streams up to it finish.
@@ -122,7 +120,6 @@ public final class H2ServerSession: H2Session {
     }
 
     override func closed(stream: Int32, errorCode: UInt32) {
-        responseTrailers[stream] = nil
         delegate?.h2StreamClosed(stream: stream, errorCode: errorCode)
     }
 
@@ -132,10 +129,9 @@ public final class H2ServerSession: H2Session {
         }
         if end {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-            if let trailers = responseTrailers.removeValue(forKey: stream) {
+            builder.begin()
+            if delegate?.h2ResponseTrailers(stream: stream) == true {
                 flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-                builder.begin()
-                builder.add(trailers)
                 let result = builder.withList { list, fieldCount in nghttp2_submit_trailer(session, stream, list, fieldCount) }
                 if result != 0 { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
             }

@@ -159,4 +159,7 @@ public protocol H2ServerSessionDelegate: AnyObject {
     /// Response body bytes for `stream`: copies up to `buffer.count` bytes and says how many,
     /// and whether the body ends there. Nil when none are ready (`resume` when they are).
     func h2ResponseData(stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, end: Bool)?
+    /// The response body of `stream` ended: its trailer fields (gRPC's `grpc-status`), given
+    /// with the session's `trailerField`; false when it has none.
+    func h2ResponseTrailers(stream: Int32) -> Bool
 }

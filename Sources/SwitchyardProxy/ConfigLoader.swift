@@ -76,13 +76,16 @@ public struct ConfigLoader: Sendable {
         /// `serverNames[version][target]`: the host of the endpoint each address came from
         /// (the name a TLS backend's certificate is checked against).
         public var serverNames: [[String]] = []
+        /// `grpcTargets[version]`: the resolved addresses of its `grpc_endpoints` (none when a
+        /// version has none, or none resolved: its gRPC calls are then answered UNAVAILABLE).
+        public var grpcTargets: [[SocketAddress]] = []
     }
 
     /// Whether resolving `versions` needs DNS (some endpoint is a name): numeric addresses are
     /// parsed without blocking, so only names go to the resolver thread.
     public func needsLookup(_ versions: VersionsConfig) -> Bool {
         versions.versions.contains { version in
-            version.endpoints.contains { SocketAddress.numericHost($0.host, port: $0.port) == nil }
+            (version.endpoints + version.grpcEndpoints).contains { SocketAddress.numericHost($0.host, port: $0.port) == nil }
         }
     }
 
@@ -121,6 +124,17 @@ public struct ConfigLoader: Sendable {
             resolution.targets.append(addresses)
             resolution.serverNames.append(names)
             resolution.unresolved += failures
+            var grpcAddresses: [SocketAddress] = []
+            for endpoint in version.grpcEndpoints {
+                do {
+                    for address in try SocketAddress.resolve(host: endpoint.host, port: endpoint.port) where !grpcAddresses.contains(address) {
+                        grpcAddresses.append(address)
+                    }
+                } catch {
+                    resolution.unresolved.append("version \"\(version.name)\": gRPC endpoint \(endpoint): \(error)")
+                }
+            }
+            resolution.grpcTargets.append(Array(grpcAddresses.prefix(VersionsConfig.maxEndpoints)))
         }
         return resolution
     }

@@ -56,6 +56,17 @@ final class Exchange {
     /// request sent once more on a fresh connection.
     var retries = 0
     var upstream: UpstreamConnection?
+    /// A gRPC call to the version's gRPC endpoints: `call` carries it as stream `callStream`.
+    var grpcBackend = false
+    var call: H2UpstreamConnection?
+    var callStream: Int32 = 0
+    /// The backend's response ended (its trailers are with the client's stream).
+    var callResponseEnded = false
+    /// The request's last byte went to the backend's stream.
+    var callRequestSent = false
+    /// When the call fails for silence (ms, monotonic; 0 = never): `timeouts.response_ms` until
+    /// the response head, then only the call's own `grpc-timeout`.
+    var callDeadline: UInt64 = 0
     /// Why the last TLS handshake with a backend failed, for the 502 if no endpoint is left.
     var tlsFailure: String?
 
@@ -127,6 +138,12 @@ final class Exchange {
         endpoint = nil
         retries = 0
         upstream = nil
+        grpcBackend = false
+        call = nil
+        callStream = 0
+        callResponseEnded = false
+        callRequestSent = false
+        callDeadline = 0
         tlsFailure = nil
         keepAlive = true
         requestWasHead = false

@@ -71,6 +71,10 @@ final class H2Connection: H2ServerSessionDelegate {
     func h2ResponseData(stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, end: Bool)? {
         worker.h2ResponseData(self, stream: stream, into: buffer)
     }
+
+    func h2ResponseTrailers(stream: Int32) -> Bool {
+        worker.h2ResponseTrailers(self, stream: stream)
+    }
 }
 
 /// One stream of an `H2Connection`: its exchange while it has one, the request body bytes the
@@ -93,8 +97,10 @@ final class H2Stream {
     var requestEnded = false
     /// The request is a gRPC call.
     var grpc = false
-    /// The body of a proxy-made answer.
+    /// The body of a proxy-made answer, or a gRPC backend's response bytes not yet sent on.
     let output: ByteBuffer
+    /// Response trailer fields waiting for the end of the body, as HTTP/1.1 trailer lines.
+    let trailers: ByteBuffer
     /// The response head went to the session: a failure from now on resets the stream.
     var responding = false
     /// The response has no body (HEAD, 204, 304): its head is all of it.
@@ -107,6 +113,7 @@ final class H2Stream {
         self.connection = connection
         self.requestInput = ByteBuffer(pool: buffers.input)
         self.output = ByteBuffer(pool: buffers.output)
+        self.trailers = ByteBuffer(pool: buffers.output)
     }
 
     /// Makes a recycled object the stream `id` of `connection`.
@@ -122,6 +129,8 @@ final class H2Stream {
         requestInput.releaseIfEmpty()
         output.clear()
         output.releaseIfEmpty()
+        trailers.clear()
+        trailers.releaseIfEmpty()
         unconsumed = 0
         chunkedUpload = false
         requestEnded = false

@@ -12,19 +12,25 @@ public final class Publication: Sendable {
     let health: HealthRouting
     /// How each version's backends are spoken to, besides their addresses.
     let upstreams: [VersionUpstream]
+    /// `grpcTargets[version]`: the resolved addresses of its gRPC endpoints (HTTP/2).
+    public let grpcTargets: [[SocketAddress]]
 
-    public convenience init(snapshot: RoutingSnapshot, targets: [[SocketAddress]]) {
+    public convenience init(snapshot: RoutingSnapshot, targets: [[SocketAddress]], grpcTargets: [[SocketAddress]]? = nil) {
         self.init(
             snapshot: snapshot, targets: targets, health: HealthRouting(configured: snapshot.config),
-            upstreams: targets.map { VersionUpstream(tls: nil, serverNames: $0.map { _ in "" }, authorization: nil) })
+            upstreams: targets.map { VersionUpstream(tls: nil, serverNames: $0.map { _ in "" }, authorization: nil) },
+            grpcTargets: grpcTargets ?? targets.map { _ in [] })
     }
 
-    init(snapshot: RoutingSnapshot, targets: [[SocketAddress]], health: HealthRouting, upstreams: [VersionUpstream]) {
-        precondition(targets.count == snapshot.versions.count && health.avoided.count == targets.count && upstreams.count == targets.count)
+    init(snapshot: RoutingSnapshot, targets: [[SocketAddress]], health: HealthRouting, upstreams: [VersionUpstream],
+         grpcTargets: [[SocketAddress]]) {
+        precondition(targets.count == snapshot.versions.count && health.avoided.count == targets.count && upstreams.count == targets.count
+            && grpcTargets.count == targets.count)
         self.snapshot = snapshot
         self.targets = targets
         self.health = health
         self.upstreams = upstreams
+        self.grpcTargets = grpcTargets
     }
 }
 
@@ -49,6 +55,8 @@ final class WorkerRoutes {
     let snapshot: RoutingSnapshot
     /// `pools[version][endpoint]`.
     let pools: [[UpstreamPool]]
+    /// `grpcPools[version][endpoint]`: its gRPC endpoints (HTTP/2).
+    let grpcPools: [[UpstreamPool]]
     /// `X-ANYSCALE-VERSION: <name>\r\n`, one per version.
     let versionHeaderLines: [[UInt8]]
     /// Per version: the `Authorization` line its backends get instead of the client's, if any.
@@ -57,6 +65,7 @@ final class WorkerRoutes {
     let versionNames: [[UInt8]]
     /// Round-robin cursor per version, for ties between equally loaded endpoints.
     var cursors: [Int]
+    var grpcCursors: [Int]
     /// This worker's stats of each version.
     let stats: [VersionStatsCell]
     /// Per version: endpoints that failed their health checks (picked only when no other is
@@ -64,9 +73,11 @@ final class WorkerRoutes {
     let avoided: [EndpointSet]
     let draining: [EndpointSet]
 
-    init(publication: Publication, pools: [[UpstreamPool]], stats: [VersionStatsCell]) {
+    init(publication: Publication, pools: [[UpstreamPool]], grpcPools: [[UpstreamPool]], stats: [VersionStatsCell]) {
         self.snapshot = publication.snapshot.workerCopy()
         self.pools = pools
+        self.grpcPools = grpcPools
+        self.grpcCursors = grpcPools.map { _ in 0 }
         self.avoided = publication.health.avoided
         self.draining = publication.health.draining
         self.stats = stats
@@ -76,13 +87,14 @@ final class WorkerRoutes {
         self.cursors = pools.map { _ in 0 }
     }
 
-    /// The least loaded endpoint of `version` not yet tried for this request; ties go round
-    /// robin. Ejected endpoints (see `Ejection`) and those failing their health checks are
-    /// picked only when no other one is left; draining ones never.
-    func pickPool(version: Int, excluding tried: EndpointSet, now: UInt64) -> (index: Int, pool: UpstreamPool)? {
-        let candidates = pools[version]
-        let start = cursors[version]
-        let avoided = self.avoided[version], draining = self.draining[version]
+    /// The least loaded endpoint of `version` not yet tried for this request (of its gRPC
+    /// endpoints for a gRPC call); ties go round robin. Ejected endpoints (see `Ejection`) and
+    /// those failing their health checks are picked only when no other one is left; draining
+    /// ones never.
+    func pickPool(version: Int, excluding tried: EndpointSet, now: UInt64, grpc: Bool = false) -> (index: Int, pool: UpstreamPool)? {
+        let candidates = grpc ? grpcPools[version] : pools[version]
+        let start = grpc ? grpcCursors[version] : cursors[version]
+        let avoided = grpc ? EndpointSet() : self.avoided[version], draining = grpc ? EndpointSet() : self.draining[version]
         var best: (index: Int, pool: UpstreamPool)?
         var bestEjected: (index: Int, pool: UpstreamPool)?
         for offset in 0..<candidates.count {
@@ -96,7 +108,11 @@ final class WorkerRoutes {
             }
         }
         guard let picked = best ?? bestEjected else { return nil }
-        cursors[version] = (picked.index + 1) % candidates.count
+        if grpc {
+            grpcCursors[version] = (picked.index + 1) % candidates.count
+        } else {
+            cursors[version] = (picked.index + 1) % candidates.count
+        }
         return picked
     }
 }
@@ -108,6 +124,8 @@ final class UpstreamPool {
         let address: SocketAddress
         let tls: ObjectIdentifier?
         let serverName: String
+        /// A gRPC endpoint, spoken to over HTTP/2.
+        let http2: Bool
     }
 
     let address: SocketAddress
@@ -121,6 +139,8 @@ final class UpstreamPool {
     /// Idle connections, most recently used last (reused first: least likely to have been
     /// closed by the backend's own idle timer).
     var idle: [UpstreamConnection] = []
+    /// HTTP/2 connections to a gRPC endpoint, each carrying many calls.
+    var multiplexed: [H2UpstreamConnection] = []
     /// Requests in flight to this address from this worker.
     var active = 0
     /// Set when a publication no longer names this address: connections close when done.

@@ -17,6 +17,8 @@ struct ReloadState {
     var versions: VersionsConfig
     var versionsBytes: [UInt8]
     var targets: [[SocketAddress]]
+    /// The addresses of each version's `grpc_endpoints`.
+    var grpcTargets: [[SocketAddress]]
     /// The endpoint host of each target, for TLS backends.
     var serverNames: [[String]]
     /// CA bundles and upstream tokens the versions name.
@@ -70,6 +72,7 @@ struct ReloadState {
         self.versionsBytes = versionsBytes
         let resolution = try loader.resolve(versions)
         self.targets = resolution.targets
+        self.grpcTargets = resolution.grpcTargets
         self.serverNames = resolution.serverNames
         self.unresolved = resolution.unresolved
         self.upstreamFiles = UpstreamFiles(versionsPath: loader.versionsPath)
@@ -83,11 +86,18 @@ struct ReloadState {
     /// Takes the addresses a re-resolution found for the current versions; a publication if
     /// they differ from the ones routed with.
     mutating func apply(_ resolution: ConfigLoader.Resolution) -> Publication? {
-        guard resolution.targets != targets || resolution.unresolved != unresolved || resolution.serverNames != serverNames else { return nil }
+        guard resolution.targets != targets || resolution.grpcTargets != grpcTargets || resolution.unresolved != unresolved
+            || resolution.serverNames != serverNames else { return nil }
+        take(resolution)
+        return publish()
+    }
+
+    /// Routes with the addresses of `resolution` from now on.
+    private mutating func take(_ resolution: ConfigLoader.Resolution) {
         targets = resolution.targets
+        grpcTargets = resolution.grpcTargets
         serverNames = resolution.serverNames
         unresolved = resolution.unresolved
-        return publish()
     }
 
     /// Builds the next publication from the current state.
@@ -99,7 +109,8 @@ struct ReloadState {
         publishedRouting = routing
         let snapshot = RoutingSnapshot(generation: generation, config: versions, tokens: tokens, plan: routing.plan)
         return Publication(
-            snapshot: snapshot, targets: targets, health: routing, upstreams: upstreamFiles.upstreams(versions, serverNames: serverNames))
+            snapshot: snapshot, targets: targets, health: routing, upstreams: upstreamFiles.upstreams(versions, serverNames: serverNames),
+            grpcTargets: grpcTargets)
     }
 
     /// Each version's state in the last publication, in the order of `versions`.
@@ -149,9 +160,7 @@ struct ReloadState {
                 pendingVersions = nil
                 self.versions = versions
                 self.versionsBytes = bytes
-                self.targets = resolution.targets
-                self.serverNames = resolution.serverNames
-                self.unresolved = resolution.unresolved
+                take(resolution)
                 changed = true
                 versionsResult = .ok
             } else if bytes != pendingVersions?.bytes {
@@ -200,10 +209,8 @@ struct ReloadState {
         switch result {
         case .success(let resolution):
             versions = pending.versions
-            serverNames = resolution.serverNames
             versionsBytes = pending.bytes
-            targets = resolution.targets
-            unresolved = resolution.unresolved
+            take(resolution)
             lastOutcome = Outcome(time: Self.timestamp(), trigger: pending.trigger, result: "ok", errors: [])
             reloadCounts[.versions, .ok] += 1
             return publish()

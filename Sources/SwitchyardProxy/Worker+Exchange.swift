@@ -160,6 +160,7 @@ extension Worker {
     /// attached is closed, and the object goes back to the pool. Detaching it from its client
     /// makes a second finish impossible: a client finishes only the exchange it still holds.
     func finish(_ x: Exchange, _ outcome: ExchangeOutcome) {
+        if let g = x.call { releaseCall(x, g) }
         if let u = x.upstream {
             detach(x, u)
             closeUpstream(u)

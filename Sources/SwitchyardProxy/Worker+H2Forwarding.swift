@@ -33,6 +33,15 @@ extension Worker {
             x.requestID = RequestID(high: nextRandom(), low: nextRandom())
             x.generatedRequestID = true
         }
+        if x.grpc, let routes = x.routes {
+            guard !routes.grpcPools[x.versionIndex].isEmpty else {
+                let name = routes.snapshot.versions[x.versionIndex].name
+                return perform(x, x.machine.reject(.versionUnavailable), message: """
+                    version "\(name)" takes no gRPC calls: it has no grpc_endpoints that resolve in the versions file
+                    """)
+            }
+            return startCall(s, x, head)
+        }
         // nghttp2 checked that a content-length is digits and that the DATA frames add up to it.
         let contentLength = head.field("content-length").map(Self.decimal)
         if endStream {
@@ -170,12 +179,7 @@ extension Worker {
             }
             session.responseField(name: field.name.bytes(in: head), value: field.value.bytes(in: head), lowercase: true)
         }
-        if let routes = x.routes {
-            routes.versionNames[x.versionIndex].withUnsafeBytes { session.responseField(name: UnsafeRawBufferPointer(staticString: Self.versionField), value: $0) }
-        }
-        if x.generatedRequestID && !sawRequestID {
-            x.requestID.withHex { session.responseField(name: UnsafeRawBufferPointer(staticString: Self.requestIDField), value: $0) }
-        }
+        addRoutingFields(x, session, sawRequestID: sawRequestID)
         s.responding = true
         s.bodiless = response.framing == .none
         do {
@@ -185,34 +189,52 @@ extension Worker {
         }
     }
 
+    /// The version that served the response, and the request id the proxy made (unless the
+    /// backend's response names one).
+    func addRoutingFields(_ x: Exchange, _ session: H2ServerSession, sawRequestID: Bool) {
+        if let routes = x.routes {
+            routes.versionNames[x.versionIndex].withUnsafeBytes { session.responseField(name: UnsafeRawBufferPointer(staticString: Self.versionField), value: $0) }
+        }
+        if x.generatedRequestID && !sawRequestID {
+            x.requestID.withHex { session.responseField(name: UnsafeRawBufferPointer(staticString: Self.requestIDField), value: $0) }
+        }
+    }
+
     private static let versionField: StaticString = "x-anyscale-version"
     private static let requestIDField: StaticString = "x-request-id"
 
     /// Request trailer fields that may go on to an HTTP/1.1 backend (RFC 9110 §6.5.1: none
     /// that frames, routes or authenticates).
     static func mayForwardTrailer(_ field: H2Field) -> Bool {
-        switch field.name.withUnsafeBytes({ KnownHeader.classify($0) }) {
+        field.name.withUnsafeBytes { mayForwardTrailer(name: $0) }
+    }
+
+    static func mayForwardTrailer(name: UnsafeRawBufferPointer) -> Bool {
+        switch KnownHeader.classify(name) {
         case .other, .requestID: return true
         default: return false
         }
     }
 
-    /// A validated HTTP/1.1 trailer section (`name: value` lines, then CRLF) as HTTP/2 fields.
-    static func trailerFields(_ section: UnsafeRawBufferPointer) -> [H2Field] {
-        var fields: [H2Field] = []
+    /// Gives the session the fields of a trailer section (`name: value` lines, as an HTTP/1.1
+    /// backend sent them, validated, or as a gRPC backend's were written down), names
+    /// lowercased; false when none may go on.
+    static func addTrailerFields(_ section: UnsafeRawBufferPointer, to session: H2ServerSession) -> Bool {
+        var added = false
         var start = 0
         while let end = section[start...].firstIndex(of: ASCII.cr), end > start {
-            let line = section[start..<end]
+            let line = UnsafeRawBufferPointer(rebasing: section[start..<end])
             start = end + 2
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let name = line[line.startIndex..<colon].map(ASCII.lower)
-            var value = line[(colon + 1)...]
-            while let first = value.first, first == ASCII.space || first == ASCII.tab { value = value.dropFirst() }
-            while let last = value.last, last == ASCII.space || last == ASCII.tab { value = value.dropLast() }
-            let field = H2Field(name: name, value: Array(value))
-            if mayForwardTrailer(field) { fields.append(field) }
+            let name = UnsafeRawBufferPointer(rebasing: line[0..<colon])
+            var from = colon + 1, to = line.count
+            while from < to, line[from] == ASCII.space || line[from] == ASCII.tab { from += 1 }
+            while to > from, line[to - 1] == ASCII.space || line[to - 1] == ASCII.tab { to -= 1 }
+            guard mayForwardTrailer(name: name) else { continue }
+            session.trailerField(name: name, value: UnsafeRawBufferPointer(rebasing: line[from..<to]), lowercase: true)
+            added = true
         }
-        return fields
+        return added
     }
 }
 

@@ -112,7 +112,7 @@ extension Worker {
     }
 
     /// Session output gathered before a write.
-    private static let writeBatch = 65536
+    static let writeBatch = 65536
 
     /// Serves the connection once the current batch of readiness events is handled, so that
     /// responses of many streams arriving together leave in one write.
@@ -120,14 +120,6 @@ extension Worker {
         guard !c.scheduled else { return }
         c.scheduled = true
         scheduledHTTP2.append(c)
-    }
-
-    /// Runs after each batch of readiness events.
-    func serveScheduledHTTP2() {
-        while let c = scheduledHTTP2.popLast() {
-            c.scheduled = false
-            if !c.closed { serveHTTP2(c) }
-        }
     }
 
     /// Drain: GOAWAY with the last stream taken; those streams finish, no new ones start.
@@ -176,6 +168,7 @@ extension Worker {
     }
 
     func h2RequestData(_ c: H2Connection, stream: Int32, bytes: UnsafeRawBufferPointer) {
+        if let s = c.streams[stream], let x = s.exchange, x.grpcBackend { return callRequestBytes(s, x, bytes) }
         guard let s = c.streams[stream], let x = s.exchange, !x.requestBody.complete else {
             // Nobody takes them (the answer was given): the window opens at once.
             c.session.consume(stream: stream, bytes: bytes.count)
@@ -196,6 +189,7 @@ extension Worker {
             c.session.consume(stream: stream, bytes: s.unconsumed)
             s.unconsumed = 0
         }
+        if x.grpcBackend { return callRequestEnded(x) }
         if s.chunkedUpload {
             let before = s.requestInput.readableCount
             for field in trailers where Self.mayForwardTrailer(field) {
@@ -231,6 +225,7 @@ extension Worker {
             if s.output.isEmpty { responseEnded(s) }
             return (count, s.output.isEmpty)
         }
+        if x.grpcBackend { return streamCallResponse(s, x, into: buffer) }
         guard let u = x.upstream else { return nil }
         let count = min(buffer.count, u.responseBody.data)
         if count > 0 {
@@ -242,8 +237,7 @@ extension Worker {
         }
         guard u.responseBody.complete && u.responseBody.data == 0 else { return count > 0 ? (count, false) : nil }
         if u.responseBody.tail > 0 {
-            let trailers = Self.trailerFields(UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<u.responseBody.tail]))
-            if !trailers.isEmpty { c.session.setTrailers(stream: stream, fields: trailers) }
+            s.trailers.append(UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<u.responseBody.tail]))
             u.input.consume(u.responseBody.tail)
             u.responseBody.takeTrailer()
         }
@@ -251,6 +245,16 @@ extension Worker {
         perform(x, x.machine.responseComplete())
         responseEnded(s)
         return (count, true)
+    }
+
+    /// The trailer fields of a stream whose response body ended: the backend's, as received.
+    func h2ResponseTrailers(_ c: H2Connection, stream: Int32) -> Bool {
+        guard let s = c.streams[stream], !s.trailers.isEmpty else { return false }
+        defer {
+            s.trailers.clear()
+            s.trailers.releaseIfEmpty()
+        }
+        return Self.addTrailerFields(s.trailers.readableBytes, to: c.session)
     }
 
     // MARK: - The seam's HTTP/2 side (see `Worker+Exchange`)
@@ -297,7 +301,7 @@ extension Worker {
     /// stop (RFC 9113 §8.1: RST_STREAM NO_ERROR after a complete response). Not a gRPC client:
     /// grpc-core takes that reset for a failed call even after a complete answer, and it ends
     /// its side at once anyway.
-    private func responseEnded(_ s: H2Stream) {
+    func responseEnded(_ s: H2Stream) {
         if !s.requestEnded && !s.grpc { s.connection.session.reset(stream: s.id, errorCode: 0) }
     }
 

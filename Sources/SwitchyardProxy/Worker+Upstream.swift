@@ -113,6 +113,8 @@ extension Worker {
         while let action = next {
             next = nil
             switch action {
+            case .connectNext where x.grpcBackend:
+                next = callNext(x)
             case .connectNext:
                 if let u = x.upstream { dropUpstream(x, u) }
                 guard let u = connectUpstream(x) ?? connectOtherVersion(x) else {
@@ -256,7 +258,7 @@ extension Worker {
     /// A connect to `pool` failed: the endpoint is ejected for a backoff. Reported when it goes
     /// out, not when it fails again while out (tried because nothing else was left), so the
     /// backoff bounds how often.
-    private func recordConnectFailure(_ pool: UpstreamPool) {
+    func recordConnectFailure(_ pool: UpstreamPool) {
         pool.connectFailures += 1
         let wasOut = pool.ejection.isEjected(at: now)
         let backoff = pool.ejection.connectFailed(at: now)

@@ -15,6 +15,7 @@ enum Registration {
     case downstream(DownstreamConnection)
     case h2(H2Connection)
     case upstream(UpstreamConnection)
+    case call(H2UpstreamConnection)
 }
 
 /// Messages the control thread posts to a worker.
@@ -97,6 +98,10 @@ final class Worker: @unchecked Sendable {
     private var expired: [Registration] = []
     /// HTTP/2 connections to serve once the current batch of events is handled.
     var scheduledHTTP2: [H2Connection] = []
+    /// Connections to gRPC backends to serve then.
+    var scheduledCalls: [H2UpstreamConnection] = []
+    /// Calls whose deadline passed, found on a tick.
+    private var expiredCalls: [Exchange] = []
     /// This worker's side of the access log; nil when it is off.
     let accessLog: WorkerAccessLog?
     /// The TLS setup of each TLS listener socket, by descriptor.
@@ -138,7 +143,7 @@ final class Worker: @unchecked Sendable {
         self.random = FastRandom(seed: Clock.nowNs() &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(id))
         self.nowNs = Clock.nowNs()
         self.now = nowNs / 1_000_000
-        self.routes = WorkerRoutes(publication: publication, pools: [], stats: [])
+        self.routes = WorkerRoutes(publication: publication, pools: [], grpcPools: [], stats: [])
         self.routes = makeRoutes(publication)
 
         appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
@@ -172,7 +177,7 @@ final class Worker: @unchecked Sendable {
                 let (token, readiness) = selector.event(at: index)
                 dispatch(token, readiness)
             }
-            if !scheduledHTTP2.isEmpty { serveScheduledHTTP2() }
+            if !scheduledHTTP2.isEmpty || !scheduledCalls.isEmpty { serveScheduled() }
             if draining && downstreamCount == 0 { stopped = true }
         }
         closeEverything()
@@ -185,6 +190,7 @@ final class Worker: @unchecked Sendable {
         case .downstream(let connection): downstreamEvent(connection, readiness)
         case .upstream(let connection): upstreamEvent(connection, readiness)
         case .h2(let connection): h2Event(connection, readiness)
+        case .call(let connection): callEvent(connection, readiness)
         case .listener(let fd): acceptConnections(fd, token: token)
         case .mailbox: handleMailbox()
         case .tick:
@@ -314,8 +320,16 @@ final class Worker: @unchecked Sendable {
         let versionPools = zip(publication.targets, publication.upstreams).map { addresses, upstream in
             addresses.enumerated().map { index, address in
                 let serverName = upstream.tls == nil ? "" : upstream.serverNames[index]
-                let key = UpstreamPool.Key(address: address, tls: upstream.tls.map(ObjectIdentifier.init), serverName: serverName)
+                let key = UpstreamPool.Key(address: address, tls: upstream.tls.map(ObjectIdentifier.init), serverName: serverName, http2: false)
                 let pool = pools[key] ?? UpstreamPool(address: address, tls: upstream.tls, serverName: serverName)
+                kept[key] = pool
+                return pool
+            }
+        }
+        let grpcPools = publication.grpcTargets.map { addresses in
+            addresses.map { address in
+                let key = UpstreamPool.Key(address: address, tls: nil, serverName: "", http2: true)
+                let pool = pools[key] ?? UpstreamPool(address: address)
                 kept[key] = pool
                 return pool
             }
@@ -324,6 +338,10 @@ final class Worker: @unchecked Sendable {
             pool.retired = true
             for connection in pool.idle { closeUpstream(connection) }
             pool.idle.removeAll()
+            for connection in pool.multiplexed {
+                connection.retiring = true
+                callsChanged(connection)
+            }
         }
         pools = kept
         // A draining backend gets no new requests; its idle connections would only be closed by it.
@@ -334,7 +352,7 @@ final class Worker: @unchecked Sendable {
             }
         }
         let stats = publication.snapshot.versions.map { statCell(for: $0.name) }
-        return WorkerRoutes(publication: publication, pools: versionPools, stats: stats)
+        return WorkerRoutes(publication: publication, pools: versionPools, grpcPools: grpcPools, stats: stats)
     }
 
     /// Copies the counters out for `/status` and `/metrics` (the cells stay the worker's), when
@@ -416,16 +434,19 @@ final class Worker: @unchecked Sendable {
         var downstreams: [DownstreamConnection] = []
         var upstreams: [UpstreamConnection] = []
         var multiplexed: [H2Connection] = []
+        var calls: [H2UpstreamConnection] = []
         table.forEach { registration in
             switch registration {
             case .downstream(let connection): downstreams.append(connection)
             case .h2(let connection): multiplexed.append(connection)
             case .upstream(let connection): upstreams.append(connection)
+            case .call(let connection): calls.append(connection)
             default: break
             }
         }
         for connection in downstreams { closeDownstream(connection) }
         for connection in multiplexed { closeHTTP2(connection) }
+        for connection in calls { closeCallConnection(connection, message: nil) }
         for connection in upstreams where connection.token != 0 { closeUpstream(connection) }
         closeListeners()
     }
@@ -443,15 +464,21 @@ final class Worker: @unchecked Sendable {
                 expired.append(registration)
             case .h2(let connection) where connection.deadline != 0 && connection.deadline <= now:
                 expired.append(registration)
+            case .call(let connection):
+                if connection.deadline != 0 && connection.deadline <= now { expired.append(registration) }
+                for x in connection.calls.values where x.callDeadline != 0 && x.callDeadline <= now { expiredCalls.append(x) }
             default:
                 break
             }
         }
+        for x in expiredCalls where x.call != nil { callTimedOut(x) }
+        expiredCalls.removeAll(keepingCapacity: true)
         for registration in expired {
             switch registration {
             case .downstream(let connection): downstreamTimedOut(connection)
             case .upstream(let connection): upstreamTimedOut(connection)
             case .h2(let connection): h2TimedOut(connection)
+            case .call(let connection): callConnectionTimedOut(connection)
             default: break
             }
         }

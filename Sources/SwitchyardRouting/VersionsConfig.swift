@@ -10,6 +10,9 @@ public struct VersionsConfig: Sendable, Equatable {
         public let trafficBasisPoints: Int
         /// At least one backend address.
         public let endpoints: [Endpoint]
+        /// Where its gRPC calls go (HTTP/2 without TLS: a Ray Serve cluster's gRPC proxies);
+        /// empty when the version takes no gRPC.
+        public let grpcEndpoints: [Endpoint]
         /// How its endpoints are probed; nil when they are not.
         public let healthCheck: HealthCheck?
         /// What happens to its share while it has no healthy endpoint.
@@ -26,11 +29,12 @@ public struct VersionsConfig: Sendable, Equatable {
         public init(
             name: String, trafficBasisPoints: Int, endpoints: [Endpoint], healthCheck: HealthCheck? = nil,
             onUnhealthy: UnhealthyPolicy = .redistribute, retryOtherVersion: Bool = false, tls: UpstreamTLS? = nil,
-            upstreamTokenFile: String? = nil
+            upstreamTokenFile: String? = nil, grpcEndpoints: [Endpoint] = []
         ) {
             self.name = name
             self.trafficBasisPoints = trafficBasisPoints
             self.endpoints = endpoints
+            self.grpcEndpoints = grpcEndpoints
             self.healthCheck = healthCheck
             self.onUnhealthy = onUnhealthy
             self.retryOtherVersion = retryOtherVersion
@@ -206,6 +210,12 @@ public struct VersionsConfig: Sendable, Equatable {
         } catch {
             errors.append(error)
         }
+        var grpcEndpoints: [Endpoint] = []
+        do {
+            grpcEndpoints = try parseGRPCEndpoints(&reader, version: name.isEmpty ? path : name)
+        } catch {
+            errors.append(error)
+        }
         var healthCheck = defaults.healthCheck
         var onUnhealthy = UnhealthyPolicy.redistribute
         var retryOtherVersion = defaults.retryOtherVersion
@@ -233,7 +243,8 @@ public struct VersionsConfig: Sendable, Equatable {
         guard errors.count == before else { return nil }
         return Version(
             name: name, trafficBasisPoints: basisPoints, endpoints: endpoints, healthCheck: healthCheck,
-            onUnhealthy: onUnhealthy, retryOtherVersion: retryOtherVersion, tls: tls, upstreamTokenFile: upstreamTokenFile)
+            onUnhealthy: onUnhealthy, retryOtherVersion: retryOtherVersion, tls: tls, upstreamTokenFile: upstreamTokenFile,
+            grpcEndpoints: grpcEndpoints)
     }
 
     /// A version's TLS from its `tls` field and its endpoints' scheme, which must agree.
@@ -299,6 +310,38 @@ public struct VersionsConfig: Sendable, Equatable {
             endpoints.append(endpoint)
         }
         return (endpoints, scheme ?? .none)
+    }
+
+    /// `grpc_endpoints`: optional, "host:port" (or http://) addresses speaking gRPC over HTTP/2
+    /// without TLS.
+    private static func parseGRPCEndpoints(_ reader: inout ObjectReader, version name: String) throws(ConfigError) -> [Endpoint] {
+        guard let listNode = reader.take("grpc_endpoints") else { return [] }
+        guard case .array(let nodes) = listNode.value, !nodes.isEmpty else {
+            throw reader.error(listNode, """
+                \(reader.fieldPath("grpc_endpoints")) must be a non-empty array of "host:port" strings \
+                (the gRPC proxies of the version's Ray Serve cluster, port 9000), or left out
+                """)
+        }
+        guard nodes.count <= maxEndpoints else {
+            throw reader.error(listNode, "version \"\(name)\" has \(nodes.count) grpc_endpoints; at most \(maxEndpoints) are allowed")
+        }
+        var endpoints: [Endpoint] = []
+        for node in nodes {
+            guard case .string(let text) = node.value, let parsed = EndpointText(text) else {
+                throw reader.error(node, "a gRPC endpoint must be a string \"host:port\" or \"[v6]:port\" with a port from 1 to 65535")
+            }
+            guard parsed.scheme != .https else {
+                throw reader.error(node, """
+                    gRPC endpoint \(text) of version "\(name)": TLS to gRPC endpoints is not supported; \
+                    give the plaintext (h2c) "host:port" of the gRPC proxy
+                    """)
+            }
+            guard !endpoints.contains(parsed.endpoint) else {
+                throw reader.error(node, "gRPC endpoint \(parsed.endpoint) is listed twice for version \"\(name)\"")
+            }
+            endpoints.append(parsed.endpoint)
+        }
+        return endpoints
     }
 
     /// Most endpoints (resolved addresses) per version: a request tracks the ones it tried

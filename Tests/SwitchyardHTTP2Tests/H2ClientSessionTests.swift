@@ -90,7 +90,7 @@ final class RecordingClient: H2ClientSessionDelegate {
     @Test func aCallWithABodyGetsItsResponseAndTrailers() throws {
         let server = try RecordingConnection()
         server.answer = { stream, head in
-            server.session.setTrailers(stream: stream, fields: [H2Field("grpc-status", "0"), H2Field("grpc-message", "")])
+            server.trailers[stream] = [H2Field("grpc-status", "0"), H2Field("grpc-message", "")]
             return (200, Array("echo \(String(decoding: head.path, as: UTF8.self))".utf8))
         }
         let client = try RecordingClient()

@@ -22,6 +22,8 @@ final class RecordingConnection: H2ServerSessionDelegate {
     var answer: ((Int32, H2RequestHead) -> (status: Int, body: [UInt8]?))?
     /// Pass request body bytes on (consume them) as they arrive.
     var consumeAtOnce = true
+    /// Trailer fields to send after a stream's response body.
+    var trailers: [Int32: [H2Field]] = [:]
 
     init(limits: H2Limits = H2Limits(), allocator: H2Allocator? = nil) throws {
         session = try H2ServerSession(limits: limits, allocator: allocator)
@@ -61,6 +63,14 @@ final class RecordingConnection: H2ServerSessionDelegate {
         pending.bytes.removeFirst(count)
         outgoing[stream] = pending
         return (count, pending.finished && pending.bytes.isEmpty)
+    }
+
+    func h2ResponseTrailers(stream: Int32) -> Bool {
+        guard let fields = trailers.removeValue(forKey: stream) else { return false }
+        for field in fields {
+            field.name.withUnsafeBytes { name in field.value.withUnsafeBytes { session.trailerField(name: name, value: $0) } }
+        }
+        return true
     }
 }
 
@@ -158,7 +168,7 @@ final class RecordingConnection: H2ServerSessionDelegate {
             client.exchange(with: server.session)
             #expect(client.responses[stream]?.body.count == 9 * (event + 1), "event \(event) arrived on its own")
         }
-        server.session.setTrailers(stream: stream, fields: [H2Field("grpc-status", "0")])
+        server.trailers[stream] = [H2Field("grpc-status", "0")]
         server.outgoing[stream] = ([], true)
         server.session.resume(stream: stream)
         client.exchange(with: server.session)

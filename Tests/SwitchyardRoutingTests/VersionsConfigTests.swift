@@ -348,3 +348,35 @@ func versionsError(_ text: String) -> ConfigError? {
         #expect(error?.description.contains(expected) == true, "\(String(describing: error))")
     }
 }
+
+@Suite struct GRPCEndpointsConfigTests {
+    private func version(_ fields: String) throws(ConfigError) -> VersionsConfig.Version {
+        try parseVersions("""
+            [{"name": "v1", "traffic_percent": 100, "endpoints": ["10.0.0.1:8000"], \(fields)}]
+            """).versions[0]
+    }
+
+    @Test func grpcEndpointsAreReadNextToTheHTTPOnes() throws {
+        let parsed = try version(#""grpc_endpoints": ["10.0.0.1:9000", "http://ray-head:9000", "[::1]:9001"]"#)
+        #expect(parsed.grpcEndpoints == [Endpoint(host: "10.0.0.1", port: 9000), Endpoint(host: "ray-head", port: 9000),
+                                         Endpoint(host: "::1", port: 9001)])
+        #expect(parsed.endpoints == [Endpoint(host: "10.0.0.1", port: 8000)])
+        #expect(try parseVersions(#"[{"name": "v1", "traffic_percent": 100, "endpoints": ["h:1"]}]"#).versions[0].grpcEndpoints.isEmpty)
+    }
+
+    @Test(arguments: [
+        (#""grpc_endpoints": []"#, "must be a non-empty array"),
+        (#""grpc_endpoints": "h:9000""#, "must be a non-empty array"),
+        (#""grpc_endpoints": ["h"]"#, "a gRPC endpoint must be a string"),
+        (#""grpc_endpoints": [9000]"#, "a gRPC endpoint must be a string"),
+        (#""grpc_endpoints": ["https://h:9000"]"#, "TLS to gRPC endpoints is not supported"),
+        (#""grpc_endpoints": ["h:9000", "h:9000"]"#, "listed twice"),
+    ])
+    func mistakesAreNamed(fields: String, expected: String) {
+        let error = versionsError("""
+            [{"name": "v1", "traffic_percent": 100, "endpoints": ["a:1"], \(fields)}]
+            """)
+        #expect(error?.description.contains(expected) == true, "\(String(describing: error))")
+        #expect(error?.description.contains("versions.json:1:") == true, "\(String(describing: error))")
+    }
+}

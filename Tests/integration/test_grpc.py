@@ -26,7 +26,8 @@ def test_proxy_errors_are_grpc_statuses(recorder, proxy):
     with socket.socket() as unused:  # a port nothing listens on
         unused.bind(("127.0.0.1", 0))
         closed = f"127.0.0.1:{unused.getsockname()[1]}"
-    server = proxy([("v1", 100, [backend.address]), ("down", 0, [closed])])
+    server = proxy([("v1", 100, [backend.address], {"grpc_endpoints": [closed]}),
+                    ("down", 0, [closed], {"grpc_endpoints": [closed]})])
     cases = [
         ([], grpc.StatusCode.UNAUTHENTICATED, "missing Authorization"),
         ([("authorization", "Bearer wrong")], grpc.StatusCode.UNAUTHENTICATED, "not valid"),
@@ -45,23 +46,34 @@ def test_proxy_errors_are_grpc_statuses(recorder, proxy):
     assert backend.requests == [], "no error reached a backend"
 
 
-def test_grpc_timeout_is_the_calls_deadline_at_the_proxy(proxy):
-    """A backend that never answers: the proxy gives up at the call's grpc-timeout (not at
-    timeouts.response_ms), answers DEADLINE_EXCEEDED and closes the backend connection. The
-    call is made by a raw HTTP/2 client that sets grpc-timeout and never gives up itself
-    (grpcio would cancel the call at the same deadline, which would hide the proxy's)."""
-    closed_at = []
+def test_grpc_timeout_is_the_calls_deadline_at_the_proxy(proxy, recorder):
+    """A gRPC backend that never answers: the proxy gives up at the call's grpc-timeout (not at
+    timeouts.response_ms), answers DEADLINE_EXCEEDED and cancels the backend's stream
+    (RST_STREAM CANCEL). The call is made by a raw HTTP/2 client that sets grpc-timeout and
+    never gives up itself (grpcio would cancel the call at the same deadline, which would hide
+    the proxy's); the backend reads frames and never answers."""
+    resets = []
 
     class SilentBackend(ThreadedSocketServer):
         def serve(self, conn):
             conn.settimeout(30)
-            while conn.recv(65536):
-                pass
-            closed_at.append(time.monotonic())
+            received = b""
+            while chunk := conn.recv(65536):
+                received += chunk
+                frames, offset = received[24:], 0  # after the client preface
+                while len(frames) >= offset + 9:
+                    length = int.from_bytes(frames[offset:offset + 3], "big")
+                    kind, stream = frames[offset + 3], int.from_bytes(frames[offset + 5:offset + 9], "big") & 0x7FFFFFFF
+                    if kind == 3 and len(frames) >= offset + 13:
+                        code = int.from_bytes(frames[offset + 9:offset + 13], "big")
+                        resets.append((stream, code, time.monotonic()))
+                    offset += 9 + length
+                received = received[:24] + frames[offset:]
 
     backend = SilentBackend()
     try:
-        server = proxy([("v1", 100, [backend.address])], extra={"timeouts": {"response_ms": 60000}})
+        server = proxy([("v1", 100, [recorder().address], {"grpc_endpoints": [backend.address]})],
+                       extra={"timeouts": {"response_ms": 60000}})
         client = H2Client(server.port)
         started = time.monotonic()
         stream = client.request("/svc/Slow", {"authorization": f"Bearer {TOKEN}", "content-type": "application/grpc",
@@ -73,9 +85,9 @@ def test_grpc_timeout_is_the_calls_deadline_at_the_proxy(proxy):
         assert response.headers.get("grpc-status") == "4", response.headers
         assert "grpc-timeout" in response.headers.get("grpc-message", "")
         deadline = time.monotonic() + 5
-        while not closed_at and time.monotonic() < deadline:
+        while not resets and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert closed_at and closed_at[0] - started < 3, "the proxy closed the backend connection at the deadline"
+        assert resets and resets[0][:2] == (1, 8) and resets[0][2] - started < 3, "the backend's stream was cancelled"
     finally:
         backend.stop()
 
