@@ -28,7 +28,8 @@ deps:
 build: deps
 	$(SWIFT) build -c release
 
-# Two demo backends (v1 on :8001, v2 on :8002) and the proxy on :8080 (admin :9901).
+# Two demo backends (v1 on :8001, v2 on :8002; gRPC on :9001, :9002) and the proxy on :8080
+# (admin :9901).
 run: build
 	@$(MAKE) --no-print-directory demo
 
@@ -47,8 +48,8 @@ $(DEMO_CERT):
 	@echo "made a self-signed demo certificate: $(DEMO_CERT)"
 
 demo: $(DEMO_CERT)
-	@$(DEMO_BIN) demo-backend --name v1 --port 8001 & v1=$$!; \
-	$(DEMO_BIN) demo-backend --name v2 --port 8002 & v2=$$!; \
+	@$(DEMO_BIN) demo-backend --name v1 --port 8001 --grpc-port 9001 & v1=$$!; \
+	$(DEMO_BIN) demo-backend --name v2 --port 8002 --grpc-port 9002 & v2=$$!; \
 	trap 'kill $$v1 $$v2 2>/dev/null; wait $$v1 $$v2 2>/dev/null' EXIT INT TERM; \
 	sleep 0.5; \
 	echo; \
@@ -58,6 +59,8 @@ demo: $(DEMO_CERT)
 	echo "  curl -N -H 'Authorization: Bearer demo-token-change-me' 'http://127.0.0.1:8080/stream?chunks=5&interval_ms=300'"; \
 	echo "  curl -i http://127.0.0.1:8080/hello                  # 401: no token"; \
 	echo "  curl --cacert $(DEMO_CERT) -H 'Authorization: Bearer demo-token-change-me' https://localhost:8443/hello"; \
+	echo "  curl --http2-prior-knowledge -H 'Authorization: Bearer demo-token-change-me' http://127.0.0.1:8080/hello"; \
+	echo "  python3 docs/examples/grpc_call.py --version v2      # a gRPC call, pinned by metadata"; \
 	echo "  curl -s http://127.0.0.1:9901/status                 # admin API (also /metrics)"; \
 	echo "  $(DEMO_BIN) status          # versions, weights and endpoint health as YAML"; \
 	echo "  kill one demo backend (v2 on :8002) and watch v2 turn UNHEALTHY and its share move to v1"; \

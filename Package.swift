@@ -43,7 +43,7 @@ let package = Package(
         .executableTarget(
             name: "switchyard",
             dependencies: [
-                "SwitchyardProxy", "SwitchyardRouting", "SwitchyardHTTP", "SwitchyardIO", "SwitchyardTLS",
+                "SwitchyardProxy", "SwitchyardRouting", "SwitchyardHTTP", "SwitchyardHTTP2", "SwitchyardIO", "SwitchyardTLS",
                 "COpenSSL", "CNGHTTP2",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -104,6 +104,8 @@ final class Exchange {
     // The response
     /// The backend's status (0 until its final head arrived).
     var status = 0
+    /// A gRPC call's `grpc-status`: the backend's, or the proxy's answer's (-1 until known).
+    var grpcStatus = -1
 
     var timings = Timings()
     /// Bytes written to the backend (forwarded head and body) and to the client.
@@ -162,6 +164,7 @@ final class Exchange {
         resendAllowed = false
         tunnelTokenHash = nil
         status = 0
+        grpcStatus = -1
         timings = Timings()
         upstreamBytes = 0
         clientBytes = 0

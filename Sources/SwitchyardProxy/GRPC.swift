@@ -46,6 +46,17 @@ enum GRPC {
         }
     }
 
+    /// A `grpc-status` value: 0…16 as gRPC defines them; anything else counts as 2 (UNKNOWN).
+    static func statusCode(_ value: UnsafeRawBufferPointer) -> Int {
+        guard (1...2).contains(value.count) else { return 2 }
+        var code = 0
+        for digit in value {
+            guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { return 2 }
+            code = code * 10 + Int(digit - UInt8(ascii: "0"))
+        }
+        return code <= 16 ? code : 2
+    }
+
     /// `grpc-message`: the text percent-encoded (every byte outside visible ASCII, and "%").
     static func percentEncoded(_ message: String) -> [UInt8] {
         let hex: [UInt8] = Array("0123456789ABCDEF".utf8)

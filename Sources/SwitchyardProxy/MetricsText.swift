@@ -49,6 +49,13 @@ enum MetricsText {
                 out += "switchyard_proxy_errors_total{version=\(quote(entry.name)),kind=\"\(error.label)\"} \(entry.stats.proxyErrors[error.rawValue])\n"
             }
         }
+        family(&out, "switchyard_grpc_calls_total", "counter",
+               "Finished gRPC calls by the grpc-status the client got (the backend's, or the proxy's own answer's), per version.")
+        for entry in inputs.versions {
+            for code in entry.stats.grpcStatuses.indices where entry.stats.grpcStatuses[code] != 0 {
+                out += "switchyard_grpc_calls_total{version=\(quote(entry.name)),grpc_status=\"\(code)\"} \(entry.stats.grpcStatuses[code])\n"
+            }
+        }
         let routed = inputs.versions.filter { !$0.name.isEmpty }
         histogram(&out, "switchyard_request_duration_seconds", "From the first byte of the request head to the last byte of the answer.",
                   routed.map { ($0.name, $0.stats.duration) })

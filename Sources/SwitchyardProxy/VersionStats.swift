@@ -56,6 +56,8 @@ struct VersionStats: Sendable {
     var withoutStatus: UInt64 = 0
     /// Proxy-made answers and cut-off responses, per `ProxyError.rawValue`.
     var proxyErrors = ProxyError.Counts(repeating: 0)
+    /// gRPC calls by `grpc-status` (0…16).
+    var grpcStatuses = InlineArray<17, UInt64>(repeating: 0)
     /// First head byte to finish.
     var duration = Histogram()
     /// Request handed to the backend to its first response byte.
@@ -84,6 +86,7 @@ struct VersionStats: Sendable {
         case .rejected(let error), .truncated(let error): proxyErrors[error.rawValue] += 1
         case .completed, .tunnelled, .clientGone: break
         }
+        if x.grpcStatus >= 0 { grpcStatuses[x.grpcStatus] += 1 }
         let timings = x.timings
         if timings.finished >= timings.started { duration.record(timings.finished - timings.started) }
         if timings.firstResponseByte != 0, timings.upstreamConnected != 0, timings.firstResponseByte >= timings.upstreamConnected {
@@ -100,6 +103,7 @@ struct VersionStats: Sendable {
         }
         withoutStatus += other.withoutStatus
         for index in proxyErrors.indices { proxyErrors[index] += other.proxyErrors[index] }
+        for index in grpcStatuses.indices { grpcStatuses[index] += other.grpcStatuses[index] }
         duration.add(other.duration)
         firstByte.add(other.firstByte)
         bytesToBackends += other.bytesToBackends

@@ -196,11 +196,12 @@ extension Worker {
         exchanges.release(x)
     }
 
-    /// The status the client got: the backend's, the proxy's answer, 0 for none complete.
+    /// The status the client got: the backend's, the proxy's answer (200 for a gRPC call: its
+    /// error is in `grpc-status`), 0 for none complete.
     private static func answeredStatus(_ x: Exchange, _ outcome: ExchangeOutcome) -> Int {
         switch outcome {
         case .completed, .tunnelled: return x.status
-        case .rejected(let error): return error.status
+        case .rejected(let error): return x.grpc ? 200 : error.status
         case .clientGone, .truncated: return 0
         }
     }

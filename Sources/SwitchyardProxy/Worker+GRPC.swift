@@ -176,7 +176,7 @@ extension Worker {
             switch KnownHeader.classify(name) {
             case .anyscaleVersion: continue
             case .requestID: sawRequestID = true
-            default: break
+            default: if endStream && ASCII.equalsExact(name, "grpc-status") { x.grpcStatus = GRPC.statusCode(fields.value(at: index)) }
             }
             session.responseField(name: name, value: fields.value(at: index))
         }
@@ -216,6 +216,7 @@ extension Worker {
         x.callResponseEnded = true
         if !s.output.isEmpty { g.session.consume(stream: stream, bytes: s.output.readableCount) }
         if let trailers {
+            x.grpcStatus = trailers.field("grpc-status").map(GRPC.statusCode) ?? -1
             for index in 0..<trailers.count {
                 s.trailers.append(trailers.name(at: index))
                 s.trailers.append(": " as StaticString)

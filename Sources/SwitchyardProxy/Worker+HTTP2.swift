@@ -280,6 +280,7 @@ extension Worker {
         let requestID = x.generatedRequestID ? x.requestID : nil
         s.responding = true
         if x.grpc {
+            x.grpcStatus = GRPC.status(error)
             let fields = GRPC.trailersOnly(error, message: message, version: version, requestID: requestID)
             if (try? s.connection.session.respond(stream: s.id, status: 200, fields: fields, hasBody: false)) == nil {
                 s.connection.session.reset(stream: s.id, errorCode: Self.internalError)

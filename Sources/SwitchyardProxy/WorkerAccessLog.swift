@@ -76,6 +76,8 @@ final class WorkerAccessLog {
         }
         out.append(",\"status\":")
         if status > 0 { out.appendDecimal(UInt64(status)) } else { out.append("null") }
+        out.append(",\"grpc_status\":")
+        if x.grpcStatus >= 0 { out.appendDecimal(UInt64(x.grpcStatus)) } else { out.append("null") }
         out.append(",\"version\":")
         if let routes = x.routes {
             routes.versionNames[x.versionIndex].withUnsafeBytes { out.appendQuoted($0) }

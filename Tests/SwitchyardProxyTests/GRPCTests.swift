@@ -26,6 +26,14 @@ import Testing
         #expect(timeout(text) == nil)
     }
 
+    @Test func backendStatusesAreReadAndOddOnesAreUnknown() {
+        let code = { (text: String) in Array(text.utf8).withUnsafeBytes { GRPC.statusCode($0) } }
+        #expect(code("0") == 0)
+        #expect(code("5") == 5)
+        #expect(code("16") == 16)
+        for odd in ["", "17", "99", "007", "-1", "a", " 1"] { #expect(code(odd) == 2, "\(odd)") }
+    }
+
     @Test func grpcContentTypesAreRecognised() {
         #expect(isGRPC("application/grpc"))
         #expect(isGRPC("application/grpc+proto"))

@@ -10,7 +10,7 @@ import time
 from harness import TOKEN, auth, http_get, raw_exchange
 from test_metrics import scrape, value
 
-FIELDS = {"time", "request_id", "client", "method", "path", "protocol", "status", "version", "route", "endpoint",
+FIELDS = {"time", "request_id", "client", "method", "path", "protocol", "status", "grpc_status", "version", "route", "endpoint",
           "attempts", "connect_ms", "first_byte_ms", "total_ms", "bytes_to_backend", "bytes_to_client", "error", "worker"}
 
 
@@ -47,6 +47,7 @@ def test_one_valid_line_per_request_and_no_token(demo, proxy, tmp_path):
     by_path = {line["path"]: line for line in lines}
     first = by_path["/items/0"]
     assert first["status"] == 200 and first["method"] == "GET" and first["protocol"] == "HTTP/1.1"
+    assert first["grpc_status"] is None
     assert first["route"] == "weighted" and first["version"] in ("v1", "v2") and first["attempts"] == 1
     assert first["endpoint"] in (v1.address, v2.address) and first["error"] is None
     assert re.fullmatch(r"[0-9a-f]{32}", first["request_id"])

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from grpc_backend import GrpcBackend, channel, method
-from harness import TOKEN
+from harness import TOKEN, http_get
 
 AUTH = ("authorization", f"Bearer {TOKEN}")
 
@@ -62,6 +62,28 @@ def test_unary_call_with_metadata_and_trailers(recorder, proxy, backends):
     assert dict(call.trailing_metadata()) == {"served-by": "v1", "x-trailer": "kept"}
     assert call.code() == grpc.StatusCode.OK
     assert server.settled_status()["exchanges"]["completed"] == 1
+
+
+def test_grpc_status_in_the_access_log_and_metrics(recorder, proxy, backends, tmp_path):
+    backend = backends("v1")
+    server = proxy([grpc_version("v1", 100, recorder, backend)], extra={"access_log": {"path": "access.log"}})
+    with channel(server.port) as ch:
+        method(ch, "Unary")(b"", metadata=[AUTH], timeout=10)
+        for name, metadata in (("Fail", [AUTH]), ("Unary", [])):
+            with pytest.raises(grpc.RpcError):
+                method(ch, name)(b"", metadata=metadata, timeout=10)
+    deadline = time.monotonic() + 5
+    lines = []
+    while len(lines) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        lines = [json.loads(line) for line in (tmp_path / "access.log").read_text().splitlines()]
+    assert [(line["path"], line["status"], line["grpc_status"]) for line in lines] == [
+        ("/test.Echo/Unary", 200, 0), ("/test.Echo/Fail", 200, 5), ("/test.Echo/Unary", 200, 16)], lines
+    assert lines[0]["protocol"] == "HTTP/2" and lines[0]["endpoint"] == backend.address and lines[0]["version"] == "v1"
+    metrics = http_get(server.admin_port, "/metrics")[2].decode()
+    assert 'switchyard_grpc_calls_total{version="v1",grpc_status="0"} 1' in metrics
+    assert 'switchyard_grpc_calls_total{version="v1",grpc_status="5"} 1' in metrics
+    assert 'switchyard_grpc_calls_total{version="",grpc_status="16"} 1' in metrics
 
 
 def test_ray_serve_metadata_passes_through(recorder, proxy, backends):

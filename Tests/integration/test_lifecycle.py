@@ -3,6 +3,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -173,12 +174,13 @@ def test_a_slow_upload_that_keeps_moving_does_not_get_504(recorder, proxy):
 
 
 def test_ctrl_c_on_the_demo_stops_every_process(tmp_path):
-    """`make run`'s demo (fixed ports 8001, 8002, 8080, 8443, 9901) with the debug binary: it
-    serves HTTP and, with the self-signed certificate it makes, HTTPS."""
+    """`make run`'s demo (fixed ports 8001, 8002, 9001, 9002, 8080, 8443, 9901) with the debug
+    binary: it serves HTTP, HTTPS with the self-signed certificate it makes, and the README's
+    gRPC example call."""
     import os
     import signal
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for port in (8001, 8002, 8080, 8443, 9901):
+    for port in (8001, 8002, 9001, 9002, 8080, 8443, 9901):
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.skip(f"port {port} is in use here; the demo needs it")
@@ -198,10 +200,13 @@ def test_ctrl_c_on_the_demo_stops_every_process(tmp_path):
                                 "-H", "Authorization: Bearer demo-token-change-me", "-o", "/dev/null", "-w", "%{http_code}",
                                 "https://localhost:8443/hello"], capture_output=True, text=True, timeout=20)
         assert https.stdout == "200", https.stderr
+        example = os.path.join(root, "docs", "examples", "grpc_call.py")
+        pinned = subprocess.run([sys.executable, example, "--version", "v2"], capture_output=True, text=True, timeout=20)
+        assert pinned.stdout.startswith("OK from version v2: "), pinned.stdout + pinned.stderr
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         demo.wait(timeout=20)
         time.sleep(0.5)
-        for port in (8001, 8002, 8080, 8443):
+        for port in (8001, 8002, 9001, 9002, 8080, 8443):
             with socket.socket() as probe:
                 assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port} after Ctrl-C"
     finally:
