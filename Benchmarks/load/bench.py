@@ -76,7 +76,7 @@ class Target:
     """A process serving HTTP on `port`, measured through /proc."""
 
     def __init__(self, name, command, port, directory):
-        self.name, self.port = name, port
+        self.name, self.port, self.directory = name, port, directory
         self.log = open(os.path.join(directory, f"{name}.log"), "w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=raise_fd_limit)
         wait_for_port(port)
@@ -121,17 +121,25 @@ def run_wrk(port, path, connections, duration, close=False, scheme="http"):
 FULL_HANDSHAKES = "full"
 # h2c with prior knowledge: h2load to the target's HTTP/2 port, HTTP/1.1 to the backend.
 H2C = "h2c"
+# gRPC unary calls: h2load with a gRPC body to the target's HTTP/2 port, h2c to the backend's
+# gRPC endpoints.
+GRPC = "grpc"
+# The call's body, in the run's directory: one gRPC message of 5 bytes.
+GRPC_BODY = "call.bin"
 
 
-def run_h2load(port, path, connections, streams, duration):
-    """h2load, one thread: `connections` h2c connections with `streams` requests in flight on each."""
-    output = subprocess.run(["h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-D{duration}",
+def run_h2load(port, path, connections, streams, duration, grpc_body=None):
+    """h2load, one thread: `connections` h2c connections with `streams` requests in flight on
+    each; with `grpc_body` (a file), gRPC calls: POSTs of it as `application/grpc`."""
+    grpc = ["-d", grpc_body, "-H", "content-type: application/grpc", "-H", "te: trailers"] if grpc_body else []
+    output = subprocess.run(["h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-D{duration}", *grpc,
                              "-H", f"Authorization: Bearer {TOKEN}", f"http://127.0.0.1:{port}{path}"],
                             capture_output=True, text=True, preexec_fn=raise_fd_limit).stdout
     counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", output)
     status = re.search(r"status codes: (\d+) 2xx", output)
     failed = int(counts.group(4)) + int(counts.group(5))
-    non2xx = int(counts.group(3)) - int(status.group(1))
+    # A call still in flight when the run ends can be counted as done without its status.
+    non2xx = max(int(counts.group(3)) - int(status.group(1)), 0)
     return {
         "requests": int(counts.group(2)),
         "rps": float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", output).group(1)),
@@ -173,6 +181,8 @@ def measure(target, path, connections, duration, close=False, tls=False):
         result = run_s_time(target.tls_port, path, duration)
     elif tls == H2C:
         result = run_h2load(target.h2_port, path, connections, close, duration)
+    elif tls == GRPC:
+        result = run_h2load(target.h2_port, path, connections, close, duration, grpc_body=os.path.join(target.directory, GRPC_BODY))
     else:
         result = run_wrk(target.tls_port if tls else target.port, path, connections, duration, close, "https" if tls else "http")
     user1, system1 = target.cpu_seconds()
@@ -285,6 +295,8 @@ SCENARIOS = [
     ("TLS, full handshake per connection, one client", "/", 1, True, FULL_HANDSHAKES),
     ("HTTP/2 (h2c), small response, 64 connections × 10 streams", "/", 64, 10, H2C),
     ("HTTP/2 (h2c), small response, 64 connections × 1 stream", "/", 64, 1, H2C),
+    ("gRPC unary calls (h2c to the proxy and to the gRPC endpoints), 64 connections × 10 streams",
+     "/bench.Echo/Unary", 64, 10, GRPC),
 ]
 
 
@@ -351,9 +363,11 @@ def main():
     raise_fd_limit()
 
     directory = tempfile.mkdtemp(prefix="switchyard-bench-")
-    ports = {"V1": free_port(), "V2": free_port(), "DIR": directory, "TOKEN": TOKEN}
+    ports = {"V1": free_port(), "V2": free_port(), "G1": free_port(), "G2": free_port(), "DIR": directory, "TOKEN": TOKEN}
     with open(os.path.join(directory, "16k.bin"), "wb") as f:
         f.write(b"x" * 16384)
+    with open(os.path.join(directory, GRPC_BODY), "wb") as f:
+        f.write(b"\0\0\0\0\x05hello")
     with open(os.path.join(directory, "tokens.txt"), "w") as f:
         f.write(TOKEN + "\n")
     make_certificate(directory)
@@ -398,7 +412,7 @@ def main():
                     print(f"   round {round_index + 1} {target.name:13} {result['rps']:>10.0f} req/s "
                           f"p99 {result['p99']:.2f} ms {result['errors']}", file=sys.stderr)
             syscalls = {}
-            if not args.no_strace and tls not in (FULL_HANDSHAKES, H2C):
+            if not args.no_strace and tls not in (FULL_HANDSHAKES, H2C, GRPC):
                 for target in targets:
                     syscalls[target.name] = syscalls_per_request(target, path, min(connections, 64), close, tls=tls)
             report += table(name, runs, syscalls, connections)

@@ -15,11 +15,14 @@ import Glibc
 ///
 /// One thread only: the sessions given this allocator must all be used, and freed, on it.
 public final class H2Allocator {
-    private static let classSizes = [64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
-    private static let maxFree = [4096, 4096, 4096, 4096, 2048, 2048, 1024, 1024, 512, 512, 256]
+    private static let classCount = 11
     private static let header = 16
     private static let direct = UInt8.max
-    private var free: [[UnsafeMutableRawPointer]]
+    /// The free blocks of every class in one array (class `i` from `firstSlot(i)`, up to
+    /// `maxFree(i)` of them), and how many each class holds: no Swift array on the path, so
+    /// no reference counting or uniqueness check per block.
+    private let slots: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    private let counts: UnsafeMutablePointer<Int>
     /// Blocks taken from malloc so far (for tests: a steady session takes none).
     public private(set) var systemAllocations = 0
     /// Handed to nghttp2; its user data is this object, unretained (the allocator outlives its
@@ -27,39 +30,57 @@ public final class H2Allocator {
     private(set) var memory = nghttp2_mem()
 
     public init() {
-        free = Self.maxFree.map { limit in
-            var list: [UnsafeMutableRawPointer] = []
-            list.reserveCapacity(limit)
-            return list
-        }
+        slots = .allocate(capacity: Self.firstSlot(Self.classCount))
+        counts = .allocate(capacity: Self.classCount)
+        counts.initialize(repeating: 0, count: Self.classCount)
         memory = nghttp2_mem(
             mem_user_data: Unmanaged.passUnretained(self).toOpaque(),
-            malloc: { size, user in allocator(user).allocate(size) },
-            free: { pointer, user in allocator(user).deallocate(pointer) },
+            malloc: { size, user in withAllocator(user) { $0.allocate(size) } },
+            free: { pointer, user in withAllocator(user) { $0.deallocate(pointer) } },
             calloc: { count, size, user in
                 let total = count.multipliedReportingOverflow(by: size)
-                guard !total.overflow, let pointer = allocator(user).allocate(total.partialValue) else { return nil }
+                guard !total.overflow, let pointer = withAllocator(user, { $0.allocate(total.partialValue) }) else { return nil }
                 memset(pointer, 0, total.partialValue)
                 return pointer
             },
-            realloc: { pointer, size, user in allocator(user).reallocate(pointer, size) })
+            realloc: { pointer, size, user in withAllocator(user) { $0.reallocate(pointer, size) } })
     }
 
     deinit {
-        for list in free {
-            for block in list { Glibc.free(block) }
+        for index in 0..<Self.classCount {
+            for slot in Self.firstSlot(index)..<(Self.firstSlot(index) + counts[index]) { Glibc.free(slots[slot]) }
         }
+        slots.deallocate()
+        counts.deallocate()
+    }
+
+    /// Block sizes (header included): 64 bytes to 2 KiB, a half step apart.
+    private static func classSize(_ index: Int) -> Int {
+        let power = 64 << (index / 2)
+        return index % 2 == 0 ? power : power + power / 2
+    }
+
+    /// Free blocks kept per class: 4096 of the small ones down to 256 of 2 KiB.
+    private static func maxFree(_ index: Int) -> Int {
+        4096 >> max((index - 2) / 2, 0)
+    }
+
+    private static func firstSlot(_ index: Int) -> Int {
+        var slot = 0
+        for smaller in 0..<index { slot += maxFree(smaller) }
+        return slot
     }
 
     private static func sizeClass(_ size: Int) -> Int? {
         let needed = size + header
-        return classSizes.firstIndex { $0 >= needed }
+        for index in 0..<classCount where classSize(index) >= needed { return index }
+        return nil
     }
 
     /// The usable bytes of a block handed out.
     private static func capacity(_ base: UnsafeMutableRawPointer) -> Int {
         let index = base.load(as: UInt8.self)
-        return index == direct ? base.load(fromByteOffset: 8, as: Int.self) : classSizes[Int(index)] - header
+        return index == direct ? base.load(fromByteOffset: 8, as: Int.self) : classSize(Int(index)) - header
     }
 
     func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
@@ -71,10 +92,11 @@ public final class H2Allocator {
             return base + Self.header
         }
         let base: UnsafeMutableRawPointer
-        if let recycled = free[index].popLast() {
-            base = recycled
+        if counts[index] > 0 {
+            counts[index] -= 1
+            base = slots[Self.firstSlot(index) + counts[index]]
         } else {
-            guard let fresh = malloc(Self.classSizes[index]) else { return nil }
+            guard let fresh = malloc(Self.classSize(index)) else { return nil }
             systemAllocations += 1
             base = fresh
         }
@@ -85,9 +107,10 @@ public final class H2Allocator {
     func deallocate(_ pointer: UnsafeMutableRawPointer?) {
         guard let pointer else { return }
         let base = pointer - Self.header
-        let index = base.load(as: UInt8.self)
-        if index != Self.direct, free[Int(index)].count < Self.maxFree[Int(index)] {
-            free[Int(index)].append(base)
+        let index = Int(base.load(as: UInt8.self))
+        if index != Int(Self.direct), counts[index] < Self.maxFree(index) {
+            slots[Self.firstSlot(index) + counts[index]] = base
+            counts[index] += 1
         } else {
             Glibc.free(base)
         }
@@ -104,7 +127,9 @@ public final class H2Allocator {
     }
 }
 
-private func allocator(_ user: UnsafeMutableRawPointer?) -> H2Allocator {
+/// Calls `body` with the allocator nghttp2 passes back, without retaining it (the allocator
+/// outlives every session that uses it).
+private func withAllocator<T>(_ user: UnsafeMutableRawPointer?, _ body: (H2Allocator) -> T) -> T {
     // Safe because nghttp2 passes back the `mem_user_data` set in `H2Allocator.init`.
-    Unmanaged<H2Allocator>.fromOpaque(user.unsafelyUnwrapped).takeUnretainedValue()
+    Unmanaged<H2Allocator>.fromOpaque(user.unsafelyUnwrapped)._withUnsafeGuaranteedRef(body)
 }

@@ -142,22 +142,24 @@ public class H2Session {
 
 // MARK: - nghttp2 callbacks (C functions: the session comes back through `user_data`)
 
-private func owner(_ data: UnsafeMutableRawPointer?) -> H2Session {
+/// Calls `body` with the session nghttp2 passes back, without retaining it (it is running).
+private func withOwner<T>(_ data: UnsafeMutableRawPointer?, _ body: (H2Session) -> T) -> T {
     // Safe because nghttp2 passes back the user data the session was created with.
-    Unmanaged<H2Session>.fromOpaque(data.unsafelyUnwrapped).takeUnretainedValue()
+    Unmanaged<H2Session>.fromOpaque(data.unsafelyUnwrapped)._withUnsafeGuaranteedRef(body)
 }
 
 private let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, data in
     guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
-    owner(data).beginHeaders(stream: frame.pointee.hd.stream_id)
+    withOwner(data) { $0.beginHeaders(stream: frame.pointee.hd.stream_id) }
     return 0
 }
 
 private let onHeader: nghttp2_on_header_callback = { _, frame, name, nameLength, value, valueLength, _, data in
     guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
-    let accepted = owner(data).header(
-        stream: frame.pointee.hd.stream_id, name: UnsafeRawBufferPointer(start: name, count: nameLength),
-        value: UnsafeRawBufferPointer(start: value, count: valueLength))
+    let accepted = withOwner(data) {
+        $0.header(stream: frame.pointee.hd.stream_id, name: UnsafeRawBufferPointer(start: name, count: nameLength),
+                  value: UnsafeRawBufferPointer(start: value, count: valueLength))
+    }
     // Resets this stream only; the HPACK state stays in step.
     return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
 }
@@ -168,11 +170,11 @@ private let onFrameReceived: nghttp2_on_frame_recv_callback = { session, frame, 
     let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
     switch UInt32(header.type) {
     case NGHTTP2_HEADERS.rawValue:
-        owner(data).headersComplete(stream: header.stream_id, category: frame.pointee.headers.cat, endStream: endStream)
+        withOwner(data) { $0.headersComplete(stream: header.stream_id, category: frame.pointee.headers.cat, endStream: endStream) }
     case NGHTTP2_DATA.rawValue where endStream:
-        owner(data).dataEnded(stream: header.stream_id)
+        withOwner(data) { $0.dataEnded(stream: header.stream_id) }
     case NGHTTP2_RST_STREAM.rawValue:
-        if !owner(data).resetReceived() { _ = nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue) }
+        if !withOwner(data, { $0.resetReceived() }) { _ = nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue) }
     default:
         break
     }
@@ -180,16 +182,16 @@ private let onFrameReceived: nghttp2_on_frame_recv_callback = { session, frame, 
 }
 
 private let onDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, stream, bytes, count, data in
-    owner(data).data(stream: stream, bytes: UnsafeRawBufferPointer(start: bytes, count: count))
+    withOwner(data) { $0.data(stream: stream, bytes: UnsafeRawBufferPointer(start: bytes, count: count)) }
     return 0
 }
 
 private let onStreamClose: nghttp2_on_stream_close_callback = { _, stream, errorCode, data in
-    owner(data).closed(stream: stream, errorCode: errorCode)
+    withOwner(data) { $0.closed(stream: stream, errorCode: errorCode) }
     return 0
 }
 
 private let readBodyData: nghttp2_data_source_read_callback = { _, stream, buffer, length, flags, _, data in
     guard let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-    return owner(data).bodyData(stream: stream, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags)
+    return withOwner(data) { $0.bodyData(stream: stream, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags) }
 }
