@@ -120,9 +120,10 @@ extension ControlPlane {
     private func endpointHealth() -> [(version: String, address: SocketAddress, health: EndpointHealth)] {
         var list: [(version: String, address: SocketAddress, health: EndpointHealth)] = []
         for (index, version) in state.versions.versions.enumerated() {
-            let addresses = state.targets[index]
-            guard let health = state.health.health(of: version, addresses: addresses) else { continue }
-            for (address, endpoint) in zip(addresses, health) { list.append((version.name, address, endpoint)) }
+            for (addresses, grpc) in [(state.targets[index], false), (state.grpcTargets[index], true)] {
+                guard let health = state.health.health(of: version, addresses: addresses, grpc: grpc) else { continue }
+                for (address, endpoint) in zip(addresses, health) { list.append((version.name, address, endpoint)) }
+            }
         }
         return list
     }
@@ -177,15 +178,19 @@ extension ControlPlane {
         return plan.states.allSatisfy { $0 == .running } ? .running : .starting
     }
 
-    private func versionJSON(_ version: VersionsConfig.Version, index: Int, plan: TrafficPlan, inFlight: Int64) -> String {
-        let addresses = state.targets[index]
-        let health = state.health.health(of: version, addresses: addresses)
+    /// Each address with its health.
+    private func addressesJSON(_ version: VersionsConfig.Version, _ addresses: [SocketAddress], grpc: Bool) -> String {
+        let health = state.health.health(of: version, addresses: addresses, grpc: grpc)
         let endpoints = addresses.enumerated().map { position, address in
             let endpoint = health?[position]
             return "{\"address\":\(JSONText.quote(address.description)),\"state\":\"\(endpoint?.state.rawValue ?? "NOT_CHECKED")\","
                 + "\"last_check\":\(endpoint?.lastCheck.map(JSONText.quote) ?? "null"),"
                 + "\"last_failure\":\(endpoint?.lastFailure.map(JSONText.quote) ?? "null")}"
         }
+        return "[\(endpoints.joined(separator: ","))]"
+    }
+
+    private func versionJSON(_ version: VersionsConfig.Version, index: Int, plan: TrafficPlan, inFlight: Int64) -> String {
         let check = version.healthCheck.map { check in
             "{\"path\":\(JSONText.quote(check.path)),\"interval_ms\":\(check.intervalMs),\"timeout_ms\":\(check.timeoutMs),"
                 + "\"healthy_threshold\":\(check.healthyThreshold),\"unhealthy_threshold\":\(check.unhealthyThreshold)}"
@@ -196,7 +201,9 @@ extension ControlPlane {
             + "\"on_unhealthy\":\(JSONText.quote(version.onUnhealthy.description)),\"retry_other_version\":\(version.retryOtherVersion),"
             + "\"health_check\":\(check),"
             + "\"endpoints\":[\(version.endpoints.map { JSONText.quote($0.description) }.joined(separator: ","))],"
-            + "\"addresses\":[\(endpoints.joined(separator: ","))]}"
+            + "\"addresses\":\(addressesJSON(version, state.targets[index], grpc: false)),"
+            + "\"grpc_endpoints\":[\(version.grpcEndpoints.map { JSONText.quote($0.description) }.joined(separator: ","))],"
+            + "\"grpc_addresses\":\(addressesJSON(version, state.grpcTargets[index], grpc: true))}"
     }
 }
 

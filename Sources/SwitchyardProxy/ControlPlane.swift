@@ -19,7 +19,7 @@ enum ControlMessage: Sendable {
     /// The resolver thread's answer to the request with this ticket.
     case resolved(ticket: UInt64, result: Result<ConfigLoader.Resolution, LoadError>)
     /// A worker could not connect to an endpoint and skips it for `backoffMs`.
-    case endpointEjected(worker: Int, address: SocketAddress, failures: Int, backoffMs: UInt64)
+    case endpointEjected(worker: Int, address: SocketAddress, grpc: Bool, failures: Int, backoffMs: UInt64)
     /// The health prober's answer about one endpoint.
     case probed(HealthBook.Key, ProbeResult)
 }
@@ -138,13 +138,14 @@ final class ControlPlane {
                                 worker \(worker) cannot accept connections (\(error)); retrying every \(Worker.tickMs) ms. \
                                 Raise the descriptor limit (ulimit -n) or lower limits.max_connections
                                 """)
-                        case .endpointEjected(let worker, let address, let failures, let backoffMs):
+                        case .endpointEjected(let worker, let address, let grpc, let failures, let backoffMs):
                             logger.warning("""
                                 worker \(worker): cannot connect to \(address) (\(failures) failed connect\(failures == 1 ? "" : "s") \
                                 in a row); it gets no requests for \(backoffMs) ms unless no other endpoint of its version is left
                                 """)
                             for version in state.versions.versions {
-                                recordHealth(.failed("worker \(worker) could not connect"), .init(version: version.name, address: address), probed: false)
+                                recordHealth(.failed("worker \(worker) could not connect"), .init(version: version.name, address: address, grpc: grpc),
+                                             probed: false)
                             }
                         case .probed(let key, let result):
                             recordHealth(result, key, probed: true)
@@ -377,6 +378,9 @@ final class ControlPlane {
                     key: HealthBook.Key(version: version.name, address: address), check: check,
                     tls: upstream.tls, serverName: upstream.serverNames[target]))
             }
+            for address in state.grpcTargets[index] {
+                targets.append(ProbeTarget(key: HealthBook.Key(version: version.name, address: address, grpc: true), check: check))
+            }
         }
         prober.probe(targets)
     }
@@ -385,12 +389,11 @@ final class ControlPlane {
     /// routing it leads to.
     private func recordHealth(_ result: ProbeResult, _ key: HealthBook.Key, probed: Bool) {
         let before = state.routingStates
-        let (changed, publication) = state.recordHealth(
-            result, version: key.version, address: key.address, at: probed ? ReloadState.timestamp() : nil)
+        let (changed, publication) = state.recordHealth(result, for: key, at: probed ? ReloadState.timestamp() : nil)
         if let changed {
             let reason: String
             switch result {
-            case .healthy: reason = "answered 200"
+            case .healthy: reason = key.grpc ? "answered grpc-status 0" : "answered 200"
             case .draining: reason = "answered 503 This node is being drained."
             case .failed(let why): reason = why
             }

@@ -39,7 +39,8 @@ final class HealthProber: Sendable {
     }
 }
 
-/// The prober's loop: a non-blocking connect, one `GET`, one answer read per probe.
+/// The prober's loop: a non-blocking connect, one `GET` (or, to a gRPC endpoint, one `Healthz`
+/// call over HTTP/2), one answer read per probe.
 private final class ProbeLoop {
     final class Probe {
         let transport: PeerTransport
@@ -50,6 +51,8 @@ private final class ProbeLoop {
         /// Connected, TLS handshake not done yet.
         var handshaking = false
         var received: [UInt8] = []
+        /// The `Healthz` call of a gRPC endpoint's probe.
+        var call: GRPCHealthCall?
 
         init(transport: PeerTransport, token: UInt64, deadline: UInt64) {
             self.transport = transport
@@ -189,6 +192,7 @@ private final class ProbeLoop {
             probe.handshaking = false
             guard send(key, slot, probe) else { return }
         }
+        if let call = probe.call { return advanceCall(key, probe, call) }
         var chunk = [UInt8](repeating: 0, count: 4096)
         while probe.received.count < ProbeAnswer.maxBytes {
             let room = min(chunk.count, ProbeAnswer.maxBytes - probe.received.count)
@@ -206,14 +210,46 @@ private final class ProbeLoop {
         conclude(key, ProbeAnswer.evaluate(probe.received, closed: true) ?? .failed("sent an oversized answer"))
     }
 
+    /// Reads what the gRPC endpoint sent into the call, and writes what the call answers
+    /// (SETTINGS acknowledgements, window updates), until its verdict.
+    private func advanceCall(_ key: HealthBook.Key, _ probe: Probe, _ call: GRPCHealthCall) {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            switch chunk.withUnsafeMutableBytes({ try? probe.transport.read(into: $0) }) {
+            case .processed(0)?, nil:
+                return conclude(key, call.verdict ?? .failed("closed the connection before answering Healthz"))
+            case .processed(let count)?:
+                if let problem = chunk.withUnsafeBytes({ call.receive(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }) {
+                    return conclude(key, .failed("broke HTTP/2 (\(problem))"))
+                }
+                guard let bytes = call.output(), write(bytes, to: probe) else { return conclude(key, .failed("could not answer over HTTP/2")) }
+                if let verdict = call.verdict { return conclude(key, verdict) }
+            case .wouldBlock?:
+                return
+            }
+        }
+    }
+
+    /// Writes a probe's bytes (small enough for one write); false when they did not all go.
+    private func write(_ bytes: [UInt8], to probe: Probe) -> Bool {
+        bytes.isEmpty || bytes.withUnsafeBytes { try? probe.transport.write($0, UnsafeRawBufferPointer(start: nil, count: 0)) } == .processed(bytes.count)
+    }
+
     /// Sends the probe's request (small enough for one write); false when the probe ended.
     private func send(_ key: HealthBook.Key, _ slot: Slot, _ probe: Probe) -> Bool {
+        if key.grpc {
+            guard let call = try? GRPCHealthCall(authority: key.address.description), let bytes = call.output(), write(bytes, to: probe) else {
+                conclude(key, .failed("could not send the Healthz call"))
+                return false
+            }
+            probe.call = call
+            return true
+        }
         let request = Array("""
             GET \(slot.target.check.path) HTTP/1.1\r\nHost: \(key.address)\r\nUser-Agent: switchyard-health-check\r\n\
             Accept: */*\r\nConnection: close\r\n\r\n
             """.utf8)
-        let sent = request.withUnsafeBytes { try? probe.transport.write($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
-        guard sent == .processed(request.count) else {
+        guard write(request, to: probe) else {
             conclude(key, .failed("could not send the request"))
             return false
         }

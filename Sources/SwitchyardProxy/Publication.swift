@@ -24,7 +24,7 @@ public final class Publication: Sendable {
 
     init(snapshot: RoutingSnapshot, targets: [[SocketAddress]], health: HealthRouting, upstreams: [VersionUpstream],
          grpcTargets: [[SocketAddress]]) {
-        precondition(targets.count == snapshot.versions.count && health.avoided.count == targets.count && upstreams.count == targets.count
+        precondition(targets.count == snapshot.versions.count && health.http.avoided.count == targets.count && upstreams.count == targets.count
             && grpcTargets.count == targets.count)
         self.snapshot = snapshot
         self.targets = targets
@@ -72,14 +72,19 @@ final class WorkerRoutes {
     /// left) and endpoints being drained (never picked).
     let avoided: [EndpointSet]
     let draining: [EndpointSet]
+    /// The same for its gRPC endpoints.
+    let grpcAvoided: [EndpointSet]
+    let grpcDraining: [EndpointSet]
 
     init(publication: Publication, pools: [[UpstreamPool]], grpcPools: [[UpstreamPool]], stats: [VersionStatsCell]) {
         self.snapshot = publication.snapshot.workerCopy()
         self.pools = pools
         self.grpcPools = grpcPools
         self.grpcCursors = grpcPools.map { _ in 0 }
-        self.avoided = publication.health.avoided
-        self.draining = publication.health.draining
+        self.avoided = publication.health.http.avoided
+        self.draining = publication.health.http.draining
+        self.grpcAvoided = publication.health.grpc.avoided
+        self.grpcDraining = publication.health.grpc.draining
         self.stats = stats
         self.versionHeaderLines = snapshot.versions.map { Array("X-ANYSCALE-VERSION: \($0.name)\r\n".utf8) }
         self.versionNames = snapshot.versions.map { Array($0.name.utf8) }
@@ -94,7 +99,7 @@ final class WorkerRoutes {
     func pickPool(version: Int, excluding tried: EndpointSet, now: UInt64, grpc: Bool = false) -> (index: Int, pool: UpstreamPool)? {
         let candidates = grpc ? grpcPools[version] : pools[version]
         let start = grpc ? grpcCursors[version] : cursors[version]
-        let avoided = grpc ? EndpointSet() : self.avoided[version], draining = grpc ? EndpointSet() : self.draining[version]
+        let avoided = grpc ? grpcAvoided[version] : self.avoided[version], draining = grpc ? grpcDraining[version] : self.draining[version]
         var best: (index: Int, pool: UpstreamPool)?
         var bestEjected: (index: Int, pool: UpstreamPool)?
         for offset in 0..<candidates.count {
@@ -129,6 +134,8 @@ final class UpstreamPool {
     }
 
     let address: SocketAddress
+    /// A gRPC endpoint (its connections are `multiplexed`).
+    let grpc: Bool
     /// Set for an `https` backend; `serverName` is its SNI and verified name.
     let tls: TLSClientContext?
     let serverName: String
@@ -150,8 +157,9 @@ final class UpstreamPool {
     /// Failed connects in all, for `/metrics`.
     var connectFailures: UInt64 = 0
 
-    init(address: SocketAddress, tls: TLSClientContext? = nil, serverName: String = "") {
+    init(address: SocketAddress, tls: TLSClientContext? = nil, serverName: String = "", grpc: Bool = false) {
         self.address = address
+        self.grpc = grpc
         self.tls = tls
         self.serverName = serverName
         self.sessions = tls == nil ? nil : TLSSessionSlot()

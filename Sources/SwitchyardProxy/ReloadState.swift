@@ -104,8 +104,8 @@ struct ReloadState {
     mutating func publish() -> Publication {
         generation += 1
         for version in versions.versions where createdAt[version.name] == nil { createdAt[version.name] = Self.timestamp() }
-        health.sync(versions, targets: targets)
-        let routing = health.routing(versions, targets: targets)
+        health.sync(versions, targets: targets, grpcTargets: grpcTargets)
+        let routing = health.routing(versions, targets: targets, grpcTargets: grpcTargets)
         publishedRouting = routing
         let snapshot = RoutingSnapshot(generation: generation, config: versions, tokens: tokens, plan: routing.plan)
         return Publication(
@@ -120,11 +120,11 @@ struct ReloadState {
     /// the current versions: its new state when it changed, and a publication when that changes
     /// what the workers route with.
     mutating func recordHealth(
-        _ result: ProbeResult, version name: String, address: SocketAddress, at time: String?
+        _ result: ProbeResult, for key: HealthBook.Key, at time: String?
     ) -> (changed: EndpointHealth.State?, publication: Publication?) {
-        guard let version = versions.versions.first(where: { $0.name == name }), let check = version.healthCheck else { return (nil, nil) }
-        let changed = health.record(result, for: HealthBook.Key(version: name, address: address), check: check, at: time)
-        guard changed != nil, health.routing(versions, targets: targets) != publishedRouting else { return (changed, nil) }
+        guard let version = versions.versions.first(where: { $0.name == key.version }), let check = version.healthCheck else { return (nil, nil) }
+        let changed = health.record(result, for: key, check: check, at: time)
+        guard changed != nil, health.routing(versions, targets: targets, grpcTargets: grpcTargets) != publishedRouting else { return (changed, nil) }
         return (changed, publish())
     }
 

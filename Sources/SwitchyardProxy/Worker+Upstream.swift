@@ -264,7 +264,7 @@ extension Worker {
         let backoff = pool.ejection.connectFailed(at: now)
         if !wasOut {
             controlMailbox.post(.endpointEjected(
-                worker: id, address: pool.address, failures: pool.ejection.failures, backoffMs: backoff))
+                worker: id, address: pool.address, grpc: pool.grpc, failures: pool.ejection.failures, backoffMs: backoff))
         }
     }
 

@@ -329,7 +329,7 @@ final class Worker: @unchecked Sendable {
         let grpcPools = publication.grpcTargets.map { addresses in
             addresses.map { address in
                 let key = UpstreamPool.Key(address: address, tls: nil, serverName: "", http2: true)
-                let pool = pools[key] ?? UpstreamPool(address: address)
+                let pool = pools[key] ?? UpstreamPool(address: address, grpc: true)
                 kept[key] = pool
                 return pool
             }
@@ -345,7 +345,7 @@ final class Worker: @unchecked Sendable {
         }
         pools = kept
         // A draining backend gets no new requests; its idle connections would only be closed by it.
-        for (version, drainingSet) in publication.health.draining.enumerated() where drainingSet != EndpointSet() {
+        for (version, drainingSet) in publication.health.http.draining.enumerated() where drainingSet != EndpointSet() {
             for (index, pool) in versionPools[version].enumerated() where drainingSet.contains(index) {
                 for connection in pool.idle { closeUpstream(connection) }
                 pool.idle.removeAll()

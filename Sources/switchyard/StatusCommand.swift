@@ -80,17 +80,25 @@ struct Status: ParsableCommand {
             } else {
                 entry.append(("health_check", Node("off")))
             }
-            let endpoints = (version["addresses"]?.elements ?? []).map { endpoint -> Node in
-                var fields: [(Node, Node)] = [("address", scalar(endpoint["address"])), ("state", scalar(endpoint["state"]))]
-                if let last = endpoint["last_check"]?.text { fields.append(("last_check", Node(last))) }
-                if let failure = endpoint["last_failure"]?.text { fields.append(("last_failure", Node(failure))) }
-                return Node.mapping(Node.Mapping(fields))
+            entry.append(("endpoints", endpoints(version["addresses"])))
+            if let grpc = version["grpc_addresses"]?.elements, !grpc.isEmpty {
+                entry.append(("grpc_endpoints", endpoints(version["grpc_addresses"])))
             }
-            entry.append(("endpoints", Node.sequence(Node.Sequence(endpoints))))
             versions.append(Node.mapping(Node.Mapping(entry)))
         }
         top.append(("versions", Node.sequence(Node.Sequence(versions))))
         return Node.mapping(Node.Mapping(top))
+    }
+
+    /// Addresses with their health, as YAML.
+    private static func endpoints(_ addresses: JSONNode?) -> Node {
+        let endpoints = (addresses?.elements ?? []).map { endpoint -> Node in
+            var fields: [(Node, Node)] = [("address", scalar(endpoint["address"])), ("state", scalar(endpoint["state"]))]
+            if let last = endpoint["last_check"]?.text { fields.append(("last_check", Node(last))) }
+            if let failure = endpoint["last_failure"]?.text { fields.append(("last_failure", Node(failure))) }
+            return Node.mapping(Node.Mapping(fields))
+        }
+        return Node.sequence(Node.Sequence(endpoints))
     }
 
     /// A JSON scalar as YAML: numbers stay numbers, null stays null.

@@ -66,37 +66,56 @@ import Testing
         var book = HealthBook()
         let config = versions()
         let targets = [[a, b], [b]]
-        book.sync(config, targets: targets)
-        #expect(book.routing(config, targets: targets).plan.states == [.starting, .starting])
+        book.sync(config, targets: targets, grpcTargets: [[], []])
+        #expect(book.routing(config, targets: targets, grpcTargets: [[], []]).plan.states == [.starting, .starting])
         _ = book.record(.healthy, for: .init(version: "v1", address: a), check: HealthCheck(), at: nil)
         for _ in 0..<2 { _ = book.record(.failed("x"), for: .init(version: "v1", address: b), check: HealthCheck(), at: nil) }
         for _ in 0..<2 { _ = book.record(.failed("x"), for: .init(version: "v2", address: b), check: HealthCheck(), at: nil) }
-        let routing = book.routing(config, targets: targets)
+        let routing = book.routing(config, targets: targets, grpcTargets: [[], []])
         #expect(routing.plan.states == [.running, .unhealthy])
         #expect(routing.plan.weights == [10_000, 0])
-        #expect(routing.avoided[0].contains(1) && !routing.avoided[0].contains(0))
+        #expect(routing.http.avoided[0].contains(1) && !routing.http.avoided[0].contains(0))
         _ = book.record(.draining, for: .init(version: "v1", address: a), check: HealthCheck(), at: nil)
-        let drained = book.routing(config, targets: targets)
-        #expect(drained.draining[0].contains(0))
+        let drained = book.routing(config, targets: targets, grpcTargets: [[], []])
+        #expect(drained.http.draining[0].contains(0))
         #expect(drained.plan.states == [.unhealthy, .unhealthy] && drained.plan.failOpen)
     }
 
     @Test func uncheckedVersionsRunAndIgnoreReports() {
         var book = HealthBook()
         let config = versions(checked: false)
-        book.sync(config, targets: [[a, b], [b]])
+        book.sync(config, targets: [[a, b], [b]], grpcTargets: [[], []])
         #expect(book.record(.failed("x"), for: .init(version: "v1", address: a), check: HealthCheck(unhealthyThreshold: 1), at: nil) == nil)
-        #expect(book.routing(config, targets: [[a, b], [b]]).plan.states == [.running, .running])
+        #expect(book.routing(config, targets: [[a, b], [b]], grpcTargets: [[], []]).plan.states == [.running, .running])
     }
 
     @Test func stateSurvivesASyncAndGoesWithItsEndpoint() {
         var book = HealthBook()
         let config = versions()
-        book.sync(config, targets: [[a, b], [b]])
+        book.sync(config, targets: [[a, b], [b]], grpcTargets: [[], []])
         _ = book.record(.healthy, for: .init(version: "v2", address: b), check: HealthCheck(), at: nil)
-        book.sync(config, targets: [[a], [b]])
+        book.sync(config, targets: [[a], [b]], grpcTargets: [[], []])
         #expect(book.endpoints[.init(version: "v2", address: b)]?.state == .healthy)
         #expect(book.endpoints[.init(version: "v1", address: b)] == nil)
+    }
+
+    @Test func grpcEndpointsAreAvoidedWithoutChangingTheVersionsState() {
+        var book = HealthBook()
+        let config = versions()
+        let targets = [[a], [b]]
+        let grpcTargets = [[a, b], []]
+        book.sync(config, targets: targets, grpcTargets: grpcTargets)
+        _ = book.record(.healthy, for: .init(version: "v1", address: a), check: HealthCheck(), at: nil)
+        _ = book.record(.healthy, for: .init(version: "v2", address: b), check: HealthCheck(), at: nil)
+        for _ in 0..<2 {
+            _ = book.record(.failed("grpc-status 14"), for: .init(version: "v1", address: a, grpc: true), check: HealthCheck(), at: nil)
+        }
+        _ = book.record(.draining, for: .init(version: "v1", address: b, grpc: true), check: HealthCheck(), at: nil)
+        let routing = book.routing(config, targets: targets, grpcTargets: grpcTargets)
+        #expect(routing.plan.states == [.running, .running], "the HTTP endpoints decide the state")
+        #expect(routing.grpc.avoided[0].contains(0) && !routing.grpc.avoided[0].contains(1))
+        #expect(routing.grpc.draining[0].contains(1) && !routing.grpc.draining[0].contains(0))
+        #expect(routing.http.avoided[0] == EndpointSet(), "the same address over HTTP is another endpoint")
     }
 }
 

@@ -14,8 +14,14 @@ OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_mes
 
 
 class GrpcBackend:
-    def __init__(self, name="backend"):
+    """`healthz`: how Ray Serve's `ray.serve.RayServeAPIService/Healthz` answers: "ok",
+    "unavailable" (as Ray's HAProxy mode does for an unhealthy node), "draining", or None
+    (not served: UNIMPLEMENTED)."""
+
+    def __init__(self, name="backend", healthz="ok"):
         self.name = name
+        self.healthz = healthz
+        self.health_checks = 0
         self.cancelled = []  # methods whose call the server saw cancelled
         self.metadata = []  # the invocation metadata of each call
         self.lock = threading.Lock()
@@ -29,13 +35,26 @@ class GrpcBackend:
             "Chat": grpc.stream_stream_rpc_method_handler(self.chat),
         }
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=OPTIONS)
-        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+        generic = [grpc.method_handlers_generic_handler(SERVICE, handlers)]
+        if healthz:
+            health = {"Healthz": grpc.unary_unary_rpc_method_handler(self.check_health)}
+            generic.append(grpc.method_handlers_generic_handler("ray.serve.RayServeAPIService", health))
+        self.server.add_generic_rpc_handlers(generic)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.address = f"127.0.0.1:{self.port}"
         self.server.start()
 
     def stop(self):
         self.server.stop(0).wait()
+
+    def check_health(self, request, context):
+        with self.lock:
+            self.health_checks += 1
+        if self.healthz == "unavailable":
+            context.abort(grpc.StatusCode.UNAVAILABLE, "no healthy replica")
+        if self.healthz == "draining":
+            context.abort(grpc.StatusCode.UNAVAILABLE, "This node is being drained.")
+        return b"\n\x07success"  # HealthzResponse(message="success")
 
     def _begin(self, context):
         with self.lock:

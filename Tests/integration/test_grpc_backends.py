@@ -19,8 +19,8 @@ AUTH = ("authorization", f"Bearer {TOKEN}")
 def backends():
     started = []
 
-    def start(name):
-        backend = GrpcBackend(name)
+    def start(name, healthz="ok"):
+        backend = GrpcBackend(name, healthz)
         started.append(backend)
         return backend
 
@@ -241,3 +241,45 @@ def test_backend_going_away_mid_call(recorder, proxy, backends):
         with pytest.raises(grpc.RpcError) as raised:
             method(ch, "Unary")(b"", metadata=[AUTH], timeout=10)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+FAST_CHECKS = {"health_check": {"interval_ms": 200, "timeout_ms": 200, "healthy_threshold": 2, "unhealthy_threshold": 2}}
+
+
+def grpc_states(server):
+    """{address: state} of every gRPC endpoint in /status."""
+    return {entry["address"]: entry for version in server.status()["versions"] for entry in version["grpc_addresses"]}
+
+
+def test_grpc_endpoints_are_checked_with_ray_serves_healthz(recorder, proxy, backends):
+    """Healthz is judged by its grpc-status: UNAVAILABLE (Ray's HAProxy mode answers HTTP 200
+    with it) and UNIMPLEMENTED make an endpoint UNHEALTHY, Ray's draining answer DRAINING; calls
+    then go to the healthy endpoint only."""
+    good, unavailable, unimplemented, draining = (backends("good"), backends("unavailable", "unavailable"),
+                                                  backends("unimplemented", None), backends("draining", "draining"))
+    every = [good, unavailable, unimplemented, draining]
+    server = proxy([("v1", 100, [recorder().address], {"grpc_endpoints": [b.address for b in every]})], extra=FAST_CHECKS)
+    expected = {good.address: "HEALTHY", unavailable.address: "UNHEALTHY", unimplemented.address: "UNHEALTHY",
+                draining.address: "DRAINING"}
+    deadline = time.monotonic() + 10
+    while {address: entry["state"] for address, entry in grpc_states(server).items()} != expected:
+        assert time.monotonic() < deadline, grpc_states(server)
+        time.sleep(0.1)
+    states = grpc_states(server)
+    assert "grpc-status 14 (no healthy replica)" in states[unavailable.address]["last_failure"]
+    assert "grpc-status 12" in states[unimplemented.address]["last_failure"]
+    assert server.status()["versions"][0]["state"] == "RUNNING", "the HTTP endpoint decides the version's state"
+    with channel(server.port) as ch:
+        served = {dict(method(ch, "Unary").with_call(b"", metadata=[AUTH], timeout=10)[1].initial_metadata())["served-by"]
+                  for _ in range(40)}
+    assert served == {"good"}
+    # It recovers: the unavailable endpoint answers again and takes calls again.
+    unavailable.healthz = "ok"
+    deadline = time.monotonic() + 10
+    while grpc_states(server)[unavailable.address]["state"] != "HEALTHY":
+        assert time.monotonic() < deadline, grpc_states(server)
+        time.sleep(0.1)
+    with channel(server.port) as ch:
+        served = {dict(method(ch, "Unary").with_call(b"", metadata=[AUTH], timeout=10)[1].initial_metadata())["served-by"]
+                  for _ in range(40)}
+    assert served == {"good", "unavailable"}
