@@ -89,7 +89,7 @@ final class RecordingClient: H2ClientSessionDelegate {
 @Suite struct H2ClientSessionTests {
     @Test func aCallWithABodyGetsItsResponseAndTrailers() throws {
         let server = try RecordingConnection()
-        server.answer = { stream, head in
+        server.answer = { [unowned server] stream, head in
             server.trailers[stream] = [H2Field("grpc-status", "0"), H2Field("grpc-message", "")]
             return (200, Array("echo \(String(decoding: head.path, as: UTF8.self))".utf8))
         }
