@@ -161,6 +161,13 @@ struct ExchangeMachine {
         }
     }
 
+    /// The caller's own deadline (a gRPC call's `grpc-timeout`) passed: nothing more is tried,
+    /// not even another endpoint while connecting.
+    mutating func deadlinePassed(clientBytesSent: Int) -> Action? {
+        guard state == .connecting else { return upstreamTimedOut(clientBytesSent: clientBytesSent) }
+        return end(.respond(.upstreamTimeout), .rejected(.upstreamTimeout))
+    }
+
     /// The request body broke its framing after part of it may have been sent on.
     mutating func requestBodyMalformed(clientBytesSent: Int) -> Action? {
         switch state {

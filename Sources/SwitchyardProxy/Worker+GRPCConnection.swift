@@ -184,10 +184,11 @@ extension Worker {
     }
 
     /// A call's silence deadline passed: `timeouts.response_ms` without a response head, or
-    /// its `grpc-timeout`.
+    /// its `grpc-timeout` (then even a connect still under way is given up).
     func callTimedOut(_ x: Exchange) {
         let client = x.client
-        perform(x, x.machine.upstreamTimedOut(clientBytesSent: clientBytesSent(x)))
+        let sent = clientBytesSent(x)
+        perform(x, x.deadline != 0 && now >= x.deadline ? x.machine.deadlinePassed(clientBytesSent: sent) : x.machine.upstreamTimedOut(clientBytesSent: sent))
         if case .h2(let s) = client { scheduleHTTP2(s.connection) }
     }
 

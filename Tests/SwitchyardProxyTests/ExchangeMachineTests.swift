@@ -82,6 +82,18 @@ import Testing
         #expect(streaming.upstreamTimedOut(clientBytesSent: 4096) == .cut(.upstreamTimeout))
     }
 
+    @Test func aCallersDeadlineTriesNoOtherEndpoint() {
+        var connecting = ExchangeMachine()
+        connecting.routed()
+        #expect(connecting.deadlinePassed(clientBytesSent: 0) == .respond(.upstreamTimeout))
+        #expect(connecting.state == .finished(.rejected(.upstreamTimeout)))
+        var waiting = connected()
+        #expect(waiting.deadlinePassed(clientBytesSent: 0) == .respond(.upstreamTimeout))
+        var streaming = connected()
+        streaming.responseHeadQueued(at: 0)
+        #expect(streaming.deadlinePassed(clientBytesSent: 100) == .cut(.upstreamTimeout))
+    }
+
     @Test func aMalformedRequestBodyIsA400OrACut() {
         var early = connected()
         #expect(early.requestBodyMalformed(clientBytesSent: 0) == .respond(.malformedRequest))
@@ -133,7 +145,7 @@ import Testing
             }
             for _ in 0..<Int.random(in: 1...12, using: &random) {
                 sent += Int.random(in: 0...100, using: &random)
-                switch Int.random(in: 0..<12, using: &random) {
+                switch Int.random(in: 0..<13, using: &random) {
                 case 0: record(machine.reject(.invalidToken))
                 case 1: machine.routed()
                 case 2: machine.connected(resendable: Bool.random(using: &random))
@@ -145,6 +157,7 @@ import Testing
                 case 8: record(machine.upstreamFailed(.upstreamClosed, responseBytesReceived: Bool.random(using: &random), clientBytesSent: sent))
                 case 9: record(machine.upstreamTimedOut(clientBytesSent: sent))
                 case 10: record(machine.requestBodyMalformed(clientBytesSent: sent))
+                case 11: record(machine.deadlinePassed(clientBytesSent: sent))
                 default: record(machine.clientGone())
                 }
                 #expect(finishes <= 1)

@@ -115,3 +115,35 @@ def test_an_answered_call_left_open_does_not_keep_the_connection(recorder, proxy
     assert not any(isinstance(f, RstStreamFrame) for f in frames)
     assert isinstance(frames[-1], GoAwayFrame) and time.monotonic() - started < 3, "closed as idle"
     connection.close()
+
+
+def test_a_deadline_passing_while_connecting_is_deadline_exceeded(proxy, recorder):
+    """A gRPC endpoint whose accept queue is full: the proxy's connect hangs (SYNs dropped).
+    The call's grpc-timeout (300 ms) ends it as DEADLINE_EXCEEDED, well before
+    timeouts.connect_ms (5 s) would move it on and end it UNAVAILABLE."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        held = []
+        while True:  # until a connect hangs: the queue is full
+            try:
+                held.append(socket.create_connection(full.getsockname(), timeout=0.3))
+            except TimeoutError:
+                break
+            assert len(held) < 16, "the accept queue never filled"
+        try:
+            address = f"127.0.0.1:{full.getsockname()[1]}"
+            server = proxy([("v1", 100, [recorder().address], {"grpc_endpoints": [address]})],
+                           extra={"timeouts": {"connect_ms": 5000}})
+            client = H2Client(server.port)
+            started = time.monotonic()
+            stream = client.request("/svc/M", {"authorization": f"Bearer {TOKEN}", "content-type": "application/grpc",
+                                               "te": "trailers", "grpc-timeout": "300m"},
+                                    method="POST", body=b"\0\0\0\0\0")
+            [response] = client.wait(stream, timeout=10)
+            elapsed = time.monotonic() - started
+            assert response.headers.get("grpc-status") == "4", response.headers
+            assert 0.25 < elapsed < 2, elapsed
+        finally:
+            for connection in held:
+                connection.close()

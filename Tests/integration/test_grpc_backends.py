@@ -283,3 +283,19 @@ def test_grpc_endpoints_are_checked_with_ray_serves_healthz(recorder, proxy, bac
         served = {dict(method(ch, "Unary").with_call(b"", metadata=[AUTH], timeout=10)[1].initial_metadata())["served-by"]
                   for _ in range(40)}
     assert served == {"good", "unavailable"}
+
+
+def test_grpc_over_tls_by_alpn(recorder, proxy, backends, tmp_path):
+    """A gRPC client speaking TLS (h2 by ALPN) to the proxy; the gRPC endpoint is h2c behind."""
+    from test_tls import tls_listener, tls_port
+    backend = backends("v1")
+    listeners, a_cert, _ = tls_listener(str(tmp_path))
+    server = proxy([grpc_version("v1", 100, recorder, backend)], extra=listeners)
+    with open(a_cert, "rb") as f:
+        credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    options = [("grpc.ssl_target_name_override", "a.test")]
+    with grpc.secure_channel(f"127.0.0.1:{tls_port(server)}", credentials, options=options) as ch:
+        seen = json.loads(method(ch, "Metadata")(b"", metadata=[AUTH], timeout=10))
+        echoes = list(method(ch, "Chat", "stream_stream")(iter([b"a", b"b"]), metadata=[AUTH], timeout=10))
+    assert seen["x-forwarded-proto"] == "https"
+    assert echoes == [b"echo a", b"echo b"]
