@@ -99,6 +99,16 @@ public final class ByteBuffer {
         if readerIndex == writerIndex { clear() }
     }
 
+    /// Copies up to `limit` readable bytes (as many as fit) into `buffer` and consumes them;
+    /// returns how many.
+    public func move(into buffer: UnsafeMutableRawBufferPointer, limit: Int = .max) -> Int {
+        let count = min(buffer.count, readableCount, limit)
+        guard count > 0 else { return 0 }
+        buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: readableBytes[0..<count]))
+        consume(count)
+        return count
+    }
+
     /// Makes room for at least `count` more bytes: first by moving unread bytes to the
     /// front, then by doubling the storage.
     public func reserveWritable(_ count: Int) {

@@ -247,10 +247,8 @@ extension Worker {
     /// client's window opens by as many.
     func callRequestData(_ g: H2UpstreamConnection, stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, end: Bool)? {
         guard let x = g.calls[stream], case .h2(let s) = x.client else { return (0, true) }
-        let count = min(buffer.count, s.requestInput.readableCount)
+        let count = s.requestInput.move(into: buffer)
         if count > 0 {
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: s.requestInput.readableBytes[0..<count]))
-            s.requestInput.consume(count)
             s.requestInput.releaseIfEmpty()
             x.upstreamBytes += count
             uploadProgressed(s)
@@ -288,10 +286,8 @@ extension Worker {
     /// Response bytes for the client's next DATA frame; the backend's window opens by as
     /// many. The exchange completes with the last of them (the trailers follow).
     func streamCallResponse(_ s: H2Stream, _ x: Exchange, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, end: Bool)? {
-        let count = min(buffer.count, s.output.readableCount)
+        let count = s.output.move(into: buffer)
         if count > 0 {
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: s.output.readableBytes[0..<count]))
-            s.output.consume(count)
             s.output.releaseIfEmpty()
             s.bytesSent += count
             if !x.callResponseEnded, let g = x.call {

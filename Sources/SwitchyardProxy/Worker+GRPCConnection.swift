@@ -35,14 +35,7 @@ extension Worker {
     }
 
     private func openCallConnection(to pool: UpstreamPool) -> H2UpstreamConnection? {
-        let fd: Int32
-        let progress: Socket.ConnectProgress
-        do {
-            (fd, progress) = try Socket.connect(to: pool.address)
-        } catch {
-            recordConnectFailure(pool)
-            return nil
-        }
+        guard let (fd, progress) = connectSocket(to: pool) else { return nil }
         guard let session = try? H2ClientSession(
             builder: h2HeadBuilder, allocator: h2Allocator, connectionWindowBytes: Self.callConnectionWindow,
             maxHeaderListBytes: settings.http2?.maxHeaderListBytes ?? 65536)

@@ -219,18 +219,14 @@ extension Worker {
     func h2ResponseData(_ c: H2Connection, stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, end: Bool)? {
         guard let s = c.streams[stream] else { return (0, true) }
         guard let x = s.exchange else {
-            let count = min(buffer.count, s.output.readableCount)
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: s.output.readableBytes[0..<count]))
-            s.output.consume(count)
+            let count = s.output.move(into: buffer)
             if s.output.isEmpty { responseEnded(s) }
             return (count, s.output.isEmpty)
         }
         if x.grpcBackend { return streamCallResponse(s, x, into: buffer) }
         guard let u = x.upstream else { return nil }
-        let count = min(buffer.count, u.responseBody.data)
+        let count = u.input.move(into: buffer, limit: u.responseBody.data)
         if count > 0 {
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<count]))
-            u.input.consume(count)
             u.responseBody.sent(count)
             s.bytesSent += count
             if u.readable && c.paused.last !== u { c.paused.append(u) }

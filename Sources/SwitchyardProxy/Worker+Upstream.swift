@@ -46,14 +46,7 @@ extension Worker {
     /// backend's handshake starts when the connect completes (epoll reports a new socket
     /// writable at once if it connected at once).
     private func openConnection(to pool: UpstreamPool) -> UpstreamConnection? {
-        let fd: Int32
-        let progress: Socket.ConnectProgress
-        do {
-            (fd, progress) = try Socket.connect(to: pool.address)
-        } catch {
-            recordConnectFailure(pool)
-            return nil
-        }
+        guard let (fd, progress) = connectSocket(to: pool) else { return nil }
         let transport: PeerTransport
         if let tls = pool.tls, let sessions = pool.sessions {
             guard let connection = tls.connect(fd: fd, serverName: pool.serverName, sessions: sessions) else {
@@ -72,6 +65,17 @@ extension Worker {
         let timeout = ready ? settings.timeouts.responseMs : settings.timeouts.connectMs
         u.deadline = now + UInt64(timeout)
         return u
+    }
+
+    /// A socket connecting (or connected) to `pool`'s address; nil, counted as a failed
+    /// connect, when the connect failed at once.
+    func connectSocket(to pool: UpstreamPool) -> (fd: Int32, progress: Socket.ConnectProgress)? {
+        do {
+            return try Socket.connect(to: pool.address)
+        } catch {
+            recordConnectFailure(pool)
+            return nil
+        }
     }
 
     func attach(_ x: Exchange, _ u: UpstreamConnection) {
