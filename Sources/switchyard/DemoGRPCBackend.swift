@@ -71,8 +71,9 @@ final class DemoGRPCConnection: H2ServerSessionDelegate {
         try? session.respond(stream: stream, status: 200, fields: fields, hasBody: true)
     }
 
+    /// Request bytes wait until echoed: the window opens only then, so a client that sends
+    /// without reading holds at most its window here.
     func h2RequestData(stream: Int32, bytes: UnsafeRawBufferPointer) {
-        session.consume(stream: stream, bytes: bytes.count)
         calls[stream]?.pending.append(contentsOf: bytes)
         session.resume(stream: stream)
     }
@@ -83,7 +84,7 @@ final class DemoGRPCConnection: H2ServerSessionDelegate {
     }
 
     func h2StreamClosed(stream: Int32, errorCode: UInt32) {
-        calls[stream] = nil
+        if let call = calls.removeValue(forKey: stream), !call.pending.isEmpty { session.consumeConnection(bytes: call.pending.count) }
     }
 
     func h2ResponseData(stream: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, end: Bool)? {
@@ -92,6 +93,7 @@ final class DemoGRPCConnection: H2ServerSessionDelegate {
         call.pending.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
         call.pending.removeFirst(count)
         calls[stream] = call
+        session.consume(stream: stream, bytes: count)
         if call.ended && call.pending.isEmpty { return (count, true) }
         return count > 0 ? (count, false) : nil
     }
