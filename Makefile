@@ -130,8 +130,8 @@ FUZZ_TARGETS := framer-differential:FramerDifferential:Sources/SwitchyardHTTP \
                 config-files:ConfigFiles:Sources/SwitchyardRouting \
                 h1-exchange:H1Exchange:Sources/SwitchyardHTTP,Sources/SwitchyardIO,$(subst $(space),$(comma),$(PROXY_MACHINES)) \
                 probe-answer:ProbeAnswer:Sources/SwitchyardHTTP,Sources/SwitchyardProxy/ProbeAnswer.swift,Sources/SwitchyardProxy/EndpointHealth.swift \
-                h2-server:H2Server:Sources/SwitchyardHTTP2 \
-                h2-client:H2Client:Sources/SwitchyardHTTP2
+                h2-server:H2Server:Sources/SwitchyardHTTP2,Fuzz/Shared/H2Feed.swift \
+                h2-client:H2Client:Sources/SwitchyardHTTP2,Fuzz/Shared/H2Feed.swift
 fuzz: deps
 	@mkdir -p .build/fuzz
 	@for spec in $(FUZZ_TARGETS); do \

@@ -13,26 +13,8 @@ public func fuzzH2Client(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for (index, path) in ["/a", "/svc/Method", "/c"].enumerated() {
         connection.call(path: path, body: index == 1 ? Array(repeating: 0x62, count: 300) : nil)
     }
-    var sent = 0
-    while let out = try? session.send() { sent += out.count }
-    let input = UnsafeBufferPointer(start: bytes + 1, count: size - 1)
-    var offset = 0
-    while offset < input.count {
-        let end = min(offset + step, input.count)
-        let failed: Bool
-        do {
-            try session.receive(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: input[offset..<end])))
-            failed = false
-        } catch {
-            failed = true
-        }
-        while let out = try? session.send() {
-            sent += out.count
-            precondition(sent < 64 << 20, "output must stay bounded")
-        }
-        if failed { break }
-        offset = end
-    }
+    while (try? session.send()) != nil {}
+    feed(session, UnsafeRawBufferPointer(start: bytes + 1, count: size - 1), step: step)
     return 0
 }
 

@@ -12,26 +12,7 @@ public func fuzzH2Server(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let connection = AnsweringConnection(session)
     let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
     let input = preface + Array(UnsafeBufferPointer(start: bytes + 1, count: size - 1))
-    var offset = 0
-    while offset < input.count {
-        let end = min(offset + step, input.count)
-        let failed = input[offset..<end].withUnsafeBytes { chunk in
-            do {
-                try session.receive(chunk)
-                return false
-            } catch {
-                return true
-            }
-        }
-        // Output is drained even after a fatal error: the GOAWAY goes out before the close.
-        var sent = 0
-        while let out = try? session.send() {
-            sent += out.count
-            precondition(sent < 64 << 20, "output must stay bounded")
-        }
-        if failed { break }
-        offset = end
-    }
+    input.withUnsafeBytes { feed(session, $0, step: step) }
     return 0
 }
 

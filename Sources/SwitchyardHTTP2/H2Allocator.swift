@@ -18,10 +18,11 @@ public final class H2Allocator {
     private static let classCount = 11
     private static let header = 16
     private static let direct = UInt8.max
-    /// The free blocks of every class in one array (class `i` from `firstSlot(i)`, up to
+    /// The free blocks of every class in one array (class `i` from `firstSlots[i]`, up to
     /// `maxFree(i)` of them), and how many each class holds: no Swift array on the path, so
     /// no reference counting or uniqueness check per block.
     private let slots: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    private let firstSlots: UnsafeMutablePointer<Int>
     private let counts: UnsafeMutablePointer<Int>
     /// Blocks taken from malloc so far (for tests: a steady session takes none).
     public private(set) var systemAllocations = 0
@@ -30,7 +31,10 @@ public final class H2Allocator {
     private(set) var memory = nghttp2_mem()
 
     public init() {
-        slots = .allocate(capacity: Self.firstSlot(Self.classCount))
+        firstSlots = .allocate(capacity: Self.classCount + 1)
+        firstSlots[0] = 0
+        for index in 0..<Self.classCount { firstSlots[index + 1] = firstSlots[index] + Self.maxFree(index) }
+        slots = .allocate(capacity: firstSlots[Self.classCount])
         counts = .allocate(capacity: Self.classCount)
         counts.initialize(repeating: 0, count: Self.classCount)
         memory = nghttp2_mem(
@@ -48,9 +52,10 @@ public final class H2Allocator {
 
     deinit {
         for index in 0..<Self.classCount {
-            for slot in Self.firstSlot(index)..<(Self.firstSlot(index) + counts[index]) { Glibc.free(slots[slot]) }
+            for slot in firstSlots[index]..<(firstSlots[index] + counts[index]) { Glibc.free(slots[slot]) }
         }
         slots.deallocate()
+        firstSlots.deallocate()
         counts.deallocate()
     }
 
@@ -63,12 +68,6 @@ public final class H2Allocator {
     /// Free blocks kept per class: 4096 of the small ones down to 256 of 2 KiB.
     private static func maxFree(_ index: Int) -> Int {
         4096 >> max((index - 2) / 2, 0)
-    }
-
-    private static func firstSlot(_ index: Int) -> Int {
-        var slot = 0
-        for smaller in 0..<index { slot += maxFree(smaller) }
-        return slot
     }
 
     private static func sizeClass(_ size: Int) -> Int? {
@@ -94,7 +93,7 @@ public final class H2Allocator {
         let base: UnsafeMutableRawPointer
         if counts[index] > 0 {
             counts[index] -= 1
-            base = slots[Self.firstSlot(index) + counts[index]]
+            base = slots[firstSlots[index] + counts[index]]
         } else {
             guard let fresh = malloc(Self.classSize(index)) else { return nil }
             systemAllocations += 1
@@ -109,7 +108,7 @@ public final class H2Allocator {
         let base = pointer - Self.header
         let index = Int(base.load(as: UInt8.self))
         if index != Int(Self.direct), counts[index] < Self.maxFree(index) {
-            slots[Self.firstSlot(index) + counts[index]] = base
+            slots[firstSlots[index] + counts[index]] = base
             counts[index] += 1
         } else {
             Glibc.free(base)

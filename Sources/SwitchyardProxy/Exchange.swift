@@ -56,8 +56,8 @@ final class Exchange {
     /// request sent once more on a fresh connection.
     var retries = 0
     var upstream: UpstreamConnection?
-    /// A gRPC call to the version's gRPC endpoints: `call` carries it as stream `callStream`.
-    var grpcBackend = false
+    /// A gRPC call, once routed, goes to the version's gRPC endpoints: `call` carries it as
+    /// stream `callStream`.
     var call: H2UpstreamConnection?
     var callStream: Int32 = 0
     /// The backend's response ended (its trailers are with the client's stream).
@@ -80,7 +80,8 @@ final class Exchange {
     var acceptsTrailers = false
     /// How the response body leaves: as received (HTTP/1.1) or as data for DATA frames.
     var responseOutput = BodyRelay.Output.asReceived
-    /// A gRPC call: proxy errors are answered as gRPC statuses.
+    /// A gRPC call: proxy errors are answered as gRPC statuses, and once routed it goes to
+    /// gRPC endpoints (`call`), never to HTTP/1.1 backends.
     var grpc = false
     /// When the caller stops waiting (monotonic ms; 0 = `timeouts.response_ms` only): a gRPC
     /// call's `grpc-timeout`.
@@ -140,7 +141,6 @@ final class Exchange {
         endpoint = nil
         retries = 0
         upstream = nil
-        grpcBackend = false
         call = nil
         callStream = 0
         callResponseEnded = false

@@ -130,7 +130,7 @@ final class UpstreamPool {
         let tls: ObjectIdentifier?
         let serverName: String
         /// A gRPC endpoint, spoken to over HTTP/2.
-        let http2: Bool
+        let grpc: Bool
     }
 
     let address: SocketAddress

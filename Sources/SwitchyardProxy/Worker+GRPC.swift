@@ -12,7 +12,6 @@ extension Worker {
     /// Starts a routed gRPC call: the head for the backend is written down (a failed connect
     /// sends it to the next endpoint), then the call goes to an endpoint.
     func startCall(_ s: H2Stream, _ x: Exchange, _ head: H2RequestView) {
-        x.grpcBackend = true
         writeCallHead(s, x, head, into: x.forwardedHead)
         x.machine.routed()
         perform(x, callNext(x))

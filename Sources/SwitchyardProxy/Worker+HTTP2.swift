@@ -168,7 +168,7 @@ extension Worker {
     }
 
     func h2RequestData(_ c: H2Connection, stream: Int32, bytes: UnsafeRawBufferPointer) {
-        if let s = c.streams[stream], let x = s.exchange, x.grpcBackend { return callRequestBytes(s, x, bytes) }
+        if let s = c.streams[stream], let x = s.exchange, x.grpc { return callRequestBytes(s, x, bytes) }
         guard let s = c.streams[stream], let x = s.exchange, !x.requestBody.complete else {
             // Nobody takes them (the answer was given): the window opens at once.
             c.session.consume(stream: stream, bytes: bytes.count)
@@ -189,7 +189,7 @@ extension Worker {
             c.session.consume(stream: stream, bytes: s.unconsumed)
             s.unconsumed = 0
         }
-        if x.grpcBackend { return callRequestEnded(x) }
+        if x.grpc { return callRequestEnded(x) }
         if s.chunkedUpload {
             let before = s.requestInput.readableCount
             for field in trailers where Self.mayForwardTrailer(field) {
@@ -223,7 +223,7 @@ extension Worker {
             if s.output.isEmpty { responseEnded(s) }
             return (count, s.output.isEmpty)
         }
-        if x.grpcBackend { return streamCallResponse(s, x, into: buffer) }
+        if x.grpc { return streamCallResponse(s, x, into: buffer) }
         guard let u = x.upstream else { return nil }
         let count = u.input.move(into: buffer, limit: u.responseBody.data)
         if count > 0 {

@@ -117,7 +117,7 @@ extension Worker {
         while let action = next {
             next = nil
             switch action {
-            case .connectNext where x.grpcBackend:
+            case .connectNext where x.grpc:
                 next = callNext(x)
             case .connectNext:
                 if let u = x.upstream { dropUpstream(x, u) }

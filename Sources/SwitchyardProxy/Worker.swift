@@ -320,7 +320,7 @@ final class Worker: @unchecked Sendable {
         let versionPools = zip(publication.targets, publication.upstreams).map { addresses, upstream in
             addresses.enumerated().map { index, address in
                 let serverName = upstream.tls == nil ? "" : upstream.serverNames[index]
-                let key = UpstreamPool.Key(address: address, tls: upstream.tls.map(ObjectIdentifier.init), serverName: serverName, http2: false)
+                let key = UpstreamPool.Key(address: address, tls: upstream.tls.map(ObjectIdentifier.init), serverName: serverName, grpc: false)
                 let pool = pools[key] ?? UpstreamPool(address: address, tls: upstream.tls, serverName: serverName)
                 kept[key] = pool
                 return pool
@@ -328,7 +328,7 @@ final class Worker: @unchecked Sendable {
         }
         let grpcPools = publication.grpcTargets.map { addresses in
             addresses.map { address in
-                let key = UpstreamPool.Key(address: address, tls: nil, serverName: "", http2: true)
+                let key = UpstreamPool.Key(address: address, tls: nil, serverName: "", grpc: true)
                 let pool = pools[key] ?? UpstreamPool(address: address, grpc: true)
                 kept[key] = pool
                 return pool
