@@ -18,16 +18,21 @@ public final class H2ServerSession: H2Session {
     /// every callback; no reference counting per callback.
     public unowned(unsafe) var delegate: H2ServerSessionDelegate?
     public let limits: H2Limits
-    /// Rapid reset: a token bucket of RST_STREAM frames (`limits.resetBurst`, refilled at
-    /// `limits.resetsPerSecond`); empty means GOAWAY ENHANCE_YOUR_CALM.
-    private var resetTokens: Double
-    private var resetsCountedAt = monotonicSeconds()
+    /// Rapid reset: RST_STREAM frames allowed (`limits.resetBurst`, `limits.resetsPerSecond`);
+    /// over budget means GOAWAY ENHANCE_YOUR_CALM.
+    private var resets: TokenBucket
+    /// The same for frames that carry no request (`limits.overheadFrameBurst`, …), found by
+    /// `scanner` in the bytes before nghttp2 reads them.
+    private var overheadFrames: TokenBucket
+    private var scanner = H2FrameScanner(prefaceBytes: 24)
 
     /// `builder`: shared by the sessions of one thread (a head is built and submitted in one go).
     /// `allocator`: nghttp2's memory from that thread's free lists (nil: malloc).
     public init(limits: H2Limits = H2Limits(), builder: H2HeadBuilder = H2HeadBuilder(), allocator: H2Allocator? = nil) throws(H2Error) {
         self.limits = limits
-        self.resetTokens = Double(limits.resetBurst)
+        let now = monotonicSeconds()
+        resets = TokenBucket(burst: limits.resetBurst, perSecond: limits.resetsPerSecond, now: now)
+        overheadFrames = TokenBucket(burst: limits.overheadFrameBurst, perSecond: limits.overheadFramesPerSecond, now: now)
         let settings = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: limits.maxConcurrentStreams),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: limits.streamWindowBytes),
@@ -84,7 +89,9 @@ public final class H2ServerSession: H2Session {
     }
 
     /// Graceful shutdown: GOAWAY naming the last stream taken; streams up to it finish.
-    public func goAway(errorCode: UInt32 = 0) {
+    public func goAway(_ reason: H2GoAwayReason) {
+        if goAwayReason == nil { goAwayReason = reason }
+        let errorCode: UInt32 = 0
         let last = nghttp2_session_get_last_proc_stream_id(session)
         _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0)
     }
@@ -103,12 +110,16 @@ public final class H2ServerSession: H2Session {
         }
     }
 
-    override func resetReceived() -> Bool {
-        let now = monotonicSeconds()
-        resetTokens = min(Double(limits.resetBurst), resetTokens + (now - resetsCountedAt) * Double(limits.resetsPerSecond))
-        resetsCountedAt = now
-        resetTokens -= 1
-        return resetTokens >= 0
+    override func resetReceived() {
+        if !resets.take(now: monotonicSeconds()) { terminate(.rapidReset) }
+    }
+
+    override func admit(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard goAwayReason != .overheadFrames else { return false }
+        let count = scanner.overheadFrames(in: bytes)
+        guard count > 0, !overheadFrames.take(count, now: monotonicSeconds()) else { return true }
+        terminate(.overheadFrames)
+        return false
     }
 
     override func dataEnded(stream: Int32) {

@@ -16,6 +16,8 @@ public class H2Session {
     private let allocator: H2Allocator?
     /// Largest decoded head accepted; a larger one resets its stream.
     let maxHeaderListBytes: Int
+    /// Why this side ended the connection with GOAWAY, once it did.
+    public internal(set) var goAwayReason: H2GoAwayReason?
 
     /// `configure` sets the side's own options; `settings` go out first.
     init(server: Bool, pseudoNames: [StaticString], builder: H2HeadBuilder, allocator: H2Allocator?, maxHeaderListBytes: Int,
@@ -63,14 +65,17 @@ public class H2Session {
     /// Takes bytes from the peer (a client's connection preface first). A protocol error is
     /// fatal: GOAWAY is queued, `send` still has bytes to write, then the connection closes.
     public func receive(_ bytes: UnsafeRawBufferPointer) throws(H2Error) {
-        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        guard let base = bytes.baseAddress, !bytes.isEmpty, admit(bytes) else { return }
         let result = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
         guard result < 0 else { return }
         // Some fatal errors (floods, too many CONTINUATIONs) queue no GOAWAY: the peer still
         // learns why (a no-op when one is queued).
-        let code = result == NGHTTP2_ERR_FLOODED.rawValue || result == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue
-            ? NGHTTP2_ENHANCE_YOUR_CALM.rawValue : NGHTTP2_PROTOCOL_ERROR.rawValue
-        _ = nghttp2_session_terminate_session(session, code)
+        let reason: H2GoAwayReason = switch Int32(result) {
+        case NGHTTP2_ERR_FLOODED.rawValue: .ackFlood
+        case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue: .continuationFlood
+        default: .protocolError
+        }
+        terminate(reason, code: reason == .protocolError ? NGHTTP2_PROTOCOL_ERROR.rawValue : NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
         throw H2Error(code: Int32(result), String(cString: nghttp2_strerror(Int32(result))))
     }
 
@@ -104,6 +109,13 @@ public class H2Session {
         _ = nghttp2_session_consume_connection(session, count)
     }
 
+    /// Ends the connection: GOAWAY with `code` is queued, what follows from the peer is ignored,
+    /// and the session wants neither to read nor to write once it went out.
+    func terminate(_ reason: H2GoAwayReason, code: UInt32 = NGHTTP2_ENHANCE_YOUR_CALM.rawValue) {
+        if goAwayReason == nil { goAwayReason = reason }
+        _ = nghttp2_session_terminate_session(session, code)
+    }
+
     /// Resets a stream (the peer's side failed, gave up, or was cancelled).
     public func reset(stream: Int32, errorCode: UInt32) {
         _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode)
@@ -132,8 +144,11 @@ public class H2Session {
     /// Body bytes, valid during the call.
     func data(stream: Int32, bytes: UnsafeRawBufferPointer) {}
     func closed(stream: Int32, errorCode: UInt32) {}
-    /// The peer reset a stream: false ends the connection with ENHANCE_YOUR_CALM.
-    func resetReceived() -> Bool { true }
+    /// The peer reset a stream.
+    func resetReceived() {}
+    /// Bytes from the peer before nghttp2 reads them: false when the side ended the connection
+    /// over them (`terminate`), and nghttp2 is not to read them.
+    func admit(_ bytes: UnsafeRawBufferPointer) -> Bool { true }
     /// Outgoing body bytes, as nghttp2's data source read callback returns them.
     func bodyData(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, flags: UnsafeMutablePointer<UInt32>) -> Int {
         Int(NGHTTP2_ERR_DEFERRED.rawValue)
@@ -164,7 +179,7 @@ private let onHeader: nghttp2_on_header_callback = { _, frame, name, nameLength,
     return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
 }
 
-private let onFrameReceived: nghttp2_on_frame_recv_callback = { session, frame, data in
+private let onFrameReceived: nghttp2_on_frame_recv_callback = { _, frame, data in
     guard let frame else { return 0 }
     let header = frame.pointee.hd
     let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
@@ -174,7 +189,7 @@ private let onFrameReceived: nghttp2_on_frame_recv_callback = { session, frame, 
     case NGHTTP2_DATA.rawValue where endStream:
         withOwner(data) { $0.dataEnded(stream: header.stream_id) }
     case NGHTTP2_RST_STREAM.rawValue:
-        if !withOwner(data, { $0.resetReceived() }) { _ = nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue) }
+        withOwner(data) { $0.resetReceived() }
     default:
         break
     }

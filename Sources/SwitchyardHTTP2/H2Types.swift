@@ -126,10 +126,47 @@ public struct H2Limits: Sendable, Equatable {
     /// SETTINGS and PING floods: acknowledgements queued unsent before the peer counts as
     /// misbehaving.
     public var maxQueuedAcks = 1000
+    /// Frames that carry no request and ask for no response (PRIORITY, WINDOW_UPDATE,
+    /// SETTINGS, PING, DATA without payload or END_STREAM): allowed in a burst, and regained per
+    /// second; beyond them the connection gets GOAWAY ENHANCE_YOUR_CALM. Each costs work and
+    /// none is needed often: real clients send a few per request.
+    public var overheadFrameBurst: UInt64 = 20_000
+    public var overheadFramesPerSecond: UInt64 = 10_000
     /// HPACK: the decoder table the client may use (SETTINGS_HEADER_TABLE_SIZE).
     public var headerTableBytes: UInt32 = 4096
 
     public init() {}
+}
+
+/// Why the proxy ended an HTTP/2 connection with GOAWAY: the `reason` label of
+/// `switchyard_http2_goaway_total`.
+public enum H2GoAwayReason: Int, CaseIterable, Sendable {
+    /// The proxy drains (SIGTERM): streams taken finish, no new ones start.
+    case drain
+    /// No stream in progress for `timeouts.idle_ms`.
+    case idleTimeout
+    /// The client broke the protocol (bad frames, HPACK, stream states).
+    case protocolError
+    /// Over the RST_STREAM budget (rapid reset).
+    case rapidReset
+    /// Over the budget of frames that carry no request.
+    case overheadFrames
+    /// SETTINGS or PING acknowledgements the client does not read.
+    case ackFlood
+    /// Too many CONTINUATION frames after one HEADERS.
+    case continuationFlood
+
+    public var label: String {
+        switch self {
+        case .drain: "drain"
+        case .idleTimeout: "idle_timeout"
+        case .protocolError: "protocol_error"
+        case .rapidReset: "rapid_reset"
+        case .overheadFrames: "overhead_frames"
+        case .ackFlood: "ack_flood"
+        case .continuationFlood: "continuation_flood"
+        }
+    }
 }
 
 /// A fatal error of an HTTP/2 connection: the session has queued GOAWAY (when it could) and

@@ -25,6 +25,9 @@ final class DownstreamConnection {
     var readable = false
     /// The last readiness event said the peer closed or failed.
     var peerHungUp = false
+    /// Stopped reading at `Worker.readBudget` with bytes still waiting; in the worker's list of
+    /// connections served again after the next round of events.
+    var yielded = false
     var closed = false
     var deadline: UInt64 { machine.deadline }
     /// Bytes written to the client over the connection's life.
@@ -58,6 +61,9 @@ final class UpstreamConnection {
     var machine: H1ClientMachine
     var state: H1ClientMachine.State { machine.state }
     var readable = false
+    /// Stopped reading at `Worker.readBudget` with bytes still waiting; in the worker's list of
+    /// connections served again after the next round of events.
+    var yielded = false
     var peerHungUp = false
     var closed = false
     var deadline: UInt64 = 0

@@ -1,3 +1,5 @@
+import SwitchyardHTTP2
+
 /// How an exchange ended. Set once, by `Worker.finish`.
 enum ExchangeOutcome: Equatable {
     /// The backend's response reached the client in full.
@@ -27,6 +29,8 @@ struct ExchangeCounters: Sendable {
     var bytesToBackends: UInt64 = 0
     /// Connections answered 503 for `limits.max_connections` (not exchanges: nothing was read).
     var refusedConnections: UInt64 = 0
+    /// HTTP/2 connections the proxy ended with GOAWAY, per `H2GoAwayReason.rawValue`.
+    var http2GoAways = H2GoAwayCounts(repeating: 0)
 
     var finished: UInt64 {
         var total = completed + tunnelled + clientGone
@@ -59,5 +63,13 @@ struct ExchangeCounters: Sendable {
             rejected[index] += other.rejected[index]
             truncated[index] += other.truncated[index]
         }
+        for index in http2GoAways.indices { http2GoAways[index] += other.http2GoAways[index] }
     }
+}
+
+/// One counter per `H2GoAwayReason`, inline (no allocation when counters are copied).
+typealias H2GoAwayCounts = InlineArray<7, UInt64>
+
+extension H2GoAwayCounts {
+    var total: UInt64 { indices.reduce(0) { $0 &+ self[$1] } }
 }

@@ -25,6 +25,9 @@ final class H2Connection: H2ServerSessionDelegate {
     let acceptedAt: UInt64
     var streams: [Int32: H2Stream] = [:]
     var readable = false
+    /// Stopped reading at `Worker.readBudget` with bytes still waiting; in the worker's list of
+    /// connections served again after the next round of events.
+    var yielded = false
     var peerHungUp = false
     var closed = false
     /// Closes the connection when reached (ms, monotonic; 0 = none): idle, no stream with an

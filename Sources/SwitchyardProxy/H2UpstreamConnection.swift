@@ -23,6 +23,9 @@ final class H2UpstreamConnection: H2ClientSessionDelegate {
     /// The TCP connect is under way: the session's bytes wait.
     var connecting: Bool
     var readable = false
+    /// Stopped reading at `Worker.readBudget` with bytes still waiting; in the worker's list of
+    /// connections served again after the next round of events.
+    var yielded = false
     var peerHungUp = false
     var closed = false
     /// No new calls go here (the backend sent GOAWAY, or a call could not be submitted).

@@ -1,3 +1,4 @@
+import SwitchyardHTTP2
 import SwitchyardIO
 import SwitchyardRouting
 
@@ -102,6 +103,11 @@ enum MetricsText {
         single(&out, "switchyard_upstream_retries_total", "counter", "Backend attempts after the first: the next endpoint, or a resend.", inputs.counters.retries)
         single(&out, "switchyard_connections_refused_total", "counter", "Client connections answered 503 for limits.max_connections.",
                inputs.counters.refusedConnections)
+        family(&out, "switchyard_http2_goaway_total", "counter",
+               "HTTP/2 client connections the proxy ended with GOAWAY, by reason (drain and idle timeouts included).")
+        for reason in H2GoAwayReason.allCases {
+            out += "switchyard_http2_goaway_total{reason=\"\(reason.label)\"} \(inputs.counters.http2GoAways[reason.rawValue])\n"
+        }
         family(&out, "switchyard_auth_failures_total", "counter", "Requests refused for a missing or invalid Bearer token.")
         let auth = inputs.counters.rejected[ProxyError.missingToken.rawValue] + inputs.counters.rejected[ProxyError.invalidToken.rawValue]
         out += "switchyard_auth_failures_total \(auth)\n"

@@ -40,6 +40,8 @@ extension H2Limits {
         streamWindowBytes = UInt32(config.streamWindowBytes)
         resetBurst = UInt64(config.resetBurst)
         resetsPerSecond = UInt64(config.resetsPerSecond)
+        overheadFrameBurst = UInt64(config.overheadFrameBurst)
+        overheadFramesPerSecond = UInt64(config.overheadFramesPerSecond)
         maxContinuations = config.maxContinuations
         headerTableBytes = UInt32(config.headerTableBytes)
     }

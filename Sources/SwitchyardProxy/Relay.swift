@@ -3,9 +3,9 @@ import SwitchyardIO
 /// Moving bytes between transports and buffers, the same way for every connection.
 enum Relay {
     enum FillResult {
-        /// Bytes arrived; `drained` when the read came back short, so the socket is empty
-        /// and edge-triggered epoll will report the next bytes.
-        case data(drained: Bool)
+        /// `count` bytes arrived; `drained` when the read came back short, so the socket is
+        /// empty and edge-triggered epoll will report the next bytes.
+        case data(count: Int, drained: Bool)
         case drained
         case endOfFile
     }
@@ -26,7 +26,7 @@ enum Relay {
         case .processed(let count):
             buffer.didWrite(count)
             // After a hang-up, read on until the end-of-file shows (no edge will come for it).
-            return .data(drained: count < space.count && !peerHungUp)
+            return .data(count: count, drained: count < space.count && !peerHungUp)
         }
     }
 

@@ -22,6 +22,7 @@ extension Worker {
     /// at most one answer per connection waits in `output`, and reading pauses until it left.
     func serveDownstream(_ d: DownstreamConnection) {
         defer { d.input.releaseIfEmpty() }
+        var budget = Self.readBudget
         while !d.closed {
             if d.machine.mayParse(inputEmpty: d.input.isEmpty, outputEmpty: d.output.isEmpty) {
                 if d.mayBeHTTP2 { checkPreface(d) }  // may hand the connection over (closed) or wait for more
@@ -29,8 +30,16 @@ extension Worker {
                 if !d.mayBeHTTP2, parseRequest(d) { continue }
             }
             guard d.readable, downstreamMayRead(d) else { return }  // backpressure: `readable` stays set
+            guard budget > 0 else {
+                if !d.yielded {
+                    d.yielded = true
+                    yieldTurn(.downstream(d))
+                }
+                return
+            }
             switch Relay.fill(d.input, from: d.transport, peerHungUp: d.peerHungUp) {
-            case .data(let drained):
+            case .data(let count, let drained):
+                budget -= count
                 if drained { d.readable = false }
                 processDownstreamInput(d)
             case .drained:

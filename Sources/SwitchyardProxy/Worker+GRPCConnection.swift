@@ -75,6 +75,7 @@ extension Worker {
     /// Hands the backend's bytes to the session, writes what it has to send, and reads on
     /// while the backend takes what it is sent.
     func serveCall(_ g: H2UpstreamConnection) {
+        var budget = Self.readBudget
         while !g.closed && !g.connecting {
             if !g.input.isEmpty {
                 do {
@@ -88,8 +89,16 @@ extension Worker {
             }
             flushCall(g)
             guard !g.closed, g.readable, g.output.isEmpty else { break }
+            guard budget > 0 else {
+                if !g.yielded {
+                    g.yielded = true
+                    yieldTurn(.call(g))
+                }
+                break
+            }
             switch Relay.fill(g.input, from: g.transport, peerHungUp: g.peerHungUp) {
-            case .data(let drained):
+            case .data(let count, let drained):
+                budget -= count
                 if drained { g.readable = false }
             case .drained:
                 g.readable = false

@@ -40,7 +40,7 @@ extension Worker {
         d.closed = true  // handed over: the socket is the HTTP/2 connection's now
         table.replace(d.token, with: .h2(c))
         c.deadline = now + settings.serverTimeouts.idleMs
-        if draining { goAway(c) }
+        if draining { goAway(c, .drain) }
         serveHTTP2(c)
     }
 
@@ -53,6 +53,7 @@ extension Worker {
     /// The connection's one loop: hands read bytes to the session, writes what it has to
     /// send, and reads on while the client takes what it is sent.
     func serveHTTP2(_ c: H2Connection) {
+        var budget = Self.readBudget
         while !c.closed {
             if !c.input.isEmpty {
                 do {
@@ -69,8 +70,16 @@ extension Worker {
             flushHTTP2(c)
             // Backpressure: a client that does not read what it is sent is not read from.
             guard !c.closed, c.readable, c.output.isEmpty else { break }
+            guard budget > 0 else {
+                if !c.yielded {
+                    c.yielded = true
+                    yieldTurn(.h2(c))
+                }
+                break
+            }
             switch Relay.fill(c.input, from: c.transport, peerHungUp: c.peerHungUp) {
-            case .data(let drained):
+            case .data(let count, let drained):
+                budget -= count
                 if drained { c.readable = false }
             case .drained:
                 c.readable = false
@@ -122,22 +131,23 @@ extension Worker {
         scheduledHTTP2.append(c)
     }
 
-    /// Drain: GOAWAY with the last stream taken; those streams finish, no new ones start.
-    func goAway(_ c: H2Connection) {
+    /// Drain or idle: GOAWAY with the last stream taken; those streams finish, no new ones start.
+    func goAway(_ c: H2Connection, _ reason: H2GoAwayReason) {
         guard !c.goingAway else { return }
         c.goingAway = true
-        c.session.goAway()
+        c.session.goAway(reason)
         serveHTTP2(c)
     }
 
     func h2TimedOut(_ c: H2Connection) {
-        goAway(c)
+        goAway(c, .idleTimeout)
         closeHTTP2(c)
     }
 
     func closeHTTP2(_ c: H2Connection) {
         guard !c.closed else { return }
         c.closed = true
+        if let reason = c.session.goAwayReason { counters.http2GoAways[reason.rawValue] += 1 }
         for s in c.streams.values {
             if let x = s.exchange { perform(x, x.machine.clientGone()) }
             h2Streams.release(s)

@@ -297,13 +297,22 @@ extension Worker {
 
     func readUpstream(_ u: UpstreamConnection) {
         defer { u.input.releaseIfEmpty() }
+        var budget = Self.readBudget
         while u.readable && !u.closed {
             guard u.machine.mayRead(
                 inputBytes: u.input.readableCount, buffered: u.responseBody.buffered,
                 bodyComplete: u.responseBody.complete,
                 highWaterMark: u.exchange?.responseOutput == .data ? Self.streamHighWaterMark : Self.highWaterMark) else { return }
+            guard budget > 0 else {
+                if !u.yielded {
+                    u.yielded = true
+                    yieldTurn(.upstream(u))
+                }
+                return
+            }
             switch Relay.fill(u.input, from: u.transport, peerHungUp: u.peerHungUp) {
-            case .data(let drained):
+            case .data(let count, let drained):
+                budget -= count
                 if drained { u.readable = false }
                 processUpstreamInput(u)
             case .drained:

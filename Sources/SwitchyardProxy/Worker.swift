@@ -100,6 +100,10 @@ final class Worker: @unchecked Sendable {
     var scheduledHTTP2: [H2Connection] = []
     /// Connections to gRPC backends to serve then.
     var scheduledCalls: [H2UpstreamConnection] = []
+    /// Connections that used their turn's `readBudget` with bytes still waiting, served again
+    /// after the next round of events (`yieldedTurn` is the round being served).
+    private var yielded: [Registration] = []
+    private var yieldedTurn: [Registration] = []
     /// Calls whose deadline passed, found on a tick.
     private var expiredCalls: [Exchange] = []
     /// This worker's side of the access log; nil when it is off.
@@ -119,6 +123,12 @@ final class Worker: @unchecked Sendable {
     /// The same for a backend response to an HTTP/2 stream: a connection carries up to
     /// `http2.max_concurrent_streams` of them, and its client's windows pace them all.
     static let streamHighWaterMark = 64 * 1024
+    /// Bytes one connection may read in one turn. A connection with more waiting yields: the
+    /// other connections' events are handled before its next turn, so a client that floods
+    /// frames or pipelined requests shares the worker instead of holding it (nginx and HAProxy
+    /// bound the work per event the same way). 64 KiB is four reads, about 7,000 nine-byte
+    /// HTTP/2 frames.
+    static let readBudget = 64 * 1024
 
     init(
         id: Int, settings: ProxySettings, listenerFDs: [Int32], publication: Publication,
@@ -167,7 +177,8 @@ final class Worker: @unchecked Sendable {
         while !stopped {
             let count: Int
             do {
-                count = try selector.wait(timeoutMs: -1)
+                // Connections that yielded are served again after the events already waiting.
+                count = try selector.wait(timeoutMs: yielded.isEmpty ? -1 : 0)
             } catch {
                 preconditionFailure("epoll_wait failed: \(error)")
             }
@@ -177,12 +188,47 @@ final class Worker: @unchecked Sendable {
                 let (token, readiness) = selector.event(at: index)
                 dispatch(token, readiness)
             }
+            if !yielded.isEmpty { serveYielded() }
             if !scheduledHTTP2.isEmpty || !scheduledCalls.isEmpty { serveScheduled() }
             if draining && downstreamCount == 0 { stopped = true }
         }
         closeEverything()
         accessLog?.flush(final: true)
         controlMailbox.post(.workerFinished(id))
+    }
+
+    /// Puts a connection that stopped at `readBudget` in the next round; it stays `readable`.
+    func yieldTurn(_ registration: Registration) {
+        yielded.append(registration)
+    }
+
+    /// One more turn for each connection that yielded in the last round. One that uses this
+    /// turn's budget too goes into the next round.
+    private func serveYielded() {
+        swap(&yielded, &yieldedTurn)
+        for registration in yieldedTurn {
+            switch registration {
+            case .downstream(let d):
+                d.yielded = false
+                if !d.closed { serveDownstream(d) }
+            case .h2(let c):
+                c.yielded = false
+                if !c.closed { serveHTTP2(c) }
+            case .upstream(let u):
+                u.yielded = false
+                if !u.closed {
+                    let client = u.exchange?.client
+                    readUpstream(u)
+                    if let client { serveClient(client) }
+                }
+            case .call(let g):
+                g.yielded = false
+                if !g.closed { serveCall(g) }
+            case .listener, .mailbox, .tick:
+                break
+            }
+        }
+        yieldedTurn.removeAll(keepingCapacity: true)
     }
 
     private func dispatch(_ token: UInt64, _ readiness: Readiness) {
@@ -360,7 +406,7 @@ final class Worker: @unchecked Sendable {
     /// changed: an idle worker copies nothing.
     private func publishCounters() {
         publishedConnections.store(downstreamCount, ordering: .relaxed)
-        let activity = counters.finished &+ counters.refusedConnections
+        let activity = counters.finished &+ counters.refusedConnections &+ counters.http2GoAways.total
         guard activity != publishedActivity || statCells.count != publishedCells else { return }
         publishedActivity = activity
         publishedCells = statCells.count
@@ -427,7 +473,7 @@ final class Worker: @unchecked Sendable {
             }
         }
         for connection in idle { closeDownstream(connection) }
-        for connection in multiplexed { goAway(connection) }
+        for connection in multiplexed { goAway(connection, .drain) }
     }
 
     private func closeEverything() {

@@ -51,6 +51,11 @@ public struct ServerConfig: Sendable, Equatable {
         /// Defaults 200 and 33.
         public var resetBurst = 200
         public var resetsPerSecond = 33
+        /// Frames that carry no request (PRIORITY, WINDOW_UPDATE, SETTINGS, PING, empty DATA) a
+        /// client may send in a burst, and regains per second, before the connection is closed
+        /// with ENHANCE_YOUR_CALM. Defaults 20000 and 10000.
+        public var overheadFrameBurst = 20_000
+        public var overheadFramesPerSecond = 10_000
         /// CONTINUATION frames allowed after one HEADERS frame (CVE-2024-27316). Default 8.
         public var maxContinuations = 8
         /// HPACK decoder table the client may use. Default 4096.
@@ -247,6 +252,8 @@ public struct ServerConfig: Sendable, Equatable {
         http2.streamWindowBytes = try reader.integer("stream_window_bytes", in: 1024...Int(Int32.max)) ?? http2.streamWindowBytes
         http2.resetBurst = try reader.integer("reset_burst", in: 1...1_000_000) ?? http2.resetBurst
         http2.resetsPerSecond = try reader.integer("resets_per_second", in: 1...1_000_000) ?? http2.resetsPerSecond
+        http2.overheadFrameBurst = try reader.integer("overhead_frame_burst", in: 1...10_000_000) ?? http2.overheadFrameBurst
+        http2.overheadFramesPerSecond = try reader.integer("overhead_frames_per_second", in: 1...10_000_000) ?? http2.overheadFramesPerSecond
         http2.maxContinuations = try reader.integer("max_continuations", in: 0...1000) ?? http2.maxContinuations
         http2.headerTableBytes = try reader.integer("header_table_bytes", in: 0...(1 << 20)) ?? http2.headerTableBytes
         return http2

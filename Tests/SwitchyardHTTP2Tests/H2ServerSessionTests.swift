@@ -237,7 +237,7 @@ final class RecordingConnection: H2ServerSessionDelegate {
         let client = H2TestClient()
         let stream = client.request(path: "/slow")
         client.exchange(with: server.session)
-        server.session.goAway()
+        server.session.goAway(.drain)
         client.exchange(with: server.session)
         #expect(client.goAwayCode == 0)
         server.outgoing[stream] = (Array("done".utf8), true)

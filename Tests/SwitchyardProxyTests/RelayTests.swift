@@ -9,14 +9,14 @@ import Testing
         let buffer = ByteBuffer(capacity: 8192)
         let peer = FakeTransport()
         peer.incoming = [Array("hello".utf8)]
-        guard case .data(let drained) = Relay.fill(buffer, from: peer, peerHungUp: false) else {
+        guard case .data(let count, let drained) = Relay.fill(buffer, from: peer, peerHungUp: false) else {
             Issue.record("bytes were there")
             return
         }
-        #expect(drained)
+        #expect(drained && count == 5)
         #expect(String(decoding: buffer.readableBytes, as: UTF8.self) == "hello")
         peer.incoming = [Array("more".utf8)]
-        guard case .data(let afterHangUp) = Relay.fill(buffer, from: peer, peerHungUp: true) else {
+        guard case .data(_, let afterHangUp) = Relay.fill(buffer, from: peer, peerHungUp: true) else {
             Issue.record("bytes were there")
             return
         }
