@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/rand.h>
+#include <openssl/pem.h>
 #include <string.h>
 
 /* OpenSSL's settings are macros with arguments, which Swift does not import; these are the
@@ -50,6 +51,68 @@ static inline void sy_tls_set_alpn(SSL_CTX *ctx, const unsigned char *protocols)
 static inline void sy_tls_set_servername_callback(SSL_CTX *ctx, int (*callback)(SSL *, int *, void *), void *arg) {
     SSL_CTX_set_tlsext_servername_callback(ctx, callback);
     SSL_CTX_set_tlsext_servername_arg(ctx, arg);
+}
+
+/* PEM from memory: the proxy reads every file itself (regular files only, non-blocking), so
+   OpenSSL is never handed a path it would open (a FIFO there would block the thread). */
+
+/* The private key in `pem` for the context. Returns 1 on success. */
+static inline int sy_tls_use_key_pem(SSL_CTX *ctx, const void *pem, int length) {
+    BIO *bio = BIO_new_mem_buf(pem, length);
+    if (bio == NULL) return 0;
+    EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (key == NULL) return 0;
+    int ok = SSL_CTX_use_PrivateKey(ctx, key);
+    EVP_PKEY_free(key);
+    return ok;
+}
+
+/* The certificate in `pem` and the chain after it, as SSL_CTX_use_certificate_chain_file
+   reads a file. Returns 1 on success. */
+static inline int sy_tls_use_chain_pem(SSL_CTX *ctx, const void *pem, int length) {
+    BIO *bio = BIO_new_mem_buf(pem, length);
+    if (bio == NULL) return 0;
+    X509 *leaf = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
+    int ok = leaf != NULL && SSL_CTX_use_certificate(ctx, leaf) == 1 && SSL_CTX_clear_chain_certs(ctx) == 1;
+    X509_free(leaf);
+    X509 *next;
+    while (ok && (next = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (SSL_CTX_add0_chain_cert(ctx, next) != 1) {
+            X509_free(next);
+            ok = 0;
+        }
+    }
+    if (ok) {
+        /* The end of the PEM data is how the loop stops, not an error. */
+        unsigned long last = ERR_peek_last_error();
+        if (ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE) ERR_clear_error();
+    }
+    BIO_free(bio);
+    return ok;
+}
+
+/* The CA certificates in `pem` as the context's trust anchors. Returns how many were added. */
+static inline int sy_tls_add_cas_pem(SSL_CTX *ctx, const void *pem, int length) {
+    BIO *bio = BIO_new_mem_buf(pem, length);
+    if (bio == NULL) return 0;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    int count = 0;
+    X509 *ca;
+    while ((ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (X509_STORE_add_cert(store, ca) == 1) count++;
+        X509_free(ca);
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    return count;
+}
+
+/* Seconds until the certificate becomes valid (0 or less once it is). */
+static inline long long sy_tls_seconds_until_valid(X509 *cert) {
+    int days = 0, seconds = 0;
+    if (ASN1_TIME_diff(&days, &seconds, NULL, X509_get0_notBefore(cert)) != 1) return 1;
+    return (long long)days * 86400 + seconds;
 }
 
 /* Seconds until the certificate expires (negative once expired). */

@@ -25,9 +25,17 @@ public enum FileIO {
     }
 
     /// Opens a log file for appending, creating it (mode 0640) if needed. Blocking writes: for
-    /// a writer thread of its own, never a worker.
+    /// a writer thread of its own, never a worker. The open itself never blocks (a FIFO
+    /// without a reader fails with ENXIO instead of stalling the caller, the control thread).
     public static func openForAppending(_ path: String) throws(SystemError) -> Int32 {
-        Int32(try Syscall.call("open \(path)") { Int(open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)) })
+        let fd = Int32(try Syscall.call("open \(path)") { Int(open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0o640)) })
+        let flags = fcntl(fd, F_GETFL)
+        if flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 {
+            let error = errno
+            Syscall.close(fd)
+            throw SystemError("fcntl \(path)", errno: error)
+        }
+        return fd
     }
 
     /// Writes every byte, waiting as long as the destination needs (a pipe may be full).

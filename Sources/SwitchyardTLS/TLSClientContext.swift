@@ -1,5 +1,6 @@
 import COpenSSL
 import Glibc
+import SwitchyardIO
 
 /// How Switchyard connects to backends that speak TLS: one OpenSSL client context per distinct
 /// setting (CA file, verification), shared by every worker (`SSL_new` on a configured context
@@ -25,7 +26,14 @@ public final class TLSClientContext: @unchecked Sendable {
         if verify {
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
             if let caFile {
-                guard SSL_CTX_load_verify_locations(context, caFile, nil) == 1 else {
+                let pem: [UInt8]
+                do {
+                    pem = try FileIO.readAll(caFile)
+                } catch {
+                    SSL_CTX_free(context)
+                    throw TLSError("\(error)")
+                }
+                guard pem.withUnsafeBytes({ sy_tls_add_cas_pem(context, $0.baseAddress, Int32($0.count)) }) > 0 else {
                     throw fail("\(caFile): not a readable PEM file of CA certificates")
                 }
             } else {

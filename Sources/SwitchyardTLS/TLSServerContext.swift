@@ -101,12 +101,22 @@ public final class TLSServerContext: @unchecked Sendable {
         }
         guard sy_tls_configure_server(context, minimumTLS13 ? 1 : 0) == 0,
               SSL_CTX_set_tlsext_ticket_key_evp_cb(context, ticketKeyCallback) == 1 else { throw fail("cannot apply the TLS settings") }
+        // Read here, regular files only and without blocking; OpenSSL gets the bytes.
+        let key: [UInt8]
+        let chain: [UInt8]
+        do {
+            key = try FileIO.readAll(certificate.keyFile)
+            chain = try FileIO.readAll(certificate.certFile)
+        } catch {
+            SSL_CTX_free(context)
+            throw TLSError("\(error)")
+        }
         // The key first: set after the certificate, a key that does not match would be refused
         // as "unreadable"; this way the check below names the real problem.
-        guard SSL_CTX_use_PrivateKey_file(context, certificate.keyFile, SSL_FILETYPE_PEM) == 1 else {
+        guard key.withUnsafeBytes({ sy_tls_use_key_pem(context, $0.baseAddress, Int32($0.count)) }) == 1 else {
             throw fail("\(certificate.keyFile): not a readable PEM private key")
         }
-        guard SSL_CTX_use_certificate_chain_file(context, certificate.certFile) == 1 else {
+        guard chain.withUnsafeBytes({ sy_tls_use_chain_pem(context, $0.baseAddress, Int32($0.count)) }) == 1 else {
             throw fail("\(certificate.certFile): not a readable PEM certificate chain")
         }
         guard SSL_CTX_check_private_key(context) == 1 else {
@@ -117,6 +127,11 @@ public final class TLSServerContext: @unchecked Sendable {
         guard secondsLeft > 0 else {
             SSL_CTX_free(context)
             throw TLSError("\(certificate.certFile): the certificate has expired")
+        }
+        let secondsUntilValid = Int64(sy_tls_seconds_until_valid(x509))
+        guard secondsUntilValid <= 0 else {
+            SSL_CTX_free(context)
+            throw TLSError("\(certificate.certFile): the certificate is not valid yet (for another \(secondsUntilValid) s); check its notBefore date and this machine's clock")
         }
         var subject = [CChar](repeating: 0, count: 256)
         X509_NAME_oneline(X509_get_subject_name(x509), &subject, Int32(subject.count))

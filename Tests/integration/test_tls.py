@@ -23,8 +23,14 @@ def make_certificate(directory, name, names, days=2):
 
 
 def make_expired_certificate(directory, name, host):
-    """A certificate for `host` that expired yesterday (the openssl CLI cannot date one in the
-    past, so the `cryptography` package, which sslyze brings, makes it): (cert, key)."""
+    """A certificate for `host` that expired yesterday: (cert, key)."""
+    return make_dated_certificate(directory, name, host, from_days=-3, to_days=-1)
+
+
+def make_dated_certificate(directory, name, host, from_days, to_days):
+    """A certificate for `host` valid from `from_days` to `to_days` days from now (the openssl
+    CLI cannot date one in the past, so the `cryptography` package, which sslyze brings, makes
+    it): (cert, key)."""
     import datetime
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -34,8 +40,8 @@ def make_expired_certificate(directory, name, host):
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=3))
-                   .not_valid_after(now - datetime.timedelta(days=1))
+                   .serial_number(x509.random_serial_number()).not_valid_before(now + datetime.timedelta(days=from_days))
+                   .not_valid_after(now + datetime.timedelta(days=to_days))
                    .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
                    .sign(key, hashes.SHA256()))
     cert, key_file = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
@@ -351,3 +357,49 @@ def test_sslyze_finds_no_weak_protocol_cipher_or_renegotiation(recorder, proxy, 
     assert renegotiation["is_vulnerable_to_client_renegotiation_dos"] is False
     assert result["tls_compression"]["result"]["supports_compression"] is False
     assert result["heartbleed"]["result"]["is_vulnerable_to_heartbleed"] is False
+
+
+def test_a_certificate_not_valid_yet_is_kept_out_on_reload(recorder, proxy, tmp_path):
+    backend = recorder("v1")
+    extra, _, _ = tls_listener(str(tmp_path))
+    server = proxy([("v1", 100, [backend.address])], extra=extra)
+    port = tls_port(server)
+    before = serial_of(port)
+    (tmp_path / "future").mkdir()
+    cert, key = make_dated_certificate(str(tmp_path / "future"), "a", "a.test", from_days=2, to_days=30)
+    os.rename(key, tmp_path / "a.key")
+    os.rename(cert, tmp_path / "a.pem")
+    deadline = time.time() + 5
+    while "not valid yet" not in (server.status()["tls"][0]["error"] or "") and time.time() < deadline:
+        time.sleep(0.1)
+    assert "a.pem: the certificate is not valid yet" in server.status()["tls"][0]["error"]
+    assert serial_of(port) == before, "the certificate in use stays"
+
+
+def test_a_fifo_renamed_over_the_key_or_the_certificate_wedges_nothing(recorder, proxy, tmp_path):
+    """OpenSSL never opens a path: the proxy reads the files (regular files only, non-blocking)."""
+    import signal
+    backend = recorder("v1")
+    extra, _, _ = tls_listener(str(tmp_path))
+    server = proxy([("v1", 100, [backend.address])], extra=extra)
+    port = tls_port(server)
+    before = serial_of(port)
+    for name in ("a.key", "a.pem"):
+        kept = (tmp_path / name).read_bytes()
+        fifo = tmp_path / f"{name}.fifo"
+        os.mkfifo(fifo)
+        os.rename(fifo, tmp_path / name)
+        deadline = time.time() + 5
+        while "not a regular file" not in (server.status()["tls"][0]["error"] or ""):
+            assert time.time() < deadline, server.status()["tls"][0]
+            time.sleep(0.1)
+        assert name in server.status()["tls"][0]["error"]
+        assert serial_of(port) == before, "handshakes go on with the certificate in use"
+        (tmp_path / f"{name}.tmp").write_bytes(kept)
+        os.rename(tmp_path / f"{name}.tmp", tmp_path / name)
+        deadline = time.time() + 5
+        while server.status()["tls"][0]["error"] is not None:
+            assert time.time() < deadline, server.status()["tls"][0]
+            time.sleep(0.1)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=10) == 0
