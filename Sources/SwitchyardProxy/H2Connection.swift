@@ -43,6 +43,9 @@ final class H2Connection: H2ServerSessionDelegate {
     /// Backend connections whose reading paused for lack of room and may go on now that a
     /// stream passed bytes on to the session.
     var paused: [UpstreamConnection] = []
+    /// Streams whose response head waits in `H2Stream.pendingHead`, submitted to the session
+    /// just before it next writes.
+    var pendingHeads: [H2Stream] = []
 
     init(transport: PeerTransport, session: H2ServerSession, worker: Worker, clientAddress: [UInt8], acceptedAt: UInt64, buffers: BufferPools) {
         self.transport = transport
@@ -104,6 +107,11 @@ final class H2Stream {
     let output: ByteBuffer
     /// Response trailer fields waiting for the end of the body, as HTTP/1.1 trailer lines.
     let trailers: ByteBuffer
+    /// The backend's response head, as `name: value` lines, until the connection next writes:
+    /// a failure before then (a malformed body in the same read) still gets a proxy-made 502.
+    let pendingHead: ByteBuffer
+    /// Its status; 0 when no head waits.
+    var pendingStatus = 0
     /// The response head went to the session: a failure from now on resets the stream.
     var responding = false
     /// The response has no body (HEAD, 204, 304): its head is all of it.
@@ -117,6 +125,14 @@ final class H2Stream {
         self.requestInput = ByteBuffer(pool: buffers.input)
         self.output = ByteBuffer(pool: buffers.output)
         self.trailers = ByteBuffer(pool: buffers.output)
+        self.pendingHead = ByteBuffer(pool: buffers.output)
+    }
+
+    /// A proxy-made answer takes the place of the backend's head (or the stream is gone).
+    func dropPendingHead() {
+        pendingHead.clear()
+        pendingHead.releaseIfEmpty()
+        pendingStatus = 0
     }
 
     /// Makes a recycled object the stream `id` of `connection`.
@@ -134,6 +150,7 @@ final class H2Stream {
         output.releaseIfEmpty()
         trailers.clear()
         trailers.releaseIfEmpty()
+        dropPendingHead()
         unconsumed = 0
         chunkedUpload = false
         requestEnded = false

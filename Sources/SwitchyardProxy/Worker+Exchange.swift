@@ -27,7 +27,7 @@ extension Worker {
     func clientBytesQueued(_ x: Exchange) -> Int {
         switch x.client {
         case .h1(let d): d.bytesSent + d.output.readableCount
-        case .h2(let s): s.responding ? s.bytesSent + 1 : 0
+        case .h2(let s): s.responding || s.pendingStatus != 0 ? s.bytesSent + 1 : 0
         case .detached: 0
         }
     }

@@ -24,6 +24,7 @@ extension Worker {
         if method == .connect {
             return perform(x, x.machine.reject(.methodNotAllowed), message: "CONNECT is not supported by this proxy")
         }
+        if let (error, message) = checkLimits(head, method: method) { return perform(x, x.machine.reject(error), message: message) }
         let (authorization, pinned, problem) = Self.routingFields(head)
         if let problem { return perform(x, x.machine.reject(.malformedRequest), message: problem) }
         if let (error, message) = route(x, authorization: authorization, pinned: pinned) {
@@ -61,6 +62,26 @@ extension Worker {
         }
         if x.machine.mayResend { x.resendHead.append(x.forwardedHead.readableBytes) }
         perform(x, flushToUpstream(x, u))
+    }
+
+    /// HTTP/1.1's rules for what becomes the backend's request line and head, whatever
+    /// `:scheme` says (nghttp2 checks `:path` only for http and https): origin-form, or `*` for
+    /// OPTIONS, in visible ASCII, within `limits.max_uri_bytes`; at most `limits.max_headers`
+    /// fields.
+    private func checkLimits(_ head: H2RequestView, method: RequestMethod) -> (ProxyError, String)? {
+        let path = head.path
+        if path.count > settings.headLimits.maxURIBytes {
+            return (.uriTooLong, ":path is longer than limits.max_uri_bytes (\(settings.headLimits.maxURIBytes))")
+        }
+        guard path.allSatisfy({ $0 > 0x20 && $0 < 0x7F }),
+              path.first == UInt8(ascii: "/") || (path.count == 1 && path[0] == UInt8(ascii: "*") && method == .options)
+        else {
+            return (.malformedRequest, ":path must be a path starting with / in visible ASCII (or * for OPTIONS)")
+        }
+        if head.fieldCount > settings.headLimits.maxHeaders {
+            return (.tooManyHeaders, "the request has more than limits.max_headers (\(settings.headLimits.maxHeaders)) fields")
+        }
+        return nil
     }
 
     /// The fields that route, by HTTP/1.1's rules: one Authorization; the pinned version given
@@ -158,17 +179,19 @@ extension Worker {
         writeForwardedTail(x, client: s.connection.clientAddress, tls: s.connection.transport.isTLS, host: host, into: out)
     }
 
-    /// Submits the backend's response head on the stream: status, end-to-end fields with
-    /// lowercase names, the version that served it. Built in the session's reused storage.
+    /// Queues the backend's response head for the stream: status, end-to-end fields, the
+    /// version that served it. It goes to the session when the connection next writes
+    /// (`submitPendingHeads`): until then a failure can still answer 502 in its place, as for an
+    /// HTTP/1.1 client whose head has not left.
     func writeResponseHead(_ s: H2Stream, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
         let head = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<headLength])
         let response = u.machine.response
-        let session = s.connection.session
-        session.beginResponse(status: response.status)
+        let lines = s.pendingHead
         var sawRequestID = false
         for field in response.fields {
             switch field.kind {
-            case .connection, .keepAlive, .proxyConnection, .te, .proxyAuthorization, .anyscaleVersion, .transferEncoding, .upgrade:
+            case .connection, .keepAlive, .proxyConnection, .te, .proxyAuthorization, .anyscaleVersion, .transferEncoding, .upgrade,
+                 .host:
                 continue
             case .requestID:
                 sawRequestID = true
@@ -177,15 +200,44 @@ extension Worker {
             default:
                 break
             }
-            session.responseField(name: field.name.bytes(in: head), value: field.value.bytes(in: head), lowercase: true)
+            lines.append(field.name.bytes(in: head))
+            lines.append(": " as StaticString)
+            lines.append(field.value.bytes(in: head))
+            lines.append("\r\n" as StaticString)
         }
-        addRoutingFields(x, session, sawRequestID: sawRequestID)
-        s.responding = true
+        if let routes = x.routes {
+            lines.append("x-anyscale-version: " as StaticString)
+            lines.append(routes.versionNames[x.versionIndex])
+            lines.append("\r\n" as StaticString)
+        }
+        if x.generatedRequestID && !sawRequestID {
+            lines.append("x-request-id: " as StaticString)
+            x.requestID.withHex { lines.append($0) }
+            lines.append("\r\n" as StaticString)
+        }
+        s.pendingStatus = response.status
         s.bodiless = response.framing == .none
-        do {
-            try session.submitResponse(stream: s.id, hasBody: !s.bodiless)
-        } catch {
-            resetStream(s)
+        s.connection.pendingHeads.append(s)
+        scheduleHTTP2(s.connection)
+    }
+
+    /// Hands the queued response heads to the session, just before it writes: from now on a
+    /// failure can only reset the stream. The exchange then goes on as the head allows (a
+    /// bodiless response is complete; body bytes already decoded are pulled).
+    func submitPendingHeads(_ c: H2Connection) {
+        while let s = c.pendingHeads.popLast() {
+            guard s.pendingStatus != 0, c.streams[s.id] === s else { continue }
+            c.session.beginResponse(status: s.pendingStatus)
+            Self.forEachFieldLine(s.pendingHead.readableBytes) { name, value in c.session.responseField(name: name, value: value, lowercase: true) }
+            s.dropPendingHead()
+            s.responding = true
+            do {
+                try c.session.submitResponse(stream: s.id, hasBody: !s.bodiless)
+            } catch {
+                resetStream(s)
+                continue
+            }
+            if let x = s.exchange { flushToStream(s, x) }
         }
     }
 
@@ -203,15 +255,16 @@ extension Worker {
     private static let versionField: StaticString = "x-anyscale-version"
     private static let requestIDField: StaticString = "x-request-id"
 
-    /// Request trailer fields that may go on to an HTTP/1.1 backend (RFC 9110 §6.5.1: none
-    /// that frames, routes or authenticates).
+    /// Trailer fields that may go on (RFC 9110 §6.5.1: none that frames, routes, authenticates
+    /// or identifies the request, none that would only be read in a head: cookies, Forwarded).
     static func mayForwardTrailer(_ field: H2Field) -> Bool {
         field.name.withUnsafeBytes { mayForwardTrailer(name: $0) }
     }
 
     static func mayForwardTrailer(name: UnsafeRawBufferPointer) -> Bool {
         switch KnownHeader.classify(name) {
-        case .other, .requestID: return true
+        case .other: return !ASCII.equalsLowercased(name, "cookie") && !ASCII.equalsLowercased(name, "forwarded")
+            && !ASCII.equalsLowercased(name, "set-cookie")
         default: return false
         }
     }
@@ -221,20 +274,27 @@ extension Worker {
     /// lowercased; false when none may go on.
     static func addTrailerFields(_ section: UnsafeRawBufferPointer, to session: H2ServerSession) -> Bool {
         var added = false
+        forEachFieldLine(section) { name, value in
+            guard mayForwardTrailer(name: name) else { return }
+            session.trailerField(name: name, value: value, lowercase: true)
+            added = true
+        }
+        return added
+    }
+
+    /// Each `name: value` line of a section written by the proxy or validated by the parser
+    /// (CRLF-ended, up to an empty line or the end), its value without surrounding whitespace.
+    static func forEachFieldLine(_ section: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
         var start = 0
         while let end = section[start...].firstIndex(of: ASCII.cr), end > start {
             let line = UnsafeRawBufferPointer(rebasing: section[start..<end])
             start = end + 2
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let name = UnsafeRawBufferPointer(rebasing: line[0..<colon])
             var from = colon + 1, to = line.count
             while from < to, line[from] == ASCII.space || line[from] == ASCII.tab { from += 1 }
             while to > from, line[to - 1] == ASCII.space || line[to - 1] == ASCII.tab { to -= 1 }
-            guard mayForwardTrailer(name: name) else { continue }
-            session.trailerField(name: name, value: UnsafeRawBufferPointer(rebasing: line[from..<to]), lowercase: true)
-            added = true
+            body(UnsafeRawBufferPointer(rebasing: line[0..<colon]), UnsafeRawBufferPointer(rebasing: line[from..<to]))
         }
-        return added
     }
 }
 

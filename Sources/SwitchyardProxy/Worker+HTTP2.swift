@@ -99,6 +99,7 @@ extension Worker {
     /// between: their bytes become DATA frames.
     private func flushHTTP2(_ c: H2Connection) {
         while !c.closed {
+            if !c.pendingHeads.isEmpty { submitPendingHeads(c) }
             do {
                 while c.output.readableCount < Self.writeBatch, let bytes = try c.session.send() {
                     c.output.append(bytes)  // copied: the session reuses its buffer
@@ -154,6 +155,7 @@ extension Worker {
         }
         c.streams.removeAll()
         c.paused.removeAll()
+        c.pendingHeads.removeAll()
         table.remove(c.token)
         c.transport.close()
         downstreamCount -= 1
@@ -294,6 +296,7 @@ extension Worker {
             finish(x, .rejected(error))
             return responseEnded(s)
         }
+        s.dropPendingHead()
         let body = ErrorRenderer.body(error, message: message)
         s.output.append(body)
         let fields = ErrorRenderer.http2Fields(error, bodyLength: body.utf8.count, version: version, requestID: requestID)

@@ -161,7 +161,7 @@ class RecordingBackend:
                     backend.disconnects.set()
                     self.close_connection = True
 
-            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = handle_one
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = do_OPTIONS = handle_one
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
