@@ -30,6 +30,8 @@ struct EndpointSet: Equatable {
         }
     }
 
+    var count: Int { words.0.nonzeroBitCount + words.1.nonzeroBitCount + words.2.nonzeroBitCount + words.3.nonzeroBitCount }
+
     static func == (lhs: EndpointSet, rhs: EndpointSet) -> Bool {
         lhs.words == rhs.words
     }

@@ -47,6 +47,8 @@ final class Exchange {
     var versionIndex = 0
     /// Endpoints of the version already tried.
     var triedEndpoints = EndpointSet()
+    /// One of them was ejected (or avoided for its health): no other ejected one is tried.
+    var triedEjected = false
     /// Whether the request moved to another version after finding no reachable endpoint in
     /// the first (`retry_other_version`; once per request).
     var rerouted = false
@@ -137,6 +139,7 @@ final class Exchange {
         routes = nil
         versionIndex = 0
         triedEndpoints = EndpointSet()
+        triedEjected = false
         rerouted = false
         endpoint = nil
         retries = 0

@@ -11,6 +11,8 @@ struct ProxySettings: Sendable {
     let headLimits: HeadLimits
     let maxConnectionsPerWorker: Int
     let forwardAuthorization: Bool
+    /// Endpoints one request may try (`limits.max_connect_attempts`).
+    let maxConnectAttempts: Int
     /// How long an idle backend connection is kept. Below the 5 s keep-alive timeout of
     /// uvicorn (Ray Serve's HTTP server), so the backend rarely closes one under our feet.
     let upstreamIdleMs: Int
@@ -27,6 +29,7 @@ struct ProxySettings: Sendable {
             maxURIBytes: config.limits.maxURIBytes)
         maxConnectionsPerWorker = max(1, maxConnections / max(1, workers))
         forwardAuthorization = config.auth.forwardAuthorization
+        maxConnectAttempts = config.limits.maxConnectAttempts
         upstreamIdleMs = min(config.timeouts.upstreamIdleMs, config.timeouts.idleMs)
         http2 = config.http2.enabled ? H2Limits(config.http2) : nil
     }

@@ -96,7 +96,7 @@ final class WorkerRoutes {
     /// endpoints for a gRPC call); ties go round robin. Ejected endpoints (see `Ejection`) and
     /// those failing their health checks are picked only when no other one is left; draining
     /// ones never.
-    func pickPool(version: Int, excluding tried: EndpointSet, now: UInt64, grpc: Bool = false) -> (index: Int, pool: UpstreamPool)? {
+    func pickPool(version: Int, excluding tried: EndpointSet, now: UInt64, grpc: Bool = false) -> (index: Int, pool: UpstreamPool, ejected: Bool)? {
         let candidates = grpc ? grpcPools[version] : pools[version]
         let start = grpc ? grpcCursors[version] : cursors[version]
         let avoided = grpc ? grpcAvoided[version] : self.avoided[version], draining = grpc ? grpcDraining[version] : self.draining[version]
@@ -118,7 +118,7 @@ final class WorkerRoutes {
         } else {
             cursors[version] = (picked.index + 1) % candidates.count
         }
-        return picked
+        return (picked.index, picked.pool, best == nil)
     }
 }
 

@@ -21,11 +21,7 @@ extension Worker {
     /// tried; the exchange machine's `noEndpointLeft` when none is left.
     func callNext(_ x: Exchange) -> ExchangeMachine.Action? {
         if let g = x.call { releaseCall(x, g) }
-        guard let routes = x.routes else { return x.machine.noEndpointLeft() }
-        while let (index, pool) = routes.pickPool(version: x.versionIndex, excluding: x.triedEndpoints, now: now, grpc: true) {
-            if x.endpoint != nil { x.retries += 1 }
-            x.triedEndpoints.insert(index)
-            x.endpoint = pool
+        while let pool = nextEndpoint(x, grpc: true) {
             if let g = callConnection(pool), attachCall(x, g) { return nil }
         }
         return x.machine.noEndpointLeft()

@@ -6,12 +6,8 @@ extension Worker {
     /// Takes an idle pooled connection or starts a new one to the least loaded endpoint of the
     /// exchange's version not tried yet. Nil when every endpoint failed.
     func connectUpstream(_ x: Exchange) -> UpstreamConnection? {
-        guard let routes = x.routes else { return nil }
         // Each pass marks one endpoint tried, so the loop ends after at most every endpoint.
-        while let (index, pool) = routes.pickPool(version: x.versionIndex, excluding: x.triedEndpoints, now: now) {
-            if x.endpoint != nil { x.retries += 1 }
-            x.triedEndpoints.insert(index)
-            x.endpoint = pool
+        while let pool = nextEndpoint(x, grpc: false) {
             if let idle = pool.idle.popLast() {
                 idle.machine.assigned()
                 idle.deadline = responseDeadline(x)
@@ -23,6 +19,21 @@ extension Worker {
             return u
         }
         return nil
+    }
+
+    /// The next endpoint to try for the exchange: the least loaded of its version not tried
+    /// yet, `limits.max_connect_attempts` at most in all, and of the ejected or unhealthy ones
+    /// (tried only when no other is left) one at most. So a version whose endpoints all drop
+    /// SYNs costs a request at most that many `timeouts.connect_ms`, not one per endpoint.
+    func nextEndpoint(_ x: Exchange, grpc: Bool) -> UpstreamPool? {
+        guard let routes = x.routes, x.triedEndpoints.count < settings.maxConnectAttempts,
+              let (index, pool, ejected) = routes.pickPool(version: x.versionIndex, excluding: x.triedEndpoints, now: now, grpc: grpc),
+              !(ejected && x.triedEjected) else { return nil }
+        if x.endpoint != nil { x.retries += 1 }
+        x.triedEndpoints.insert(index)
+        x.triedEjected = x.triedEjected || ejected
+        x.endpoint = pool
+        return pool
     }
 
     /// `retry_other_version`: an unpinned request whose version has no reachable endpoint
@@ -39,6 +50,7 @@ extension Worker {
         x.rerouted = true
         x.versionIndex = other
         x.triedEndpoints = EndpointSet()
+        x.triedEjected = false
         return connectUpstream(x)
     }
 

@@ -101,6 +101,10 @@ public struct ServerConfig: Sendable, Equatable {
         /// Most client connections open at once, over all workers. Default (nil): as many as the
         /// descriptor limit allows, two descriptors per busy connection.
         public var maxConnections: Int?
+        /// Endpoints a request tries before it is answered 502 (or 504): each failed connect
+        /// costs up to `timeouts.connect_ms`. Of ejected or unhealthy endpoints, tried only
+        /// when no other is left, one at most. Default 3.
+        public var maxConnectAttempts = 3
     }
 
     /// One JSON line per finished request. Off unless configured: at tens of thousands of
@@ -238,6 +242,7 @@ public struct ServerConfig: Sendable, Equatable {
             config.limits.maxHeaders = try limits.integer("max_headers", in: 8...10000) ?? config.limits.maxHeaders
             config.limits.maxURIBytes = try limits.integer("max_uri_bytes", in: 64...(1 << 24)) ?? config.limits.maxURIBytes
             config.limits.maxConnections = try limits.integer("max_connections", in: 1...10_000_000)
+            config.limits.maxConnectAttempts = try limits.integer("max_connect_attempts", in: 1...256) ?? config.limits.maxConnectAttempts
             try limits.finish()
         }
         try reader.finish()

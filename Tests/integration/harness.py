@@ -276,6 +276,35 @@ class Proxy:
         return self.process.returncode
 
 
+class SynDroppingListener:
+    """A listening socket whose accept queue is full: a connect to it hangs (the kernel drops
+    the SYNs), as to a host that does not answer. Close it to let the held connections go."""
+
+    def __init__(self):
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(0)
+        self.held = []
+        while True:  # until a connect hangs: the queue is full
+            try:
+                self.held.append(socket.create_connection(self.socket.getsockname(), timeout=0.3))
+            except TimeoutError:
+                break
+            assert len(self.held) < 16, "the accept queue never filled"
+        self.address = f"127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def close(self):
+        for connection in self.held:
+            connection.close()
+        self.socket.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def http_get(port, path, headers=None, host="127.0.0.1"):
     """One request on a new connection with the stdlib client: (status, headers, body)."""
     import http.client

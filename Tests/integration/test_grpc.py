@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from h2client import H2Client
-from harness import TOKEN, ThreadedSocketServer
+from harness import TOKEN, SynDroppingListener, ThreadedSocketServer
 
 AUTH = ("authorization", f"Bearer {TOKEN}")
 
@@ -128,23 +128,9 @@ def test_a_deadline_passing_while_connecting_is_deadline_exceeded(proxy, recorde
     """A gRPC endpoint whose accept queue is full: the proxy's connect hangs (SYNs dropped).
     The call's grpc-timeout (300 ms) ends it as DEADLINE_EXCEEDED, well before
     timeouts.connect_ms (5 s) would move it on and end it UNAVAILABLE."""
-    with socket.socket() as full:
-        full.bind(("127.0.0.1", 0))
-        full.listen(0)
-        held = []
-        while True:  # until a connect hangs: the queue is full
-            try:
-                held.append(socket.create_connection(full.getsockname(), timeout=0.3))
-            except TimeoutError:
-                break
-            assert len(held) < 16, "the accept queue never filled"
-        try:
-            address = f"127.0.0.1:{full.getsockname()[1]}"
-            server = proxy([("v1", 100, [recorder().address], {"grpc_endpoints": [address]})],
-                           extra={"timeouts": {"connect_ms": 5000}})
-            response, elapsed, _ = timed_call(server.port, "300m")
-            assert response.headers.get("grpc-status") == "4", response.headers
-            assert 0.25 < elapsed < 2, elapsed
-        finally:
-            for connection in held:
-                connection.close()
+    with SynDroppingListener() as full:
+        server = proxy([("v1", 100, [recorder().address], {"grpc_endpoints": [full.address]})],
+                       extra={"timeouts": {"connect_ms": 5000}})
+        response, elapsed, _ = timed_call(server.port, "300m")
+        assert response.headers.get("grpc-status") == "4", response.headers
+        assert 0.25 < elapsed < 2, elapsed
