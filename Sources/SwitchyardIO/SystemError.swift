@@ -14,6 +14,10 @@ public struct SystemError: Error, CustomStringConvertible, Equatable {
         self.detail = detail
     }
 
+    /// The process or the system is out of descriptors or buffer memory: a limit of ours, no
+    /// fault of the peer.
+    public var isOutOfResources: Bool { errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM }
+
     public var description: String {
         "\(call): \(detail ?? String(cString: strerror(errno)))"
     }

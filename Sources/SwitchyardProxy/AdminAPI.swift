@@ -105,6 +105,8 @@ extension ControlPlane {
             versions: summedVersionStats(), counters: counters, configured: state.versions.versions,
             plan: state.publishedRouting?.plan, endpoints: endpointHealth(),
             clientConnections: workers.reduce(0) { $0 + $1.publishedConnections.load(ordering: .relaxed) },
+            backendSockets: workers.reduce(0) { $0 + $1.publishedBackendSockets.load(ordering: .relaxed) },
+            descriptorBudget: workers.reduce(0) { $0 + $1.settings.descriptorBudget },
             certificates: certificates.listeners.flatMap { $0.context.loaded.map { ($0.certFile, $0.notAfter) } },
             accessLog: accessLog.map { writer in
                 let dropped = workers.reduce(writer.linesLost.load(ordering: .relaxed)) {

@@ -16,6 +16,9 @@ enum ControlMessage: Sendable {
     /// A worker refused connections (503) at its share of `limits.max_connections`; sent at
     /// most once a second per worker.
     case connectionLimitReached(worker: Int, limit: Int)
+    /// A worker is at its descriptor budget (requests wait for a backend socket, or got 503),
+    /// or a backend connect failed for lack of descriptors; sent at most once a second.
+    case descriptorsExhausted(worker: Int, budget: Int, detail: String)
     /// The resolver thread's answer to the request with this ticket.
     case resolved(ticket: UInt64, result: Result<ConfigLoader.Resolution, LoadError>)
     /// A worker could not connect to an endpoint and skips it for `backoffMs`.
@@ -149,6 +152,11 @@ final class ControlPlane {
                             }
                         case .probed(let key, let result):
                             recordHealth(result, key, probed: true)
+                        case .descriptorsExhausted(let worker, let budget, let detail):
+                            logger.warning("""
+                                worker \(worker) is at its budget of \(budget) descriptors for client and backend sockets: \(detail). \
+                                Raise the descriptor limit (ulimit -n, LimitNOFILE) or lower limits.max_connections
+                                """)
                         case .connectionLimitReached(let worker, let limit):
                             logger.warning("""
                                 worker \(worker) is at its \(limit) client connections (limits.max_connections over \

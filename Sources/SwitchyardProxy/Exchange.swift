@@ -71,6 +71,10 @@ final class Exchange {
     var callDeadline: UInt64 = 0
     /// Why the last TLS handshake with a backend failed, for the 502 if no endpoint is left.
     var tlsFailure: String?
+    /// A connect failed for lack of descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+    var outOfDescriptors = false
+    /// When it began waiting for a backend descriptor (ms); 0 when not waiting.
+    var waitingSince: UInt64 = 0
 
     // The request
     var keepAlive = true
@@ -150,6 +154,8 @@ final class Exchange {
         callRequestSent = false
         callDeadline = 0
         tlsFailure = nil
+        outOfDescriptors = false
+        waitingSince = 0
         keepAlive = true
         requestWasHead = false
         upgradeRequested = false

@@ -94,10 +94,11 @@ struct ExchangeMachine {
     }
 
     /// `connectNext` or `resend` found no endpoint to try. `tlsFailed`: the last attempt got
-    /// a connection but its TLS handshake failed, which the answer says.
-    mutating func noEndpointLeft(tlsFailed: Bool = false) -> Action? {
+    /// a connection but its TLS handshake failed, which the answer says. `outOfDescriptors`:
+    /// the proxy had no descriptor for a backend socket (no fault of the endpoints): 503.
+    mutating func noEndpointLeft(tlsFailed: Bool = false, outOfDescriptors: Bool = false) -> Action? {
         guard state == .connecting else { return nil }
-        let error: ProxyError = tlsFailed ? .upstreamTLSFailed : .upstreamConnectFailed
+        let error: ProxyError = outOfDescriptors ? .tooManyConnections : tlsFailed ? .upstreamTLSFailed : .upstreamConnectFailed
         return end(.respond(error), .rejected(error))
     }
 

@@ -31,6 +31,8 @@ struct ExchangeCounters: Sendable {
     var refusedConnections: UInt64 = 0
     /// HTTP/2 connections the proxy ended with GOAWAY, per `H2GoAwayReason.rawValue`.
     var http2GoAways = H2GoAwayCounts(repeating: 0)
+    /// HTTP/2 streams that waited for a backend socket (the descriptor budget).
+    var descriptorWaits: UInt64 = 0
 
     var finished: UInt64 {
         var total = completed + tunnelled + clientGone
@@ -59,6 +61,7 @@ struct ExchangeCounters: Sendable {
         bytesToClients += other.bytesToClients
         bytesToBackends += other.bytesToBackends
         refusedConnections += other.refusedConnections
+        descriptorWaits += other.descriptorWaits
         for index in rejected.indices {
             rejected[index] += other.rejected[index]
             truncated[index] += other.truncated[index]

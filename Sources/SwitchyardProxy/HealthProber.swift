@@ -142,6 +142,10 @@ private final class ProbeLoop {
         let progress: Socket.ConnectProgress
         do {
             (fd, progress) = try Socket.connect(to: key.address)
+        } catch where error.isOutOfResources {
+            // Our own limit, not the endpoint's fault: no verdict; the next interval tries again.
+            slots[key] = slot
+            return
         } catch {
             slots[key] = slot
             return report(key, .failed("cannot connect (\(error))"))

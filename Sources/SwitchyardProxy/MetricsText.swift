@@ -17,6 +17,9 @@ enum MetricsText {
         /// Every checked endpoint's health.
         var endpoints: [(version: String, address: SocketAddress, health: EndpointHealth)]
         var clientConnections: Int
+        var backendSockets: Int
+        /// The workers' descriptor budgets for client and backend sockets, summed.
+        var descriptorBudget: Int
         /// Each TLS certificate in use: its file and expiry (Unix seconds).
         var certificates: [(file: String, notAfter: Int64)] = []
         /// Lines written and dropped; nil when there is no access log.
@@ -112,6 +115,14 @@ enum MetricsText {
         let auth = inputs.counters.rejected[ProxyError.missingToken.rawValue] + inputs.counters.rejected[ProxyError.invalidToken.rawValue]
         out += "switchyard_auth_failures_total \(auth)\n"
         single(&out, "switchyard_client_connections", "gauge", "Open client connections.", inputs.clientConnections)
+        single(&out, "switchyard_descriptor_budget", "gauge",
+               "Descriptors the workers may hold for client and backend sockets (the descriptor limit less a reserve).",
+               inputs.descriptorBudget)
+        family(&out, "switchyard_descriptors_in_use", "gauge", "Descriptors the workers hold, by kind of socket.")
+        out += "switchyard_descriptors_in_use{kind=\"client\"} \(inputs.clientConnections)\n"
+        out += "switchyard_descriptors_in_use{kind=\"backend\"} \(inputs.backendSockets)\n"
+        single(&out, "switchyard_descriptor_waits_total", "counter",
+               "HTTP/2 streams that waited for a backend socket because the descriptor budget was reached.", inputs.counters.descriptorWaits)
         if let log = inputs.accessLog {
             single(&out, "switchyard_access_log_lines_total", "counter", "Access-log lines written.", log.written)
             single(&out, "switchyard_access_log_dropped_total", "counter",

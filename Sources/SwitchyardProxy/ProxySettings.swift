@@ -13,14 +13,17 @@ struct ProxySettings: Sendable {
     let forwardAuthorization: Bool
     /// Endpoints one request may try (`limits.max_connect_attempts`).
     let maxConnectAttempts: Int
+    /// Client and backend sockets this worker may hold (`Worker+Descriptors`).
+    let descriptorBudget: Int
     /// How long an idle backend connection is kept. Below the 5 s keep-alive timeout of
     /// uvicorn (Ray Serve's HTTP server), so the backend rarely closes one under our feet.
     let upstreamIdleMs: Int
     /// HTTP/2 from clients; nil when `http2.enabled` is false.
     let http2: H2Limits?
 
-    /// `maxConnections`: the configured limit, or the one derived from the descriptor limit.
-    init(config: ServerConfig, workers: Int, maxConnections: Int) {
+    /// `maxConnections`: the configured limit, or the one derived from the descriptor limit;
+    /// `descriptors`: what the descriptor limit leaves for client and backend sockets.
+    init(config: ServerConfig, workers: Int, maxConnections: Int, descriptors: Int) {
         timeouts = config.timeouts
         serverTimeouts = .init(idleMs: UInt64(config.timeouts.idleMs), requestHeadMs: UInt64(config.timeouts.requestHeadMs))
         tlsHandshakeMs = UInt64(config.timeouts.tlsHandshakeMs)
@@ -30,6 +33,7 @@ struct ProxySettings: Sendable {
         maxConnectionsPerWorker = max(1, maxConnections / max(1, workers))
         forwardAuthorization = config.auth.forwardAuthorization
         maxConnectAttempts = config.limits.maxConnectAttempts
+        descriptorBudget = max(2, descriptors / max(1, workers))
         upstreamIdleMs = min(config.timeouts.upstreamIdleMs, config.timeouts.idleMs)
         http2 = config.http2.enabled ? H2Limits(config.http2) : nil
     }

@@ -30,7 +30,7 @@ public enum Server {
                                 workers: workerCount, logger: logger)
         }
         let listenerTLS = try tlsContexts(config.listeners, loader: loader)
-        let maxConnections = connectionLimit(config: config, logger: logger)
+        let (maxConnections, descriptors) = connectionLimit(config: config, logger: logger)
         let listenerFDs = try bindListeners(config.listeners, workers: workerCount)
         for (sockets, tls) in zip(listenerFDs, listenerTLS) {
             let bound = Socket.localAddress(sockets[0])?.description ?? "?"
@@ -52,7 +52,7 @@ public enum Server {
         do {
             controlMailbox = try Mailbox()
             let publication = state.publish()
-            let settings = ProxySettings(config: config, workers: workerCount, maxConnections: maxConnections)
+            let settings = ProxySettings(config: config, workers: workerCount, maxConnections: maxConnections, descriptors: descriptors)
             workers = try (0..<workerCount).map { id throws(SystemError) in
                 try Worker(id: id, settings: settings, listenerFDs: listenerFDs.map { $0[id] },
                            publication: publication, controlMailbox: controlMailbox, accessLog: accessLog,
@@ -111,15 +111,17 @@ public enum Server {
 
     /// Raises the soft descriptor limit to the hard one and returns how many client
     /// connections to allow: `limits.max_connections`, or by default what the descriptors allow
-    /// (each busy client connection needs a backend socket too; 64 are kept for everything else).
-    private static func connectionLimit(config: ServerConfig, logger: Logger) -> Int {
+    /// (each busy client connection needs a backend socket too), and the descriptors the
+    /// workers share for client and backend sockets: the limit less `reservedDescriptors`.
+    private static func connectionLimit(config: ServerConfig, logger: Logger) -> (connections: Int, descriptors: Int) {
         var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return config.limits.maxConnections ?? 1024 }
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (config.limits.maxConnections ?? 1024, 2048) }
         limit.rlim_cur = limit.rlim_max
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        let derived = Int(clamping: max(limit.rlim_cur, 66) - 64) / 2
-        guard let configured = config.limits.maxConnections else { return min(derived, 10_000_000) }
+        let descriptors = min(max(Int(clamping: limit.rlim_cur), reservedDescriptors + 2) - reservedDescriptors, 20_000_000)
+        let derived = descriptors / 2
+        guard let configured = config.limits.maxConnections else { return (min(derived, 10_000_000), descriptors) }
         if configured > derived {
             logger.warning("""
                 limits.max_connections is \(configured) but only \(limit.rlim_cur) file descriptors are allowed \
@@ -127,8 +129,13 @@ public enum Server {
                 max_connections, or leave it out to derive it from the limit
                 """)
         }
-        return configured
+        return (configured, descriptors)
     }
+
+    /// Descriptors kept out of the workers' budget: listeners, epoll, event and timer
+    /// descriptors, the control thread's files and admin connections, the health prober's
+    /// sockets and the resolver's.
+    static let reservedDescriptors = 64
 
     private static func resolveOne(_ endpoint: Endpoint, what: String) throws(LoadError) -> SocketAddress {
         do {

@@ -151,7 +151,7 @@ extension Worker {
         x.machine.routed()
         guard let u = connectUpstream(x) ?? connectOtherVersion(x) else {
             x.forwardedHead.clear()
-            perform(x, x.machine.noEndpointLeft())
+            perform(x, x.machine.noEndpointLeft(outOfDescriptors: x.outOfDescriptors))
             return
         }
         if x.machine.mayResend { x.resendHead.append(x.forwardedHead.readableBytes) }

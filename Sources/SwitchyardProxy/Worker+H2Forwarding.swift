@@ -56,9 +56,15 @@ extension Worker {
         x.resendAllowed = endStream && method.isIdempotent
         writeForwardedRequestHead(s, x, head, contentLength: endStream ? nil : contentLength, into: x.forwardedHead)
         x.machine.routed()
+        guard mayConnectStream(x) else { return waitForDescriptor(x) }
+        connectStream(x)
+    }
+
+    /// Connects a stream's routed exchange (its head written) and sends what it has.
+    func connectStream(_ x: Exchange) {
         guard let u = connectUpstream(x) ?? connectOtherVersion(x) else {
             x.forwardedHead.clear()
-            return perform(x, x.machine.noEndpointLeft())
+            return perform(x, x.machine.noEndpointLeft(outOfDescriptors: x.outOfDescriptors))
         }
         if x.machine.mayResend { x.resendHead.append(x.forwardedHead.readableBytes) }
         perform(x, flushToUpstream(x, u))

@@ -38,6 +38,7 @@ extension Worker {
         c.input.append(d.input.readableBytes)
         d.input.clear()
         d.closed = true  // handed over: the socket is the HTTP/2 connection's now
+        http2Clients += 1
         table.replace(d.token, with: .h2(c))
         c.deadline = now + settings.serverTimeouts.idleMs
         if draining { goAway(c, .drain) }
@@ -159,6 +160,7 @@ extension Worker {
         table.remove(c.token)
         c.transport.close()
         downstreamCount -= 1
+        http2Clients -= 1
     }
 
     // MARK: - Streams (called by the session)

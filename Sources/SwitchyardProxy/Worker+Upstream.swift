@@ -14,7 +14,10 @@ extension Worker {
                 attach(x, idle)
                 return idle
             }
-            guard let u = openConnection(to: pool) else { continue }  // refused at once: next endpoint
+            guard let u = openConnection(to: pool, for: x) else {
+                if x.outOfDescriptors { return nil }  // the same for every endpoint
+                continue  // refused at once: next endpoint
+            }
             attach(x, u)
             return u
         }
@@ -57,8 +60,8 @@ extension Worker {
     /// Starts a non-blocking connect to `pool`'s address; nil if it failed at once. A TLS
     /// backend's handshake starts when the connect completes (epoll reports a new socket
     /// writable at once if it connected at once).
-    private func openConnection(to pool: UpstreamPool) -> UpstreamConnection? {
-        guard let (fd, progress) = connectSocket(to: pool) else { return nil }
+    private func openConnection(to pool: UpstreamPool, for x: Exchange) -> UpstreamConnection? {
+        guard let (fd, progress) = connectSocket(to: pool, for: x) else { return nil }
         let transport: PeerTransport
         if let tls = pool.tls, let sessions = pool.sessions {
             guard let connection = tls.connect(fd: fd, serverName: pool.serverName, sessions: sessions) else {
@@ -74,16 +77,22 @@ extension Worker {
         let u = UpstreamConnection(transport: transport, pool: pool, connected: ready, buffers: buffers, limits: settings.headLimits)
         guard let token = register(fd, .upstream(u)) else { return nil }
         u.token = token
+        backendSockets += 1
         let timeout = ready ? settings.timeouts.responseMs : settings.timeouts.connectMs
         u.deadline = now + UInt64(timeout)
         return u
     }
 
-    /// A socket connecting (or connected) to `pool`'s address; nil, counted as a failed
-    /// connect, when the connect failed at once.
-    func connectSocket(to pool: UpstreamPool) -> (fd: Int32, progress: Socket.ConnectProgress)? {
+    /// A socket connecting (or connected) to `pool`'s address; nil when the connect failed at
+    /// once: counted against the endpoint, unless the proxy itself is out of descriptors
+    /// (then `x` says so, and no endpoint is blamed).
+    func connectSocket(to pool: UpstreamPool, for x: Exchange?) -> (fd: Int32, progress: Socket.ConnectProgress)? {
         do {
             return try Socket.connect(to: pool.address)
+        } catch where error.isOutOfResources {
+            x?.outOfDescriptors = true
+            reportDescriptorShortage(error)
+            return nil
         } catch {
             recordConnectFailure(pool)
             return nil
@@ -134,7 +143,7 @@ extension Worker {
             case .connectNext:
                 if let u = x.upstream { dropUpstream(x, u) }
                 guard let u = connectUpstream(x) ?? connectOtherVersion(x) else {
-                    next = x.machine.noEndpointLeft(tlsFailed: x.tlsFailure != nil)
+                    next = x.machine.noEndpointLeft(tlsFailed: x.tlsFailure != nil, outOfDescriptors: x.outOfDescriptors)
                     message = x.tlsFailure
                     continue
                 }
@@ -147,8 +156,8 @@ extension Worker {
                 let pool = failed.pool
                 dropUpstream(x, failed)
                 x.retries += 1
-                guard let fresh = openConnection(to: pool) else {
-                    next = x.machine.noEndpointLeft()
+                guard let fresh = openConnection(to: pool, for: x) else {
+                    next = x.machine.noEndpointLeft(outOfDescriptors: x.outOfDescriptors)
                     message = "could not reconnect to \(pool.address)"
                     continue
                 }
@@ -191,6 +200,10 @@ extension Worker {
             return "could not connect to any endpoint of version \(name)"
         case .upstreamTimeout:
             return "the backend did not answer within timeouts.response_ms"
+        case .tooManyConnections where x.outOfDescriptors:
+            return "the proxy is out of file descriptors for backend connections; try again"
+        case .tooManyConnections:
+            return "no backend descriptor came free within timeouts.connect_ms (the proxy is at its descriptor budget); try again"
         case .requestTimeout:
             return "the request head did not arrive within timeouts.request_head_ms"
         default:
@@ -449,5 +462,6 @@ extension Worker {
         if let x = u.exchange, x.upstream === u { detach(x, u) }
         table.remove(u.token)
         u.transport.close()
+        backendSockets -= 1
     }
 }

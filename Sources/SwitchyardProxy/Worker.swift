@@ -93,6 +93,17 @@ final class Worker: @unchecked Sendable {
     var nowNs: UInt64
     var now: UInt64
     var downstreamCount = 0
+    /// Of them, HTTP/2 connections.
+    var http2Clients = 0
+    /// Open backend sockets (HTTP/1.1 connections, pooled or busy, and gRPC connections).
+    var backendSockets = 0
+    /// HTTP/2 streams waiting for a backend socket (`Worker+Descriptors`), from
+    /// `descriptorWaitersHead` on.
+    var descriptorWaiters: [Exchange] = []
+    var descriptorWaitersHead = 0
+    var lastDescriptorReportMs: UInt64 = 0
+    /// Backend sockets open as of the last tick, for `/metrics`.
+    let publishedBackendSockets = Atomic<Int>(0)
     var draining = false
     private var stopped = false
     private var expired: [Registration] = []
@@ -189,6 +200,7 @@ final class Worker: @unchecked Sendable {
                 dispatch(token, readiness)
             }
             if !yielded.isEmpty { serveYielded() }
+            if descriptorWaitersHead < descriptorWaiters.count { admitDescriptorWaiters() }
             if !scheduledHTTP2.isEmpty || !scheduledCalls.isEmpty { serveScheduled() }
             if draining && downstreamCount == 0 { stopped = true }
         }
@@ -243,6 +255,7 @@ final class Worker: @unchecked Sendable {
             Syscall.drainCounter(tickFD)
             resumeListeners()
             expireDeadlines()
+            expireDescriptorWaiters()
             publishCounters()
             accessLog?.flush()
         case nil: break
@@ -406,6 +419,7 @@ final class Worker: @unchecked Sendable {
     /// changed: an idle worker copies nothing.
     private func publishCounters() {
         publishedConnections.store(downstreamCount, ordering: .relaxed)
+        publishedBackendSockets.store(backendSockets, ordering: .relaxed)
         let activity = counters.finished &+ counters.refusedConnections &+ counters.http2GoAways.total
         guard activity != publishedActivity || statCells.count != publishedCells else { return }
         publishedActivity = activity

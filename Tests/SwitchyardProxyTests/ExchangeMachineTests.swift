@@ -36,6 +36,13 @@ import Testing
         #expect(machine.state == .finished(.rejected(.upstreamConnectFailed)))
     }
 
+    @Test func noDescriptorForABackendSocketIsA503NotA502() {
+        var machine = ExchangeMachine()
+        machine.routed()
+        #expect(machine.noEndpointLeft(tlsFailed: true, outOfDescriptors: true) == .respond(.tooManyConnections))
+        #expect(machine.state == .finished(.rejected(.tooManyConnections)))
+    }
+
     @Test func aReusedConnectionFoundClosedIsResentOnceOnAFreshOne() {
         var machine = connected(resendable: true)
         #expect(machine.mayResend)
