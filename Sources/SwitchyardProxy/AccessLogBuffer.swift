@@ -75,8 +75,9 @@ extension AccessLogBuffer {
         if bytes.isEmpty { append("null") } else { appendQuoted(bytes) }
     }
 
-    /// A JSON string: quote, backslash and control characters escaped, and bytes outside
-    /// ASCII written as `\u00XX` so that a line is valid JSON whatever a client sent.
+    /// A JSON string: quote, backslash and control characters escaped, UTF-8 copied as it is,
+    /// and each byte that is not part of valid UTF-8 written as U+FFFD (`\ufffd`, as Go's and
+    /// Python's JSON encoders do), so that a line is valid JSON whatever a client sent.
     func appendQuoted(_ bytes: UnsafeRawBufferPointer) {
         append(byte: UInt8(ascii: "\""))
         // Nearly every value needs no escape: copied in one go.
@@ -86,19 +87,50 @@ extension AccessLogBuffer {
             return
         }
         let digits: StaticString = "0123456789abcdef"
-        for byte in bytes {
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
             switch byte {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"):
                 append(byte: UInt8(ascii: "\\"))
                 append(byte: byte)
             case 0x20..<0x7F:
                 append(byte: byte)
-            default:
+            case 0..<0x20, 0x7F:
                 append("\\u00")
                 append(byte: digits.utf8Start[Int(byte >> 4)])
                 append(byte: digits.utf8Start[Int(byte & 0xF)])
+            default:
+                let length = Self.utf8SequenceLength(bytes, at: index)
+                if length == 0 {
+                    append("\\ufffd")
+                } else {
+                    append(UnsafeRawBufferPointer(rebasing: bytes[index..<index + length]))
+                    index += length
+                    continue
+                }
             }
+            index += 1
         }
         append(byte: UInt8(ascii: "\""))
+    }
+
+    /// The length of the well-formed UTF-8 sequence starting at `index` (RFC 3629 §4: no
+    /// overlong forms, no surrogates, nothing past U+10FFFF), or 0.
+    static func utf8SequenceLength(_ bytes: UnsafeRawBufferPointer, at index: Int) -> Int {
+        let lead = bytes[index]
+        let (length, secondRange): (Int, ClosedRange<UInt8>) = switch lead {
+        case 0xC2...0xDF: (2, 0x80...0xBF)
+        case 0xE0: (3, 0xA0...0xBF)
+        case 0xE1...0xEC, 0xEE...0xEF: (3, 0x80...0xBF)
+        case 0xED: (3, 0x80...0x9F)
+        case 0xF0: (4, 0x90...0xBF)
+        case 0xF1...0xF3: (4, 0x80...0xBF)
+        case 0xF4: (4, 0x80...0x8F)
+        default: (0, 0x80...0xBF)
+        }
+        guard length > 0, index + length <= bytes.count, secondRange.contains(bytes[index + 1]) else { return 0 }
+        for offset in 2..<length where !(0x80...0xBF).contains(bytes[index + offset]) { return 0 }
+        return length
     }
 }

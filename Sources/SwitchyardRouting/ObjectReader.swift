@@ -23,6 +23,11 @@ struct ObjectReader {
         ConfigError(file: file, position: node.position, message: message)
     }
 
+    /// The field's value without taking it (for the position of a later error).
+    func peek(_ key: String) -> JSONNode? {
+        members.first { $0.key == key }?.node
+    }
+
     mutating func take(_ key: String) -> JSONNode? {
         used.insert(key)
         return members.first { $0.key == key }?.node

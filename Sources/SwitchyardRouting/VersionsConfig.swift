@@ -96,6 +96,7 @@ public struct VersionsConfig: Sendable, Equatable {
                     """)
             }
             var name: String?
+            let serviceNode = reader.peek("service")
             do {
                 name = try reader.string("service")
                 if name == nil {
@@ -104,8 +105,8 @@ public struct VersionsConfig: Sendable, Equatable {
             } catch {
                 errors.append(error)
             }
-            if let name, !isValidServiceName(name) {
-                errors.append(ConfigError(file: file, position: root.position, message: "service must be a non-empty name without control characters"))
+            if let name, let problem = serviceNameProblem(name) {
+                errors.append(ConfigError(file: file, position: serviceNode?.position ?? root.position, message: problem))
             }
             service = name ?? ""
             do {
@@ -163,8 +164,16 @@ public struct VersionsConfig: Sendable, Equatable {
         return stem.isEmpty ? "service" : stem
     }
 
-    static func isValidServiceName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 253 && name.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7F }
+    /// What is wrong with a service name, if anything: it is shown in logs, metrics and
+    /// `/status`, so it is short (a DNS name's 253 bytes at most) and printable.
+    static func serviceNameProblem(_ name: String) -> String? {
+        if name.isEmpty { return "service must not be empty" }
+        let length = name.utf8.count
+        if length > 253 { return "service is \(length) bytes long; it may have 253 at most" }
+        if !name.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) {
+            return "service must not contain control characters"
+        }
+        return nil
     }
 
     /// One version; its problems go to `errors` (all of them, each field checked on its own).

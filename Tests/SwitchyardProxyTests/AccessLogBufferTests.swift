@@ -22,7 +22,18 @@ import Testing
     @Test func stringsAreAlwaysValidJSON() {
         #expect(text { buffer in Array("/a/b".utf8).withUnsafeBytes { buffer.appendQuoted($0) } } == #""/a/b""#)
         let hostile: [UInt8] = [0x22, 0x5C, 0x0A, 0x00, 0xC3, 0xA9, 0x7F]
-        #expect(text { buffer in hostile.withUnsafeBytes { buffer.appendQuoted($0) } } == #""\"\\\u000a\u0000\u00c3\u00a9\u007f""#)
+        #expect(text { buffer in hostile.withUnsafeBytes { buffer.appendQuoted($0) } } == #""\"\\\u000a\u0000é\u007f""#)
+    }
+
+    @Test func utf8IsCopiedAndEveryByteOfAnIllFormedSequenceBecomesAReplacement() {
+        func quoted(_ bytes: [UInt8]) -> String { text { buffer in bytes.withUnsafeBytes { buffer.appendQuoted($0) } } }
+        #expect(quoted(Array("€ 😀 ü".utf8)) == "\"€ 😀 ü\"")
+        #expect(quoted([0x61, 0xC3]) == #""a\ufffd""#, "a lead byte at the end")
+        #expect(quoted([0xC0, 0xAF]) == #""\ufffd\ufffd""#, "an overlong form")
+        #expect(quoted([0xED, 0xA0, 0x80]) == #""\ufffd\ufffd\ufffd""#, "a surrogate")
+        #expect(quoted([0xF4, 0x90, 0x80, 0x80]) == #""\ufffd\ufffd\ufffd\ufffd""#, "past U+10FFFF")
+        #expect(quoted([0xE2, 0x82, 0x41]) == #""\ufffd\ufffdA""#, "a sequence cut by ASCII")
+        #expect(quoted([0x80, 0xE2, 0x82, 0xAC]) == #""\ufffd€""#, "a stray continuation byte, then €")
         #expect(text { $0.appendQuotedOrNull(UnsafeRawBufferPointer(start: nil, count: 0)) } == "null")
     }
 

@@ -85,6 +85,16 @@ func versionsError(_ text: String) -> ConfigError? {
         #expect(error?.message.contains(expected) == true, "\(error?.description ?? "nil") lacks \(expected)")
     }
 
+    @Test func aServiceNameSaysWhatIsWrongWithIt() {
+        func error(service: String) -> ConfigError? {
+            versionsError(#"{"service":"\#(service)","versions":[{"name":"a","traffic_percent":100,"endpoints":["h:1"]}]}"#)
+        }
+        #expect(error(service: String(repeating: "a", count: 253)) == nil)
+        #expect(error(service: String(repeating: "a", count: 254))?.description == "versions.json:1:12: service is 254 bytes long; it may have 253 at most")
+        #expect(error(service: "")?.message == "service must not be empty")
+        #expect(error(service: "a\\u0007b")?.message == "service must not contain control characters")
+    }
+
     @Test func elevenVersionsAreTooMany() {
         let versions = (0..<11).map { #"{"name":"v\#($0)","traffic_percent":\#($0 == 0 ? 100 : 0),"endpoints":["h:1"]}"# }
         let error = versionsError(#"{"service":"s","versions":[\#(versions.joined(separator: ","))]}"#)
