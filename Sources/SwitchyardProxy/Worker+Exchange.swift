@@ -91,10 +91,21 @@ extension Worker {
     /// closes (a cut response must not look complete).
     func endClient(_ x: Exchange, _ outcome: ExchangeOutcome) {
         let client = x.client
+        // A gRPC call whose response began ends with its status in trailers, not a reset
+        // (which a gRPC client reports as INTERNAL): a deadline reached is DEADLINE_EXCEEDED.
+        var callStatus: (code: Int, message: String)?
+        if case .h2(let s) = client, s.grpc, s.responding, case .truncated(let error) = outcome {
+            let deadline = x.deadline != 0 && now >= x.deadline
+            callStatus = deadline
+                ? (4, "the call's deadline (grpc-timeout) passed before the backend finished")
+                : (GRPC.status(error), "the backend's response was cut off (\(error.label))")
+            x.grpcStatus = callStatus?.code ?? x.grpcStatus
+        }
         finish(x, outcome)
         switch client {
         case .h1(let d): if !d.closed { closeDownstream(d) }
-        case .h2(let s): resetStream(s)
+        case .h2(let s):
+            if let callStatus { endCallStream(s, status: callStatus.code, message: callStatus.message) } else { resetStream(s) }
         case .detached: break
         }
     }

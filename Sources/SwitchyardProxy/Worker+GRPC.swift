@@ -295,4 +295,19 @@ extension Worker {
         responseEnded(s)
         return (count, true)
     }
+
+    /// Ends a call's response stream with `status` in its trailers, after what of the
+    /// backend's response is still queued.
+    func endCallStream(_ s: H2Stream, status: Int, message: String) {
+        let c = s.connection
+        guard !c.closed, c.streams[s.id] === s else { return }
+        s.trailers.clear()
+        s.trailers.append("grpc-status: " as StaticString)
+        s.trailers.append(decimal: status)
+        s.trailers.append("\r\ngrpc-message: " as StaticString)
+        s.trailers.append(GRPC.percentEncoded(message))
+        s.trailers.append("\r\n" as StaticString)
+        c.session.resume(stream: s.id)
+        scheduleHTTP2(c)
+    }
 }

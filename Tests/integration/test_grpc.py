@@ -134,3 +134,38 @@ def test_a_deadline_passing_while_connecting_is_deadline_exceeded(proxy, recorde
         response, elapsed, _ = timed_call(server.port, "300m")
         assert response.headers.get("grpc-status") == "4", response.headers
         assert 0.25 < elapsed < 2, elapsed
+
+
+def test_a_deadline_passing_after_the_response_began_is_deadline_exceeded(proxy, recorder):
+    """The backend answers the head and one message, then nothing: at the call's grpc-timeout
+    the client gets what came, then trailers with DEADLINE_EXCEEDED (not a reset, which a
+    gRPC client reports as INTERNAL)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    class StallingBackend(ThreadedSocketServer):
+        def serve(self, conn):
+            session = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+            session.initiate_connection()
+            conn.sendall(session.data_to_send())
+            conn.settimeout(30)
+            while chunk := conn.recv(65536):
+                for event in session.receive_data(chunk):
+                    if isinstance(event, h2.events.RequestReceived):
+                        session.send_headers(event.stream_id, [(":status", "200"), ("content-type", "application/grpc")])
+                        session.send_data(event.stream_id, b"\0\0\0\0\2hi")
+                conn.sendall(session.data_to_send())
+
+    backend = StallingBackend()
+    try:
+        server = proxy([("v1", 100, [recorder().address], {"grpc_endpoints": [backend.address]})],
+                       extra={"timeouts": {"response_ms": 60000}})
+        response, elapsed, _ = timed_call(server.port, "700m")
+        assert 0.6 < elapsed < 3, elapsed
+        assert response.reset is None, f"reset with {response.reset}"
+        assert response.headers.get(":status") == "200" and bytes(response.data) == b"\0\0\0\0\2hi"
+        assert response.trailers.get("grpc-status") == "4", response.trailers
+        assert "deadline" in response.trailers.get("grpc-message", "")
+    finally:
+        backend.stop()
