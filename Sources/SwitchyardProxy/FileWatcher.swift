@@ -7,6 +7,11 @@ import SwitchyardIO
 /// Watching the directory (not the file) sees every way a file is replaced: an editor's
 /// write-then-rename, an in-place rewrite (reported when the writer closes the file, never
 /// half-written), and a Kubernetes ConfigMap update, which swaps the `..data` symlink.
+///
+/// A watched path that is a symbolic link is followed link by link, and the directory of each
+/// link in the chain is watched too: a file linked to a ConfigMap mounted elsewhere changes
+/// when that directory's `..data` is swapped. The chains are followed again after every
+/// relevant change, since a link may now point elsewhere.
 final class FileWatcher {
     /// What one drain of the inotify queue found.
     struct Changes {
@@ -20,6 +25,8 @@ final class FileWatcher {
     }
 
     let fd: Int32
+    /// The paths asked for, before their links are followed.
+    private var requested: [String] = []
     private var names: [Int32: Set<String>] = [:]
     private var directories: [Int32: String] = [:]
     /// Directories to watch that have no watch now.
@@ -32,27 +39,35 @@ final class FileWatcher {
 
     init(paths: [String]) throws(SystemError) {
         fd = Int32(try Syscall.call("inotify_init1") { Int(sy_inotify()) })
-        for path in paths {
-            let (directory, name) = Self.split(path)
-            filesByDirectory[directory, default: []].insert(name)
-        }
-        for directory in filesByDirectory.keys {
-            try watch(directory)
-        }
+        requested = paths
+        try watchChains(of: paths)
     }
 
     deinit { Syscall.close(fd) }
 
     /// Watches more files (their directories); files already watched are skipped.
     func add(paths: [String]) throws(SystemError) {
+        requested += paths.filter { !requested.contains($0) }
+        try watchChains(of: paths)
+    }
+
+    /// The directory of each path must be watchable; those of the links' targets are watched
+    /// when they can be (a link may dangle until its target is made).
+    private func watchChains(of paths: [String]) throws(SystemError) {
         for path in paths {
-            let (directory, name) = Self.split(path)
-            guard filesByDirectory[directory]?.contains(name) != true else { continue }
-            filesByDirectory[directory, default: []].insert(name)
-            if let watch = directories.first(where: { $0.value == directory })?.key {
-                names[watch, default: []].insert(name)
-            } else if !unwatched.contains(directory) {
-                try watch(directory)
+            for (index, link) in Self.linkChain(path).enumerated() {
+                let (directory, name) = Self.split(link)
+                guard filesByDirectory[directory]?.contains(name) != true else { continue }
+                filesByDirectory[directory, default: []].insert(name)
+                if let watch = directories.first(where: { $0.value == directory })?.key {
+                    names[watch, default: []].insert(name)
+                } else if unwatched.contains(directory) {
+                    continue
+                } else if index == 0 {
+                    try watch(directory)
+                } else {
+                    try? watch(directory)
+                }
             }
         }
     }
@@ -71,6 +86,22 @@ final class FileWatcher {
         return back
     }
 
+    /// `path`, then each path its symbolic links lead to (at most 40, the kernel's own limit).
+    static func linkChain(_ path: String) -> [String] {
+        var chain = [path]
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+        while chain.count <= 40 {
+            let current = chain[chain.count - 1]
+            let count = readlink(current, &buffer, buffer.count - 1)
+            guard count > 0 else { break }
+            let target = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let next = target.hasPrefix("/") ? target : split(current).directory + "/" + target
+            guard !chain.contains(next) else { break }
+            chain.append(next)
+        }
+        return chain
+    }
+
     static func split(_ path: String) -> (directory: String, name: String) {
         guard let slash = path.lastIndex(of: "/") else { return (".", path) }
         let directory = String(path[..<slash])
@@ -82,7 +113,12 @@ final class FileWatcher {
         var changes = Changes()
         while true {
             let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count <= 0 { return changes }
+            if count <= 0 {
+                // Links may point elsewhere now; a directory that cannot be watched yet is
+                // tried again with the lost ones.
+                if changes.relevant { try? watchChains(of: requested) }
+                return changes
+            }
             var events: [(wd: Int32, mask: UInt32, name: String)] = []
             buffer.withUnsafeBytes { raw in
                 var offset = 0

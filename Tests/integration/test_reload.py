@@ -227,3 +227,26 @@ def test_a_fixed_file_is_reported_as_recovered(demo, proxy):
     server.write_versions([("v1", 100, [v1.address]), ("v2", 0, [v1.address])])
     wait_for(lambda: server.status()["last_reload"]["outcome"] == "ok")
     wait_for(lambda: "reload recovered (file change)" in server.log())
+
+
+def test_a_link_to_a_configmap_mounted_elsewhere_is_followed(demo, proxy, tmp_path):
+    """versions.json -> /elsewhere/versions.json -> ..data/versions.json: the swap of
+    ..data in the other directory is a change of the file the proxy reads."""
+    v1, v2 = demo("v1"), demo("v2")
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    first = mount / "..2026_01_01"
+    first.mkdir()
+    (first / "versions.json").write_text(versions_json([("v1", 100, [v1.address]), ("v2", 0, [v2.address])]))
+    os.symlink("..2026_01_01", mount / "..data")
+    os.symlink("..data/versions.json", mount / "versions.json")
+    server = proxy([("v1", 100, [v1.address]), ("v2", 0, [v2.address])])
+    os.remove(tmp_path / "versions.json")
+    os.symlink(mount / "versions.json", tmp_path / "versions.json")
+    wait_for(lambda: served_by(server.port) == (200, "v1"))
+    second = mount / "..2026_01_02"
+    second.mkdir()
+    (second / "versions.json").write_text(versions_json([("v1", 0, [v1.address]), ("v2", 100, [v2.address])]))
+    os.symlink("..2026_01_02", mount / "..data_tmp")
+    os.rename(mount / "..data_tmp", mount / "..data")
+    wait_for(lambda: served_by(server.port) == (200, "v2"))
