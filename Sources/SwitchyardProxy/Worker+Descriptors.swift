@@ -18,7 +18,7 @@ extension Worker {
     /// HTTP/1.1 client connection.
     private var backendSocketFree: Bool {
         let http1Clients = downstreamCount - http2Clients
-        return downstreamCount + http1Clients + backendSockets < settings.descriptorBudget
+        return downstreamCount + http1Clients + backendSockets + lingeringCount < settings.descriptorBudget
     }
 
     /// Whether a stream's exchange may connect now: a socket is free, an idle pooled

@@ -16,6 +16,7 @@ enum Registration {
     case h2(H2Connection)
     case upstream(UpstreamConnection)
     case call(H2UpstreamConnection)
+    case lingering(LingeringSocket)
 }
 
 /// Messages the control thread posts to a worker.
@@ -102,6 +103,9 @@ final class Worker: @unchecked Sendable {
     var descriptorWaiters: [Exchange] = []
     var descriptorWaitersHead = 0
     var lastDescriptorReportMs: UInt64 = 0
+    /// Client sockets lingering after an answer (`Worker+Linger`), and where they read to.
+    var lingeringCount = 0
+    var lingerScratch = [UInt8](repeating: 0, count: 4096)
     /// Backend sockets open as of the last tick, for `/metrics`.
     let publishedBackendSockets = Atomic<Int>(0)
     var draining = false
@@ -236,7 +240,7 @@ final class Worker: @unchecked Sendable {
             case .call(let g):
                 g.yielded = false
                 if !g.closed { serveCall(g) }
-            case .listener, .mailbox, .tick:
+            case .listener, .mailbox, .tick, .lingering:
                 break
             }
         }
@@ -249,6 +253,7 @@ final class Worker: @unchecked Sendable {
         case .upstream(let connection): upstreamEvent(connection, readiness)
         case .h2(let connection): h2Event(connection, readiness)
         case .call(let connection): callEvent(connection, readiness)
+        case .lingering(let socket): drainLingering(socket)
         case .listener(let fd): acceptConnections(fd, token: token)
         case .mailbox: handleMailbox()
         case .tick:
@@ -313,8 +318,7 @@ final class Worker: @unchecked Sendable {
         if !tls {
             _ = Self.overLimitAnswer.withUnsafeBytes { try? Syscall.write(fd, $0.baseAddress.unsafelyUnwrapped, $0.count) }
         }
-        Syscall.shutdownWrite(fd)
-        Syscall.close(fd)
+        linger(fd: fd, token: 0)
         counters.refusedConnections += 1
         if now >= lastLimitReportMs + 1000 {
             lastLimitReportMs = now
@@ -495,8 +499,10 @@ final class Worker: @unchecked Sendable {
         var upstreams: [UpstreamConnection] = []
         var multiplexed: [H2Connection] = []
         var calls: [H2UpstreamConnection] = []
+        var lingering: [LingeringSocket] = []
         table.forEach { registration in
             switch registration {
+            case .lingering(let socket): lingering.append(socket)
             case .downstream(let connection): downstreams.append(connection)
             case .h2(let connection): multiplexed.append(connection)
             case .upstream(let connection): upstreams.append(connection)
@@ -507,6 +513,7 @@ final class Worker: @unchecked Sendable {
         for connection in downstreams { closeDownstream(connection) }
         for connection in multiplexed { closeHTTP2(connection) }
         for connection in calls { closeCallConnection(connection, message: nil) }
+        for socket in lingering { closeLingering(socket) }
         for connection in upstreams where connection.token != 0 { closeUpstream(connection) }
         closeListeners()
     }
@@ -524,6 +531,8 @@ final class Worker: @unchecked Sendable {
                 expired.append(registration)
             case .h2(let connection) where connection.deadline != 0 && connection.deadline <= now:
                 expired.append(registration)
+            case .lingering(let socket) where socket.deadline <= now:
+                expired.append(registration)
             case .call(let connection):
                 if connection.deadline != 0 && connection.deadline <= now { expired.append(registration) }
                 for x in connection.calls.values where x.callDeadline != 0 && x.callDeadline <= now { expiredCalls.append(x) }
@@ -539,6 +548,7 @@ final class Worker: @unchecked Sendable {
             case .upstream(let connection): upstreamTimedOut(connection)
             case .h2(let connection): h2TimedOut(connection)
             case .call(let connection): callConnectionTimedOut(connection)
+            case .lingering(let socket): closeLingering(socket)
             default: break
             }
         }

@@ -120,6 +120,12 @@ public struct TLSTransport: Transport {
         Syscall.shutdownWrite(fd)
     }
 
+    /// Frees the TLS state and hands the socket over, open, to the caller (who closes it).
+    public func releaseDescriptor() -> Int32 {
+        SSL_free(ssl)
+        return fd
+    }
+
     /// Sends close_notify first when the connection is healthy: a client whose connection ends
     /// without one treats the end as an error and does not resume the session next time.
     /// (After a fatal error OpenSSL leaves the handshake state, so nothing is sent then.)

@@ -403,3 +403,21 @@ def test_a_fifo_renamed_over_the_key_or_the_certificate_wedges_nothing(recorder,
             time.sleep(0.1)
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=10) == 0
+
+
+def test_plain_http_on_a_tls_port_gets_its_400_even_when_more_bytes_follow(recorder, proxy, tmp_path):
+    """The proxy answers after the first bytes; the client's later bytes are read and dropped
+    (a lingering close), not answered with a reset that would destroy the 400 unread."""
+    backend = recorder("v1")
+    extra, _, _ = tls_listener(str(tmp_path))
+    server = proxy([("v1", 100, [backend.address])], extra=extra)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", tls_port(server)), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n")
+            time.sleep(0.2)
+            sock.sendall(b"X-Pad: " + b"p" * 8000 + b"\r\n\r\n")
+            time.sleep(0.2)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"use https://" in answer, answer[:200]
