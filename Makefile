@@ -117,8 +117,11 @@ micro-bench: deps
 #                        connection, answering every stream as the proxy does
 #   h2-client            hostile backend bytes to the client side of an HTTP/2 connection
 #                        with three calls in flight
+#   h2-frames            the frame-header scanner behind the budget of frames without a
+#                        request, against a reference, over bytes split anywhere
 #   (config-files also checks the traffic plans of every accepted versions file)
-# New inputs are kept in Fuzz/corpus/<target>.
+# New inputs are kept in Fuzz/corpus/<target>. Swift's backtracer is off: libFuzzer reports a
+# crash itself, and the backtracer would wait on the crashed process instead.
 FUZZ_SECONDS ?= 300
 comma := ,
 space := $(empty) $(empty)
@@ -131,7 +134,8 @@ FUZZ_TARGETS := framer-differential:FramerDifferential:Sources/SwitchyardHTTP \
                 h1-exchange:H1Exchange:Sources/SwitchyardHTTP,Sources/SwitchyardIO,$(subst $(space),$(comma),$(PROXY_MACHINES)) \
                 probe-answer:ProbeAnswer:Sources/SwitchyardHTTP,Sources/SwitchyardProxy/ProbeAnswer.swift,Sources/SwitchyardProxy/EndpointHealth.swift \
                 h2-server:H2Server:Sources/SwitchyardHTTP2,Fuzz/Shared/H2Feed.swift \
-                h2-client:H2Client:Sources/SwitchyardHTTP2,Fuzz/Shared/H2Feed.swift
+                h2-client:H2Client:Sources/SwitchyardHTTP2,Fuzz/Shared/H2Feed.swift \
+                h2-frames:H2Frames:Sources/SwitchyardHTTP2/H2FrameScanner.swift
 fuzz: deps
 	@mkdir -p .build/fuzz
 	@for spec in $(FUZZ_TARGETS); do \
@@ -140,7 +144,7 @@ fuzz: deps
 		Fuzz/build.sh .build/fuzz/$$target $$dir $$sources || exit 1; \
 		mkdir -p Fuzz/corpus/$$target Fuzz/seeds/$$target; \
 		echo "== $$target: fuzzing for $(FUZZ_SECONDS) s"; \
-		.build/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+		SWIFT_BACKTRACE=enable=no .build/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 			-artifact_prefix=.build/fuzz/$$target- Fuzz/corpus/$$target Fuzz/seeds/$$target || exit 1; \
 	done
 

@@ -15,6 +15,7 @@ struct H2FrameScanner {
     private var headerIndex = 0
     private var length = 0
     private var type: UInt8 = 0
+    private var flags: UInt8 = 0
 
     /// `prefaceBytes`: bytes before the first frame (a server's input starts with the
     /// client's 24-byte preface).
@@ -22,7 +23,7 @@ struct H2FrameScanner {
         skipping = prefaceBytes
     }
 
-    /// The frames without a request whose headers end in `bytes`.
+    /// The frames without a request whose 9-byte headers end in `bytes`.
     mutating func overheadFrames(in bytes: UnsafeRawBufferPointer) -> Int {
         var index = 0
         var count = 0
@@ -39,11 +40,13 @@ struct H2FrameScanner {
             case 0: length = Int(byte)
             case 1, 2: length = length << 8 | Int(byte)
             case 3: type = byte
-            case 4: if Self.isOverhead(type: type, flags: byte, length: length) { count += 1 }
+            case 4: flags = byte
             default: break
             }
             headerIndex += 1
             if headerIndex == 9 {
+                // The header is whole: the frame counts, its payload is skipped.
+                if Self.isOverhead(type: type, flags: flags, length: length) { count += 1 }
                 headerIndex = 0
                 skipping = length
             }
