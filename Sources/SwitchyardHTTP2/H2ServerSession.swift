@@ -91,9 +91,8 @@ public final class H2ServerSession: H2Session {
     /// Graceful shutdown: GOAWAY naming the last stream taken; streams up to it finish.
     public func goAway(_ reason: H2GoAwayReason) {
         if goAwayReason == nil { goAwayReason = reason }
-        let errorCode: UInt32 = 0
         let last = nghttp2_session_get_last_proc_stream_id(session)
-        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0)
+        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, NGHTTP2_NO_ERROR.rawValue, nil, 0)
     }
 
     // MARK: - From nghttp2's callbacks
