@@ -420,3 +420,22 @@ class ThreadedSocketServer:
 
     def stop(self):
         self.listener.close()
+
+
+class ChunkedRequestRecorder(ThreadedSocketServer):
+    """Takes one chunked request per connection as raw bytes (head, body and trailer
+    section, exactly as the proxy sent them) into `received`, and answers 200."""
+
+    def __init__(self):
+        self.received = []
+        super().__init__()
+
+    def serve(self, conn):
+        data = b""
+        while not data.endswith(b"\r\n\r\n") or data.count(b"\r\n\r\n") < 2:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        self.received.append(data)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")

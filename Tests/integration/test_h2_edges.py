@@ -6,9 +6,9 @@ import pytest
 from hpack import Decoder, Encoder
 from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame
 
-from harness import TOKEN
+from harness import TOKEN, ChunkedRequestRecorder
 from test_h2_conformance import connect, headers, outcome
-from test_security import ScriptedBackend, ThreadedSocketServer
+from test_security import ScriptedBackend
 
 
 def request(*fields, method="GET", scheme="http", path="/", authority="edge.test", encoder=None):
@@ -125,21 +125,8 @@ def test_a_backends_host_field_stays_behind(started, proxy):
 
 
 def test_request_trailers_carry_no_cookie_forwarded_or_request_id(started, proxy):
-    received = []
-
-    class Recorder(ThreadedSocketServer):
-        """Takes the bytes of one chunked request, trailers included."""
-        def serve(self, conn):
-            data = b""
-            while data.count(b"\r\n\r\n") < 2:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            received.append(data)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    backend = Recorder()
+    backend = ChunkedRequestRecorder()
+    received = backend.received
     started.append(backend)
     server = proxy([("v1", 100, [backend.address])])
     connection = connect(server)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import (MEASURES_MEMORY, SANITIZED, TOKEN, ThreadedSocketServer, UvicornBackend, auth, http_get, open_websocket,
+from harness import (MEASURES_MEMORY, SANITIZED, TOKEN, ChunkedRequestRecorder, ThreadedSocketServer, UvicornBackend, auth, http_get, open_websocket,
                      raw_exchange, read_head, rss_kib)
 
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
@@ -92,20 +92,8 @@ def test_chunked_smuggling_reaches_no_backend_and_poisons_no_response(proxy, sta
 
 
 def test_chunked_body_reaches_the_backend_canonical(started, proxy):
-    received = []
-
-    class Recorder(ThreadedSocketServer):
-        def serve(self, conn):
-            data = b""
-            while not data.endswith(b"\r\n\r\n") or data.count(b"\r\n\r\n") < 2:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            received.append(data)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    backend = Recorder()
+    backend = ChunkedRequestRecorder()
+    received = backend.received
     started.append(backend)
     server = proxy([("v1", 100, [backend.address])])
     body = b"5;name=\"quoted;value\"\r\nhello\r\n006 ; x = y\r\n world\r\n0;last\r\nX-Checksum: abc\r\n\r\n"
