@@ -32,18 +32,20 @@ let package = Package(
         .target(name: "SwitchyardRouting", swiftSettings: hotPathSettings),
         .target(name: "SwitchyardTLS", dependencies: ["SwitchyardIO", "COpenSSL"], swiftSettings: hotPathSettings),
         .target(name: "SwitchyardHTTP2", dependencies: ["CNGHTTP2"], swiftSettings: hotPathSettings),
+        // Writing versions files: deploys, reverts, their history (the CLI and the admin API).
+        .target(name: "SwitchyardDeploy", dependencies: ["SwitchyardIO", "SwitchyardHTTP", "SwitchyardRouting", .product(name: "Yams", package: "Yams")]),
         .target(
             name: "SwitchyardProxy",
             dependencies: [
-                "SwitchyardIO", "SwitchyardHTTP", "SwitchyardHTTP2", "SwitchyardRouting", "SwitchyardTLS", "CLinuxShims",
-                .product(name: "Logging", package: "swift-log"),
+                "SwitchyardIO", "SwitchyardHTTP", "SwitchyardHTTP2", "SwitchyardRouting", "SwitchyardTLS", "SwitchyardDeploy",
+                "CLinuxShims", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: hotPathSettings
         ),
         .executableTarget(
             name: "switchyard",
             dependencies: [
-                "SwitchyardProxy", "SwitchyardRouting", "SwitchyardHTTP", "SwitchyardHTTP2", "SwitchyardIO", "SwitchyardTLS",
+                "SwitchyardProxy", "SwitchyardRouting", "SwitchyardDeploy", "SwitchyardHTTP", "SwitchyardHTTP2", "SwitchyardIO", "SwitchyardTLS",
                 "COpenSSL", "CNGHTTP2",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -57,6 +59,7 @@ let package = Package(
         .testTarget(name: "SwitchyardIOTests", dependencies: ["SwitchyardIO"]),
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting"]),
+        .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy", "SwitchyardRouting"]),
         .testTarget(name: "SwitchyardTLSTests", dependencies: ["SwitchyardTLS"]),
         .testTarget(name: "SwitchyardHTTP2Tests", dependencies: ["SwitchyardHTTP2", "CNGHTTP2"]),
         .testTarget(name: "SwitchyardProxyTests", dependencies: ["SwitchyardProxy", "SwitchyardHTTP", "SwitchyardIO", "SwitchyardTesting"]),

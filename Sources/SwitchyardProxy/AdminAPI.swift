@@ -143,8 +143,9 @@ extension ControlPlane {
         var counters = ExchangeCounters()
         for worker in workers { counters.add(worker.publishedCounters.load()) }
         return """
-            {"service":\(JSONText.quote(state.versions.service)),"state":"\(Self.serviceState(plan).rawValue)","fail_open":\(plan.failOpen),\
-            "generation":\(state.generation),\
+            {"service":\(JSONText.quote(state.versions.service)),"state":"\(Self.serviceState(plan, state.versions))","fail_open":\(plan.failOpen),\
+            "generation":\(state.generation),"versions_generation":\(state.versions.generation),\
+            "versions_change":\(changeJSON(state.versions.change)),\
             "workers":{"count":\(workers.count),"applied_generation":[\(applied.joined(separator: ","))],\
             "applied_at_monotonic_ns":[\(appliedAt.joined(separator: ","))]},\
             "draining":\(draining),\
@@ -152,7 +153,8 @@ extension ControlPlane {
             "connections_refused_over_limit":\(counters.refusedConnections),\
             "exchanges":\(exchangesJSON(counters)),\
             "auth":{"enabled":\(state.tokens != nil),"tokens":\(state.tokens?.count ?? 0)},\
-            "last_reload":{"time":"\(outcome.time)","trigger":\(JSONText.quote(outcome.trigger)),"outcome":"\(outcome.result)","errors":[\(errors)]},\
+            "last_reload":{"time":"\(outcome.time)","trigger":\(JSONText.quote(outcome.trigger)),"outcome":"\(outcome.result)","errors":[\(errors)],\
+            "rejected_since":\(state.rejectedSince.map(JSONText.quote) ?? "null")},\
             "failed_reloads":\(state.failedReloads),\
             "tls":\(tlsJSON()),\
             "versions":[\(versions.joined(separator: ","))]}
@@ -174,10 +176,21 @@ extension ControlPlane {
         return "[\(entries.joined(separator: ","))]"
     }
 
-    /// RUNNING when every version runs, UNHEALTHY when some version is, STARTING otherwise.
-    static func serviceState(_ plan: TrafficPlan) -> TrafficPlan.VersionState {
-        if plan.states.contains(.unhealthy) { return .unhealthy }
-        return plan.states.allSatisfy { $0 == .running } ? .running : .starting
+    /// Anyscale's service states: UNHEALTHY when a version with a share is; UPDATING while a
+    /// version (a new one, after a deploy) is STARTING beside running ones; STARTING while none
+    /// runs yet; RUNNING otherwise. A dark version (0 %) that is down is shown as such but
+    /// leaves the service's state alone: no unpinned traffic goes there.
+    static func serviceState(_ plan: TrafficPlan, _ versions: VersionsConfig) -> String {
+        let states = zip(plan.states, versions.versions)
+        if states.contains(where: { $0.0 == .unhealthy && $0.1.trafficBasisPoints > 0 }) { return "UNHEALTHY" }
+        guard plan.states.contains(.starting) else { return "RUNNING" }
+        return plan.states.contains(.running) ? "UPDATING" : "STARTING"
+    }
+
+    /// Who wrote the versions file's current generation, or null for a hand-written file.
+    private func changeJSON(_ change: VersionsConfig.Change?) -> String {
+        guard let change else { return "null" }
+        return "{\"time\":\(JSONText.quote(change.time)),\"actor\":\(JSONText.quote(change.actor)),\"command\":\(JSONText.quote(change.command))}"
     }
 
     /// Each address with its health.

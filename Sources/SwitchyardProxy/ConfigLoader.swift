@@ -43,6 +43,17 @@ public struct ConfigLoader: Sendable {
         return (try parse({ bytes, file throws(ConfigError) in try VersionsConfig.parse(bytes, file: file, defaults: defaults) }, bytes, versionsPath), bytes)
     }
 
+    /// Validates versions-file bytes exactly as a reload would: parsed with this config's
+    /// defaults, the files they name read, every version left with an address. `file` names
+    /// them in errors and anchors their relative paths.
+    public func validateVersions(_ bytes: [UInt8], file: String) throws(LoadError) -> (config: VersionsConfig, resolution: Resolution) {
+        let defaults = server.versionDefaults
+        let config = try parse({ bytes, file throws(ConfigError) in try VersionsConfig.parse(bytes, file: file, defaults: defaults) }, bytes, file)
+        var upstreamFiles = UpstreamFiles(versionsPath: file)
+        _ = try upstreamFiles.load(config)
+        return (config, try resolve(config, file: file))
+    }
+
     /// Reads the tokens file; nil when authentication is disabled.
     public func loadTokens() throws(LoadError) -> (tokens: TokenSet, bytes: [UInt8])? {
         guard let path = tokensPath else { return nil }
@@ -93,7 +104,8 @@ public struct ConfigLoader: Sendable {
     /// resolver thread). A name
     /// that does not resolve leaves its endpoint out; only a version left with no address at
     /// all is an error, since it could serve nothing.
-    public func resolve(_ versions: VersionsConfig) throws(LoadError) -> Resolution {
+    public func resolve(_ versions: VersionsConfig, file: String? = nil) throws(LoadError) -> Resolution {
+        let versionsPath = file ?? self.versionsPath
         var resolution = Resolution()
         for version in versions.versions {
             var addresses: [SocketAddress] = []

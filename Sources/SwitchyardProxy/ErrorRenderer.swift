@@ -1,5 +1,6 @@
 import SwitchyardHTTP2
 import SwitchyardIO
+import SwitchyardRouting
 
 /// Renders a `ProxyError` as the answer a client gets, in each protocol's form, from the same
 /// error: the same status, fields and JSON body over HTTP/1.1 and HTTP/2.
@@ -74,31 +75,4 @@ extension ErrorRenderer {
         if let version { fields.append(H2Field(name: Array("x-anyscale-version".utf8), value: version)) }
         return fields
     }
-}
-
-/// JSON string escaping for the few places that write JSON by hand (errors, `/status`).
-enum JSONText {
-    static func escape(_ text: String) -> String {
-        var result = ""
-        result.reserveCapacity(text.utf8.count)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    result.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return result
-    }
-
-    static func quote(_ text: String) -> String { "\"\(escape(text))\"" }
 }

@@ -27,12 +27,17 @@ struct ReloadState {
     var unresolved: [String]
     var tokens: TokenSet?
     var tokensBytes: [UInt8]
-    var lastOutcome: Outcome
+    var lastOutcome: Outcome {
+        didSet { rejectedSince = lastOutcome.result == "error" ? rejectedSince ?? lastOutcome.time : nil }
+    }
+    /// Since when the files on disk have been rejected (the first failed reload after the last
+    /// good one): the running config is older than the files from then on.
+    private(set) var rejectedSince: String?
     var failedReloads = 0
     /// Endpoint health, and the routing it led to in the last publication.
     private(set) var health = HealthBook()
     private(set) var publishedRouting: HealthRouting?
-    /// When this process first saw each version name (RFC 3339).
+    /// Each version's `created_at` from the file, or when this process first saw it (RFC 3339).
     private(set) var createdAt: [String: String] = [:]
     /// Reloads per hot file and result, for `/metrics`.
     private(set) var reloadCounts = ReloadCounts()
@@ -103,7 +108,13 @@ struct ReloadState {
     /// Builds the next publication from the current state.
     mutating func publish() -> Publication {
         generation += 1
-        for version in versions.versions where createdAt[version.name] == nil { createdAt[version.name] = Self.timestamp() }
+        for version in versions.versions {
+            if let written = version.createdAt {
+                createdAt[version.name] = written
+            } else if createdAt[version.name] == nil {
+                createdAt[version.name] = Self.timestamp()
+            }
+        }
         health.sync(versions, targets: targets, grpcTargets: grpcTargets)
         let routing = health.routing(versions, targets: targets, grpcTargets: grpcTargets)
         publishedRouting = routing
@@ -225,17 +236,5 @@ struct ReloadState {
     }
 
     /// The current UTC time as RFC 3339 with milliseconds.
-    static func timestamp() -> String {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        var seconds = spec.tv_sec
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        return "\(parts.tm_year + 1900)-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
-    }
+    static func timestamp() -> String { Timestamp.now() }
 }

@@ -319,3 +319,30 @@ public struct JSONParser {
         return JSONNode(value: .number(String(decoding: bytes[first..<index], as: UTF8.self)), position: start)
     }
 }
+
+/// JSON string escaping for the few places that write JSON by hand (errors, `/status`).
+public enum JSONText {
+    public static func escape(_ text: String) -> String {
+        var result = ""
+        result.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return result
+    }
+
+    public static func quote(_ text: String) -> String { "\"\(escape(text))\"" }
+}

@@ -138,6 +138,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var auth = Auth()
     /// nil: no access log (the default).
     public var accessLog: AccessLog?
+    /// A file every write of the versions file (deploy, revert, admin API) appends its record
+    /// to, one JSON line each, relative to the config file; nil (the default): none.
+    public var auditLog: String?
     /// Health checks and `retry_other_version` for versions that do not set their own.
     public var versionDefaults = VersionsConfig.Defaults()
     public var timeouts = Timeouts()
@@ -221,6 +224,10 @@ public struct ServerConfig: Sendable, Equatable {
             accessLog.query = try log.bool("query") ?? false
             try log.finish()
             config.accessLog = accessLog
+        }
+        if let auditLog = try reader.string("audit_log") {
+            guard !auditLog.isEmpty else { throw ConfigError(file: file, position: root.position, message: "audit_log is empty; give a file to append to, or leave it out") }
+            config.auditLog = auditLog
         }
         if let node = reader.take("health_check") {
             config.versionDefaults.healthCheck = try HealthCheck.parse(node, over: nil, file: file, path: "health_check")

@@ -25,11 +25,13 @@ public struct VersionsConfig: Sendable, Equatable {
         /// A file holding the token sent to its backends as `Authorization: Bearer <token>`
         /// instead of the client's (as written, relative to the versions file).
         public let upstreamTokenFile: String?
+        /// When the writer that added it did so (RFC 3339, UTC); nil in a hand-written file.
+        public let createdAt: String?
 
         public init(
             name: String, trafficBasisPoints: Int, endpoints: [Endpoint], healthCheck: HealthCheck? = nil,
             onUnhealthy: UnhealthyPolicy = .redistribute, retryOtherVersion: Bool = false, tls: UpstreamTLS? = nil,
-            upstreamTokenFile: String? = nil, grpcEndpoints: [Endpoint] = []
+            upstreamTokenFile: String? = nil, grpcEndpoints: [Endpoint] = [], createdAt: String? = nil
         ) {
             self.name = name
             self.trafficBasisPoints = trafficBasisPoints
@@ -40,6 +42,7 @@ public struct VersionsConfig: Sendable, Equatable {
             self.retryOtherVersion = retryOtherVersion
             self.tls = tls
             self.upstreamTokenFile = upstreamTokenFile
+            self.createdAt = createdAt
         }
 
         /// `traffic_percent` as written back in JSON (`30`, `12.5`, `0.25`).
@@ -66,10 +69,20 @@ public struct VersionsConfig: Sendable, Equatable {
 
     public let service: String
     public let versions: [Version]
+    /// How many times a writer (`switchyard deploy`, `revert`, the admin API) changed the file;
+    /// 0 for a file written by hand. Not used for routing.
+    public let generation: Int
+    /// Who made the current generation, and how; nil for a file written by hand.
+    public let change: Change?
+    /// The states before this one, newest first (bounded by the writers). Not used for routing.
+    public let history: [HistoryEntry]
 
-    public init(service: String, versions: [Version]) {
+    public init(service: String, versions: [Version], generation: Int = 0, change: Change? = nil, history: [HistoryEntry] = []) {
         self.service = service
         self.versions = versions
+        self.generation = generation
+        self.change = change
+        self.history = history
     }
 
     /// Parses and validates a versions file; every error names its file, line and column, and
@@ -82,6 +95,7 @@ public struct VersionsConfig: Sendable, Equatable {
         var errors: [ConfigError] = []
         let service: String
         let versionsNode: JSONNode
+        var record = WriterRecord()
         if case .array = root.value {
             service = serviceName(fromFile: file)
             versionsNode = root
@@ -109,6 +123,7 @@ public struct VersionsConfig: Sendable, Equatable {
                 errors.append(ConfigError(file: file, position: serviceNode?.position ?? root.position, message: problem))
             }
             service = name ?? ""
+            record = WriterRecord.parse(&reader, file: file, defaults: defaults, errors: &errors)
             do {
                 versionsNode = try reader.required("versions")
             } catch {
@@ -120,15 +135,24 @@ public struct VersionsConfig: Sendable, Equatable {
             throw ConfigError(all: errors + [ConfigError(file: file, position: versionsNode.position,
                 message: "versions must be an array of version objects, not \(versionsNode.typeName)")])
         }
-        if !(1...maxVersions).contains(elements.count) {
-            errors.append(ConfigError(file: file, position: versionsNode.position,
-                message: "versions has \(elements.count) entries, there must be 1 to \(maxVersions)"))
-        }
+        let versions = parseVersionList(elements, at: versionsNode.position, file: file, path: "versions", defaults: defaults, errors: &errors)
+        guard errors.isEmpty else { throw ConfigError(all: errors) }
+        return VersionsConfig(service: service, versions: versions, generation: record.generation, change: record.change, history: record.history)
+    }
 
+    /// A list of versions (the file's, or one in its history): 1 to 10 valid versions with
+    /// unique names, fallbacks that name another of them, and shares that sum to 100.
+    static func parseVersionList(
+        _ elements: [JSONNode], at position: SourcePosition, file: String, path: String, defaults: Defaults, errors: inout [ConfigError]
+    ) -> [Version] {
+        if !(1...maxVersions).contains(elements.count) {
+            errors.append(ConfigError(file: file, position: position,
+                message: "\(path) has \(elements.count) entries, there must be 1 to \(maxVersions)"))
+        }
         var versions: [Version] = []
         var complete = true
         for (index, element) in elements.enumerated() {
-            guard let version = parseVersion(element, file: file, path: "versions[\(index)]", defaults: defaults, errors: &errors) else {
+            guard let version = parseVersion(element, file: file, path: "\(path)[\(index)]", defaults: defaults, errors: &errors) else {
                 complete = false
                 continue
             }
@@ -149,12 +173,25 @@ public struct VersionsConfig: Sendable, Equatable {
         }
         let total = versions.reduce(0) { $0 + $1.trafficBasisPoints }
         if complete && total != 10000 {
-            let shown = VersionsConfig.Version(name: "", trafficBasisPoints: total, endpoints: []).trafficPercentText
-            errors.append(ConfigError(file: file, position: versionsNode.position,
-                                      message: "traffic_percent values sum to \(shown), they must sum to 100"))
+            errors.append(ConfigError(file: file, position: position, message: sumProblem(versions, total: total)))
         }
-        guard errors.isEmpty else { throw ConfigError(all: errors) }
-        return VersionsConfig(service: service, versions: versions)
+        return versions
+    }
+
+    /// "traffic_percent values sum to 99, they must sum to 100 (v3: 41 instead of 40 would do)":
+    /// the sum, and one change that fixes it when one does.
+    public static func sumProblem(_ versions: [Version], total: Int) -> String {
+        var message = "traffic_percent values sum to \(percentText(total)), they must sum to 100"
+        let missing = 10000 - total
+        if let fix = versions.reversed().first(where: { (0...10000).contains($0.trafficBasisPoints + missing) }) {
+            message += " (\(fix.name): \(percentText(fix.trafficBasisPoints + missing)) instead of \(fix.trafficPercentText) would do)"
+        }
+        return message
+    }
+
+    /// Hundredths of a percent as written in JSON: `30`, `12.5`, `0.25`.
+    public static func percentText(_ basisPoints: Int) -> String {
+        Version(name: "", trafficBasisPoints: basisPoints, endpoints: []).trafficPercentText
     }
 
     /// `path/summarizer.json` → `summarizer`.
@@ -248,12 +285,21 @@ public struct VersionsConfig: Sendable, Equatable {
         } catch {
             errors.append(error)
         }
+        var createdAt: String?
+        do {
+            createdAt = try reader.string("created_at")
+            if let text = createdAt, !Timestamp.isValid(text) {
+                errors.append(reader.error(reader.peek("created_at") ?? reader.node, "\(path).created_at is \"\(text)\"; write an RFC 3339 time in UTC, e.g. 2026-12-04T03:40:00.000Z"))
+            }
+        } catch {
+            errors.append(error)
+        }
         do { try reader.finish() } catch { errors.append(error) }
         guard errors.count == before else { return nil }
         return Version(
             name: name, trafficBasisPoints: basisPoints, endpoints: endpoints, healthCheck: healthCheck,
             onUnhealthy: onUnhealthy, retryOtherVersion: retryOtherVersion, tls: tls, upstreamTokenFile: upstreamTokenFile,
-            grpcEndpoints: grpcEndpoints)
+            grpcEndpoints: grpcEndpoints, createdAt: createdAt)
     }
 
     /// A version's TLS from its `tls` field and its endpoints' scheme, which must agree.
@@ -356,6 +402,10 @@ public struct VersionsConfig: Sendable, Equatable {
     /// Most endpoints (resolved addresses) per version: a request tracks the ones it tried
     /// in a fixed-size set.
     public static let maxEndpoints = 256
+
+    /// Whether `text` reads as an endpoint of the versions file ("host:port", "[v6]:port",
+    /// "http(s)://host[:port]").
+    public static func isValidEndpoint(_ text: String) -> Bool { EndpointText(text) != nil }
 
     public static func isValidName(_ name: String) -> Bool {
         (1...63).contains(name.utf8.count) && name.utf8.allSatisfy { byte in

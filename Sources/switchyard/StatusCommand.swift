@@ -62,6 +62,21 @@ struct Status: ParsableCommand {
         ]
         if status["fail_open"]?.flag == true { top.append(("fail_open", Node("true", Tag(.bool)))) }
         top.append(("config_generation", scalar(status["generation"])))
+        top.append(("versions_generation", scalar(status["versions_generation"])))
+        if let change = status["versions_change"], change["actor"] != nil {
+            top.append(("last_change", Node.mapping(Node.Mapping([
+                ("time", scalar(change["time"])), ("by", scalar(change["actor"])), ("command", scalar(change["command"])),
+            ]))))
+        }
+        if let reload = status["last_reload"], reload["outcome"]?.text == "error" {
+            let errors = (reload["errors"]?.elements ?? []).compactMap(\.text).map { Node($0) }
+            top.append(("reload_rejected", Node.mapping(Node.Mapping([
+                ("since", scalar(reload["rejected_since"])),
+                ("last_attempt", scalar(reload["time"])),
+                ("errors", Node.sequence(Node.Sequence(errors))),
+                ("note", Node("the running config is older than the files on disk since then; fix them (switchyard check) or run switchyard revert")),
+            ]))))
+        }
         var versions: [Node] = []
         for version in status["versions"]?.elements ?? [] {
             let name = version["name"]?.text ?? "?"

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Logging
+import SwitchyardDeploy
+import SwitchyardIO
+import SwitchyardRouting
 import SwitchyardProxy
 import SwitchyardTLS
 
@@ -9,7 +12,7 @@ struct Switchyard: ParsableCommand {
         commandName: "switchyard",
         abstract: "A weighted traffic-routing reverse proxy for several versions of one service.",
         version: BuildInfo.version,
-        subcommands: [Serve.self, Check.self, Status.self, DemoBackendCommand.self, Versions.self],
+        subcommands: [Serve.self, Check.self, Status.self, Deploy.self, Revert.self, History.self, DemoBackendCommand.self, Versions.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -54,7 +57,13 @@ struct Check: ParsableCommand {
 
     @OptionGroup var options: ConfigOption
 
+    @Option(name: .customLong("versions"), help: ArgumentHelp(
+        "Check only this candidate versions file, as the proxy would read it (with the config's defaults when there is one).",
+        valueName: "file"))
+    var candidate: String?
+
     func run() throws {
+        if let candidate { return try checkCandidate(candidate) }
         do {
             let loader = try ConfigLoader(configPath: options.config)
             let (versions, _) = try loader.loadVersions()
@@ -67,23 +76,7 @@ struct Check: ParsableCommand {
             print("listen:   \(server.listeners.map(\.address.description).joined(separator: ", ")); admin \(server.admin)")
             print("auth:     \(tokens.map { "\($0.tokens.count) token(s) from \(loader.tokensPath ?? "")" } ?? "disabled")")
             print("service:  \(versions.service) (\(loader.versionsPath))")
-            for version in versions.versions {
-                let share = version.trafficBasisPoints == 0 ? "0% (dark: pinned traffic only)" : "\(version.trafficPercentText)%"
-                let scheme = version.tls == nil ? "" : "https://"
-                print("  \(version.name): \(share) -> \(version.endpoints.map { scheme + $0.description }.joined(separator: ", "))")
-                if let tls = version.tls {
-                    let trust = tls.insecureSkipVerify ? "certificates NOT verified (insecure_skip_verify)"
-                        : "certificates verified against \(tls.caFile.map(upstreamFiles.path) ?? "the system's CAs")"
-                    print("    TLS to backends: \(trust)\(tls.serverName.map { ", server name \($0)" } ?? "")")
-                }
-                if let file = version.upstreamTokenFile {
-                    print("    backends get the token in \(upstreamFiles.path(file)), not the client's")
-                }
-                let health = version.healthCheck.map {
-                    "GET \($0.path) every \($0.intervalMs) ms, unhealthy after \($0.unhealthyThreshold) failures"
-                } ?? "no health check"
-                print("    \(health); on_unhealthy \(version.onUnhealthy.description)\(version.retryOtherVersion ? "; retry_other_version" : "")")
-            }
+            Self.describe(versions, files: upstreamFiles)
             for (index, listener) in server.listeners.enumerated() {
                 guard let tls = listener.tls else { continue }
                 let context: TLSServerContext
@@ -107,6 +100,57 @@ struct Check: ParsableCommand {
             var standardError = StandardError()
             print("switchyard check: \(error)", to: &standardError)
             throw ExitCode.failure
+        }
+    }
+}
+
+extension Check {
+    /// `check --versions FILE`: the file on its own, exit 2 when it is invalid.
+    func checkCandidate(_ path: String) throws {
+        try runWriting("check") {
+            let target = try VersionsTarget(configPath: options.config, versionsFile: path)
+            let bytes: [UInt8]
+            do {
+                bytes = try FileIO.readAll(path)
+            } catch {
+                throw DeployError(.invalid, "\(path): cannot read (\(error))")
+            }
+            let document = try VersionsDocument(parsing: bytes, file: path)
+            let versions: VersionsConfig
+            do {
+                if let loader = target.loader {
+                    versions = try loader.validateVersions(bytes, file: path).config
+                } else {
+                    versions = try VersionsConfig.parse(bytes, file: path)
+                }
+            } catch {
+                throw DeployError(.invalid, "\(error)")
+            }
+            print("versions: \(path) ok (service \(versions.service), generation \(document.generation)\(target.loader == nil ? "; no config file, default health checks" : ""))")
+            var files = UpstreamFiles(versionsPath: path)
+            _ = try? files.load(versions)
+            Self.describe(versions, files: files)
+        }
+    }
+
+    /// One entry per version: its share, endpoints, TLS, token and health check.
+    static func describe(_ versions: VersionsConfig, files upstreamFiles: UpstreamFiles) {
+        for version in versions.versions {
+            let share = version.trafficBasisPoints == 0 ? "0% (dark: pinned traffic only)" : "\(version.trafficPercentText)%"
+            let scheme = version.tls == nil ? "" : "https://"
+            print("  \(version.name): \(share) -> \(version.endpoints.map { scheme + $0.description }.joined(separator: ", "))")
+            if let tls = version.tls {
+                let trust = tls.insecureSkipVerify ? "certificates NOT verified (insecure_skip_verify)"
+                    : "certificates verified against \(tls.caFile.map(upstreamFiles.path) ?? "the system's CAs")"
+                print("    TLS to backends: \(trust)\(tls.serverName.map { ", server name \($0)" } ?? "")")
+            }
+            if let file = version.upstreamTokenFile {
+                print("    backends get the token in \(upstreamFiles.path(file)), not the client's")
+            }
+            let health = version.healthCheck.map {
+                "GET \($0.path) every \($0.intervalMs) ms, unhealthy after \($0.unhealthyThreshold) failures"
+            } ?? "no health check"
+            print("    \(health); on_unhealthy \(version.onUnhealthy.description)\(version.retryOtherVersion ? "; retry_other_version" : "")")
         }
     }
 }

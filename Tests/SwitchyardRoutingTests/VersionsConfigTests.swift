@@ -49,7 +49,7 @@ func versionsError(_ text: String) -> ConfigError? {
                {"name": "v1", "traffic_percent": 30, "endpoints": ["127.0.0.1:8001"]},
                {"name": "v2", "traffic_percent": 60, "endpoints": ["127.0.0.1:8002"]}]}
             """)
-        #expect(sum?.description == "versions.json:2:14: traffic_percent values sum to 90, they must sum to 100")
+        #expect(sum?.description == "versions.json:2:14: traffic_percent values sum to 90, they must sum to 100 (v2: 70 instead of 60 would do)")
 
         let typo = versionsError("""
             {"service": "demo",
