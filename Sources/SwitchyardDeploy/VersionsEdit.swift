@@ -120,8 +120,9 @@ public struct Author: Sendable {
 
 extension VersionsDocument {
     /// The document after `request`: weights set, versions added (with `created_at`) and
-    /// removed, endpoints replaced; one generation on, the state before it first in history.
-    public func deploying(_ request: DeployRequest, by author: Author) throws(DeployError) -> (VersionsDocument, EditSummary) {
+    /// removed, endpoints replaced; one generation on, the state before it first in history
+    /// unless `recordingCurrent` is false (a state the proxy rejected has no place there).
+    public func deploying(_ request: DeployRequest, by author: Author, recordingCurrent: Bool = true) throws(DeployError) -> (VersionsDocument, EditSummary) {
         if let service = request.service, service != self.service {
             throw DeployError(.invalid, "-n \(service) does not match the service \"\(self.service)\" of this versions file; give -n \(self.service)")
         }
@@ -158,7 +159,7 @@ extension VersionsDocument {
             next.append(version)
         }
         let summary = EditSummary.between(versions, next)
-        return (advanced(to: next, by: author), summary)
+        return (advanced(to: next, by: author, recordingCurrent: recordingCurrent), summary)
     }
 
     /// The document with the versions of generation `target` (default: the one before this),
@@ -181,11 +182,12 @@ extension VersionsDocument {
     }
 
     /// One generation on: `versions` in force, this state first in history, history bounded.
-    func advanced(to versions: [JSONNode], by author: Author) -> VersionsDocument {
+    func advanced(to versions: [JSONNode], by author: Author, recordingCurrent: Bool = true) -> VersionsDocument {
         var entry: [(String, JSONNode)] = [("generation", .integer(generation))]
         entry += change?.members.map { ($0.key, $0.node) } ?? []
         entry.append(("versions", JSONNode(.array(self.versions))))
-        var history = [JSONNode.object(entry)] + self.history.prefix(VersionsConfig.historyLimit.entries - 1)
+        let kept = self.history.prefix(VersionsConfig.historyLimit.entries - (recordingCurrent ? 1 : 0))
+        var history = recordingCurrent ? [JSONNode.object(entry)] + kept : Array(kept)
         while history.count > 1, history.reduce(0, { $0 + Self.entryText($1, indent: "    ").utf8.count }) > VersionsConfig.historyLimit.bytes {
             history.removeLast()
         }

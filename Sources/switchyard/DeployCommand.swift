@@ -74,7 +74,14 @@ struct Deploy: ParsableCommand {
             if service != current.service {
                 throw DeployError(.invalid, "the config files are for service \"\(service)\", the versions file \(target.path) for \"\(current.service)\"")
             }
-            let (next, summary) = try current.deploying(request, by: Author(actor: VersionsTarget.actor, command: VersionsTarget.command))
+            // A file the proxy rejects (hand-edited) is replaced, but not kept in history: a
+            // revert to it would fail the same way.
+            let currentIsValid = store.bytes.map { bytes in (try? VersionsConfig.parse(bytes, file: target.path)) != nil } ?? false
+            if store.bytes != nil && !currentIsValid {
+                print("switchyard deploy: note: \(target.path) is not valid now (see switchyard check); it is replaced and not kept in history", to: &standardError)
+            }
+            let (next, summary) = try current.deploying(
+                request, by: Author(actor: VersionsTarget.actor, command: VersionsTarget.command), recordingCurrent: currentIsValid)
             _ = try target.validate(next)
             if !write.dryRun && !write.stdout {
                 for file in files {
