@@ -9,8 +9,8 @@ SUDO      := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Build: libnghttp2-dev, libssl-dev, pkg-config. Tests: curl, wrk, nghttp2-client (nghttp,
 # h2load), python3 (via pip: pytest, uvicorn, the server Ray Serve runs, prometheus_client,
 # whose parser reads /metrics, pyyaml, which reads `switchyard status`, sslyze, which scans
-# the TLS listener, h2, which writes the HTTP/2 frames of the conformance tests, and grpcio,
-# a real gRPC client).
+# the TLS listener, h2, which writes the HTTP/2 frames of the conformance tests, grpcio,
+# a real gRPC client, and ray[serve], a real Ray cluster that `switchyard deploy -f` deploys to).
 DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk openssl nghttp2-client
 
 .PHONY: all deps bench-deps build run demo test unit-test integration-test check bench micro-bench fuzz sanitize clean
@@ -23,7 +23,7 @@ deps:
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@python3 -c "import pytest, uvicorn, prometheus_client, yaml, sslyze, h2, grpc" 2>/dev/null || python3 -m pip install -q pytest uvicorn prometheus_client pyyaml sslyze h2 grpcio
+	@python3 -c "import pytest, uvicorn, prometheus_client, yaml, sslyze, h2, grpc, ray.serve" 2>/dev/null || python3 -m pip install -q pytest uvicorn prometheus_client pyyaml sslyze h2 grpcio "ray[serve]"
 
 build: deps
 	$(SWIFT) build -c release
