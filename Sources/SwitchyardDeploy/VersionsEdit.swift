@@ -238,3 +238,87 @@ extension VersionsDocument {
         return lines
     }
 }
+
+extension DeployRequest {
+    /// The admin API's `POST /v1/deploy` body:
+    ///
+    ///     {"versions": [{"name": "v1", "traffic_percent": 90}, {"name": "v2", "traffic_percent": 10}],
+    ///      "endpoints": {"v2": ["10.0.2.7:8000"]}, "grpc_endpoints": {"v2": ["10.0.2.7:9000"]}}
+    ///
+    /// `versions` is Anyscale's array, as `--versions` takes it; `service`, when given, must be
+    /// the file's.
+    public init(body: [UInt8]) throws(DeployError) {
+        let source = "POST /v1/deploy"
+        let root: JSONNode
+        do {
+            root = try JSONParser.parse(body, file: source)
+        } catch {
+            throw DeployError(.invalid, error.description)
+        }
+        guard case .object(let members) = root.value else {
+            throw DeployError(.invalid, "\(source): the body must be an object {\"versions\": [...], \"endpoints\": {...}}")
+        }
+        self.init()
+        for member in members {
+            switch member.key {
+            case "versions":
+                do {
+                    traffic = try TrafficRequest.parse(member.node, source: source)
+                } catch {
+                    throw DeployError(.invalid, error.description)
+                }
+            case "service":
+                guard case .string(let name) = member.node.value else { throw DeployError(.invalid, "\(source): service must be a string") }
+                service = name
+            case "endpoints", "grpc_endpoints":
+                let parsed = try Self.endpoints(member.node, field: member.key, source: source)
+                if member.key == "endpoints" { endpoints = parsed } else { grpcEndpoints = parsed }
+            default:
+                throw DeployError(.invalid, "\(source):\(member.keyPosition): unknown field \"\(member.key)\"; it takes versions, endpoints, grpc_endpoints and service")
+            }
+        }
+        if traffic == nil && endpoints.isEmpty && grpcEndpoints.isEmpty {
+            throw DeployError(.invalid, "\(source): nothing to deploy: give \"versions\" (and \"endpoints\" for new versions)")
+        }
+    }
+
+    /// `{"v3": ["host:port", …]}`.
+    private static func endpoints(_ node: JSONNode, field: String, source: String) throws(DeployError) -> [String: [String]] {
+        guard case .object(let members) = node.value else {
+            throw DeployError(.invalid, "\(source): \(field) must be an object {\"version\": [\"host:port\", ...]}")
+        }
+        var result: [String: [String]] = [:]
+        for member in members {
+            guard VersionsConfig.isValidName(member.key), case .array(let elements) = member.node.value, !elements.isEmpty else {
+                throw DeployError(.invalid, "\(source):\(member.keyPosition): \(field).\(member.key) must be a non-empty array of \"host:port\" strings")
+            }
+            var addresses: [String] = []
+            for element in elements {
+                guard case .string(let text) = element.value, VersionsConfig.isValidEndpoint(text) else {
+                    throw DeployError(.invalid, "\(source):\(element.position): \(field).\(member.key) holds what is not a \"host:port\" address")
+                }
+                addresses.append(text)
+            }
+            result[member.key] = addresses
+        }
+        return result
+    }
+}
+
+extension DeployRequest {
+    /// The `POST /v1/deploy` body that asks for this request.
+    public var body: [UInt8] {
+        var members: [(String, JSONNode)] = []
+        if let service { members.append(("service", .string(service))) }
+        if let traffic {
+            let shares = traffic.shares.map { share in
+                JSONNode.object([("name", .string(share.name)), ("traffic_percent", JSONNode(.number(VersionsConfig.percentText(share.basisPoints))))])
+            }
+            members.append(("versions", JSONNode(.array(shares))))
+        }
+        for (field, map) in [("endpoints", endpoints), ("grpc_endpoints", grpcEndpoints)] where !map.isEmpty {
+            members.append((field, .object(map.keys.sorted().map { ($0, .strings(map[$0]!)) })))
+        }
+        return Array(JSONNode.object(members).compactText.utf8)
+    }
+}

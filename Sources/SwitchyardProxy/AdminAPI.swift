@@ -40,8 +40,8 @@ extension ControlPlane {
             return
         case .closed:
             break
-        case .request(let method, let path):
-            let (status, body, type) = adminResponse(method: method, path: path)
+        case .request(let request):
+            let (status, body, type) = adminResponse(request)
             connection.respond(status: status, body: body, contentType: type)
         case .invalid(let status):
             connection.respond(
@@ -51,12 +51,17 @@ extension ControlPlane {
         closeAdmin(connection, token: token)
     }
 
-    private func adminResponse(method: String, path: String) -> (Int, String, String) {
+    private func adminResponse(_ request: AdminRequest) -> (Int, String, String) {
         let json = "application/json"
-        guard method == "GET" || method == "HEAD" else {
-            return (405, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"the admin API answers GET\"}}\n", json)
+        let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
+        if path == "/v1/deploy" || path == "/v1/revert" {
+            let (status, body) = adminWrite(request, path: path)
+            return (status, body, json)
         }
-        switch path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path {
+        guard request.method == "GET" || request.method == "HEAD" else {
+            return (405, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"the admin API answers GET (and POST to /v1/deploy and /v1/revert)\"}}\n", json)
+        }
+        switch path {
         case "/healthz":
             return draining ? (503, "{\"status\":\"draining\"}\n", json) : (200, "{\"status\":\"ok\"}\n", json)
         case "/status":
@@ -244,15 +249,20 @@ final class AdminConnection {
     enum ReadResult {
         case needMore
         case closed
-        case request(method: String, path: String)
+        case request(AdminRequest)
         case invalid(status: Int)
     }
+
+    /// Most bytes of a request body (a deploy's JSON).
+    static let maxBodyBytes = 1 << 20
 
     let fd: Int32
     let acceptedAt: UInt64
     private let input = ByteBuffer(capacity: 4096)
     private var parser = HeadParser(limits: HeadLimits(maxHeadBytes: 16384, maxHeaders: 64, maxURIBytes: 2048))
     private var head = RequestHead()
+    /// Set once the head is complete: its length and the body's.
+    private var lengths: (head: Int, body: Int)?
 
     init(fd: Int32, acceptedAt: UInt64) {
         self.fd = fd
@@ -260,25 +270,34 @@ final class AdminConnection {
     }
 
     func readRequest() -> ReadResult {
-        input.reserveWritable(4096)
+        input.reserveWritable(lengths.map { max(4096, $0.head + $0.body - input.readableCount) } ?? 4096)
         switch try? input.read(from: fd) {
         case .processed(0)?, nil: return .closed
         case .wouldBlock?: return .needMore
         case .processed?: break
         }
-        switch parser.parseRequest(input.readableBytes, into: &head) {
-        case .needMore: return .needMore
-        case .error(let error): return .invalid(status: error.status)
-        case .complete:
-            let bytes = input.readableBytes
-            return .request(
-                method: String(decoding: head.method.bytes(in: bytes), as: UTF8.self),
-                path: String(decoding: head.target.bytes(in: bytes), as: UTF8.self))
+        if lengths == nil {
+            switch parser.parseRequest(input.readableBytes, into: &head) {
+            case .needMore: return .needMore
+            case .error(let error): return .invalid(status: error.status)
+            case .complete(let length):
+                switch head.framing {
+                case .none: lengths = (length, 0)
+                case .contentLength(let body) where body <= Self.maxBodyBytes: lengths = (length, body)
+                case .contentLength: return .invalid(status: 413)
+                case .chunked, .untilClose: return .invalid(status: 411)
+                }
+            }
         }
+        guard let lengths, input.readableCount >= lengths.head + lengths.body else { return .needMore }
+        let bytes = input.readableBytes
+        return .request(AdminRequest(
+            method: String(decoding: head.method.bytes(in: bytes), as: UTF8.self),
+            path: String(decoding: head.target.bytes(in: bytes), as: UTF8.self),
+            authorization: head.authorization.map { String(decoding: $0.bytes(in: bytes), as: UTF8.self) },
+            body: Array(bytes[lengths.head..<(lengths.head + lengths.body)])))
     }
 
-    /// Writes a small JSON response and lets the caller close. Admin responses fit easily in
-    /// a socket buffer, so one non-blocking write suffices.
     /// Writes the whole answer at once: the send buffer is made large enough first, so a big
     /// `/metrics` page is not cut off by a non-blocking write.
     func respond(status: Int, body: String, contentType: String) {
@@ -289,4 +308,13 @@ final class AdminConnection {
         if head.methodKind != .head { out.append(body) }
         _ = try? out.flush(to: fd)
     }
+}
+
+/// What an admin client asked.
+struct AdminRequest {
+    let method: String
+    let path: String
+    /// The `Authorization` field's value, as sent.
+    let authorization: String?
+    let body: [UInt8]
 }

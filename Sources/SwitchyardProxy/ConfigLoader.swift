@@ -44,14 +44,17 @@ public struct ConfigLoader: Sendable {
     }
 
     /// Validates versions-file bytes exactly as a reload would: parsed with this config's
-    /// defaults, the files they name read, every version left with an address. `file` names
-    /// them in errors and anchors their relative paths.
-    public func validateVersions(_ bytes: [UInt8], file: String) throws(LoadError) -> (config: VersionsConfig, resolution: Resolution) {
+    /// defaults, the files they name read, every version left with an address (unless
+    /// `resolving` is false: the control thread does not wait for DNS; the reload that
+    /// follows resolves on the resolver thread). `file` names them in errors and anchors
+    /// their relative paths.
+    public func validateVersions(_ bytes: [UInt8], file: String, resolving: Bool = true) throws(LoadError) -> VersionsConfig {
         let defaults = server.versionDefaults
         let config = try parse({ bytes, file throws(ConfigError) in try VersionsConfig.parse(bytes, file: file, defaults: defaults) }, bytes, file)
         var upstreamFiles = UpstreamFiles(versionsPath: file)
         _ = try upstreamFiles.load(config)
-        return (config, try resolve(config, file: file))
+        if resolving || !needsLookup(config) { _ = try resolve(config, file: file) }
+        return config
     }
 
     /// Reads the tokens file; nil when authentication is disabled.

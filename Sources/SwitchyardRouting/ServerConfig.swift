@@ -129,6 +129,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var listeners: [Listener] = [Listener(address: Endpoint(host: "127.0.0.1", port: 8080))]
     /// The admin API (`/healthz`, `/status`). Default 127.0.0.1:9901. Never shares a port with clients.
     public var admin = Endpoint(host: "127.0.0.1", port: 9901)
+    /// A file holding the token of the admin API's write endpoints (`POST /v1/deploy`,
+    /// `POST /v1/revert`), relative to the config file; nil (the default): they answer 404.
+    public var adminWriteTokenFile: String?
     /// Worker threads; 0 (default) means one per CPU core.
     public var workers = 0
     /// The versions file, relative to the config file. Default `versions.json`.
@@ -194,6 +197,10 @@ public struct ServerConfig: Sendable, Equatable {
         }
         if var admin = try reader.object("admin") {
             config.admin = try Self.address(&admin, file: file)
+            if let tokenFile = try admin.string("write_token_file") {
+                guard !tokenFile.isEmpty else { throw admin.error(admin.node, "admin.write_token_file is empty; give a file holding the write token, or leave it out") }
+                config.adminWriteTokenFile = tokenFile
+            }
             try admin.finish()
         }
         for listener in config.listeners where listener.address == config.admin && config.admin.port != 0 {

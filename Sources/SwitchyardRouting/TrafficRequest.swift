@@ -20,7 +20,11 @@ public struct TrafficRequest: Sendable, Equatable {
     /// Parses `--versions`; `source` names it in errors (`--versions` or the `@file`'s path),
     /// each with its line and column, all of them at once.
     public static func parse(_ bytes: [UInt8], source: String) throws(ConfigError) -> TrafficRequest {
-        let root = try JSONParser.parse(bytes, file: source)
+        try parse(try JSONParser.parse(bytes, file: source), source: source)
+    }
+
+    /// The same, from a parsed node (the admin API's request body holds it).
+    public static func parse(_ root: JSONNode, source: String) throws(ConfigError) -> TrafficRequest {
         guard case .array(let elements) = root.value else {
             throw ConfigError(file: source, position: root.position, message: """
                 --versions must be a JSON array like [{"name": "v1", "traffic_percent": 50}, {"name": "v2", "traffic_percent": 50}], \

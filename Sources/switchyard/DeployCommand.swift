@@ -48,7 +48,6 @@ struct Deploy: ParsableCommand {
             if canaryPercent != nil {
                 print("switchyard deploy: warning: --canary-percent is ignored; --versions sets every version's share", to: &standardError)
             }
-            let target = try VersionsTarget(configPath: options.config, versionsFile: write.versionsFile)
             var request = DeployRequest(traffic: try versions.map(Self.traffic), service: name)
             let files = try configFiles.map(Self.serviceConfig)
             for file in files {
@@ -68,6 +67,16 @@ struct Deploy: ParsableCommand {
                 throw DeployError(.invalid, "nothing to deploy: give --versions, -f FILE or --endpoint NAME=HOST:PORT")
             }
 
+            if write.admin != nil {
+                if request.service == nil { request.service = files.compactMap(\.service).first }
+                for file in files {
+                    guard let ray = RayServeDeploy(file, timeoutSeconds: rayTimeout) else { continue }
+                    try ray.run { line in print(line, to: &standardError) }
+                }
+                try write.sendToAdmin("/v1/deploy", body: request.body, configPath: options.config)
+                return
+            }
+            let target = try VersionsTarget(configPath: options.config, versionsFile: write.versionsFile)
             let store = try VersionsStore.read(target.path)
             let service = try Self.service(named: name, files: files, document: store.document)
             let current = store.document ?? VersionsDocument(service: service)

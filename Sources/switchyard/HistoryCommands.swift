@@ -17,6 +17,11 @@ struct Revert: ParsableCommand {
 
     func run() throws {
         try runWriting("revert") {
+            if write.admin != nil {
+                let body = to.map { "{\"to\":\($0)}" } ?? "{}"
+                try write.sendToAdmin("/v1/revert", body: Array(body.utf8), configPath: options.config)
+                return
+            }
             let target = try VersionsTarget(configPath: options.config, versionsFile: write.versionsFile)
             let store = try VersionsStore.read(target.path)
             guard let current = store.document else { throw DeployError(.invalid, "\(target.path) does not exist; nothing to revert") }

@@ -119,7 +119,7 @@ extension Check {
             let versions: VersionsConfig
             do {
                 if let loader = target.loader {
-                    versions = try loader.validateVersions(bytes, file: path).config
+                    versions = try loader.validateVersions(bytes, file: path)
                 } else {
                     versions = try VersionsConfig.parse(bytes, file: path)
                 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import SwitchyardDeploy
+import SwitchyardIO
 import SwitchyardProxy
 import SwitchyardRouting
 
@@ -14,6 +15,63 @@ struct WriteOptions: ParsableArguments {
 
     @Flag(help: "Print the change and write nothing.")
     var dryRun = false
+
+    @Option(help: ArgumentHelp("Have the proxy whose admin API is at HOST:PORT write the change (POST /v1/deploy, /v1/revert).", valueName: "host:port"))
+    var admin: String?
+
+    @Option(help: "The admin API's write token (default: the config's admin.write_token_file).")
+    var adminTokenFile: String?
+
+    /// Sends `body` to the admin API's `path` and prints what it did.
+    func sendToAdmin(_ path: String, body: [UInt8], configPath: String) throws {
+        guard let admin else { return }
+        if dryRun || stdout || versionsFile != nil {
+            throw DeployError(.invalid, "--admin writes through the proxy; it does not go with --dry-run, --stdout or --versions-file")
+        }
+        guard let endpoint = Endpoint(parsing: admin.hasPrefix("http://") ? String(admin.dropFirst(7)) : admin) else {
+            throw DeployError(.invalid, "--admin \(admin): give the admin API's host:port, e.g. 127.0.0.1:9901")
+        }
+        let loader = try? ConfigLoader(configPath: configPath)
+        guard let tokenFile = adminTokenFile ?? loader?.server.adminWriteTokenFile.map({ loader!.path($0) }) else {
+            throw DeployError(.invalid, "--admin needs the write token: give --admin-token-file FILE (or run where the config sets admin.write_token_file)")
+        }
+        let token: String
+        do {
+            token = String(decoding: try FileIO.readAll(tokenFile), as: UTF8.self).split(whereSeparator: \.isWhitespace).first.map(String.init) ?? ""
+        } catch {
+            throw DeployError(.invalid, "\(tokenFile): cannot read the write token (\(error))")
+        }
+        let response: HTTPClient.Response
+        do {
+            response = try HTTPClient.send("POST", path, to: endpoint, headers: [("Authorization", "Bearer \(token)")], body: body, timeoutMs: 10_000)
+        } catch {
+            throw DeployError(.failed, "the admin API at \(endpoint): \(error)")
+        }
+        let answer = try? JSONParser.parse(response.body, file: "POST \(path)")
+        guard response.status == 200, let answer else {
+            let message = answer?[member: "error"]?[member: "message"].flatMap { node -> String? in
+                if case .string(let text) = node.value { return text }
+                return nil
+            } ?? response.text
+            let kind: DeployError.Kind = response.status == 400 || response.status == 404 ? .invalid : response.status == 409 ? .conflict : .failed
+            throw DeployError(kind, "the admin API at \(endpoint) answered \(response.status): \(message)")
+        }
+        func number(_ key: String) -> String {
+            if case .number(let text)? = answer[member: key]?.value { return text }
+            return "?"
+        }
+        let service = answer[member: "service"].flatMap { node -> String? in
+            if case .string(let text) = node.value { return text }
+            return nil
+        } ?? "?"
+        print("\(service): generation \(number("previous_generation")) → \(number("generation")) (written by the proxy at \(endpoint))")
+        for case .string(let line) in (answer[member: "changes"].map { node -> [JSONNode.Value] in
+            if case .array(let elements) = node.value { return elements.map(\.value) }
+            return []
+        } ?? []) {
+            print("  \(line)")
+        }
+    }
 }
 
 /// The versions file a writer edits, with the config that says how the proxy will read it.
@@ -43,7 +101,7 @@ struct VersionsTarget {
     /// Checks `document` as the proxy will read it (the code of `switchyard check`).
     func validate(_ document: VersionsDocument) throws(DeployError) -> VersionsConfig {
         do {
-            if let loader { return try loader.validateVersions(document.bytes, file: path).config }
+            if let loader { return try loader.validateVersions(document.bytes, file: path) }
             return try VersionsConfig.parse(document.bytes, file: path)
         } catch {
             throw DeployError(.invalid, "the result would not be a valid versions file, so nothing was written:\n\(error)")

@@ -352,3 +352,64 @@ def test_a_rejected_reload_shows_in_the_yaml_status(service):
     while "reload_rejected" in (status := svc.status_yaml()):
         assert time.monotonic() < deadline, status
         time.sleep(0.05)
+
+
+def admin_post(svc, path, body, token=None):
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", svc.proxy.admin_port, timeout=10)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    connection.request("POST", path, body=json.dumps(body), headers=headers)
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+    return response.status, answer
+
+
+def test_the_write_api_is_off_without_a_token_file(service):
+    svc = service()
+    status, answer = admin_post(svc, "/v1/deploy", {"versions": [{"name": "v1", "traffic_percent": 100}]}, token="anything")
+    assert status == 404 and "admin.write_token_file" in answer["error"]["message"]
+    status, _ = admin_post(svc, "/v1/revert", {}, token="anything")
+    assert status == 404
+
+
+def test_deploy_and_revert_through_the_admin_api(service):
+    secret = "write-secret-7f3a"
+    svc = service(extra={"admin": {"address": "127.0.0.1:0", "write_token_file": "write-token"}})
+    with open(os.path.join(svc.config_dir, "write-token"), "w") as f:
+        f.write(secret + "\n")
+    before = svc.file_bytes()
+    body = {"versions": [{"name": "v1", "traffic_percent": 20}, {"name": "v3", "traffic_percent": 80}],
+            "endpoints": {"v3": [service.backends["v3"].address]}}
+    assert admin_post(svc, "/v1/deploy", body)[0] == 401
+    assert admin_post(svc, "/v1/deploy", body, token="wrong")[0] == 403
+    assert admin_post(svc, "/v1/deploy", {"versions": [{"name": "v1", "traffic_percent": 90}]}, token=secret)[0] == 400
+    assert svc.file_bytes() == before
+
+    status, answer = admin_post(svc, "/v1/deploy", body, token=secret)
+    assert status == 200, answer
+    assert answer["generation"] == 1 and "v2: removed (was 50%; requests in flight finish)" in answer["changes"]
+    assert svc.file()["change"]["actor"] == "admin-api"
+    svc.wait_for_generation(1)
+    assert_split_followed(svc.proxy.port, [("v1", 20), ("v3", 80)], total=2000)
+
+    status, answer = admin_post(svc, "/v1/revert", {"to": 0}, token=secret)
+    assert status == 200, answer
+    assert [v["name"] for v in svc.file()["versions"]] == ["v1", "v2"]
+    assert svc.file()["change"] == {**svc.file()["change"], "actor": "admin-api", "command": "revert to 0"}
+    svc.wait_for_generation(2)
+    assert secret not in svc.proxy.log()
+
+    # The CLI through the admin API: the same write, by the proxy.
+    token_file = os.path.join(svc.config_dir, "write-token")
+    result = svc.deploy("--versions", versions_arg(("v1", 70), ("v2", 30)), "--admin", f"127.0.0.1:{svc.proxy.admin_port}",
+                        "--admin-token-file", token_file)
+    assert "generation 2 → 3 (written by the proxy" in result.stdout, result.stdout
+    assert "v1: 50% → 70%" in result.stdout
+    result = run(svc.workdir, "revert", "--admin", f"127.0.0.1:{svc.proxy.admin_port}", "--admin-token-file", token_file, check=0)
+    assert "generation 3 → 4" in result.stdout
+    assert [v["traffic_percent"] for v in svc.file()["versions"]] == [50, 50]
+    assert run(svc.workdir, "revert", "--to", "42", "--admin", f"127.0.0.1:{svc.proxy.admin_port}",
+               "--admin-token-file", token_file, check=2).stderr.count("not in the history") == 1
