@@ -119,6 +119,8 @@ micro-bench: deps
 #                        with three calls in flight
 #   h2-frames            the frame-header scanner behind the budget of frames without a
 #                        request, against a reference, over bytes split anywhere
+#   versions-edit        the admin API's deploy body, and versions files as deploy and
+#                        revert edit them (written back stably, one generation on)
 #   (config-files also checks the traffic plans of every accepted versions file)
 # New inputs are kept in Fuzz/corpus/<target>. Swift's backtracer is off: libFuzzer reports a
 # crash itself, and the backtracer would wait on the crashed process instead.
@@ -135,7 +137,8 @@ FUZZ_TARGETS := framer-differential:FramerDifferential:Sources/SwitchyardHTTP \
                 probe-answer:ProbeAnswer:Sources/SwitchyardHTTP,Sources/SwitchyardProxy/ProbeAnswer.swift,Sources/SwitchyardProxy/EndpointHealth.swift \
                 h2-server:H2Server:Sources/SwitchyardHTTP2,Fuzz/Shared/H2Feed.swift \
                 h2-client:H2Client:Sources/SwitchyardHTTP2,Fuzz/Shared/H2Feed.swift \
-                h2-frames:H2Frames:Sources/SwitchyardHTTP2/H2FrameScanner.swift
+                h2-frames:H2Frames:Sources/SwitchyardHTTP2/H2FrameScanner.swift \
+                versions-edit:VersionsEdit:Sources/SwitchyardRouting,Sources/SwitchyardDeploy/VersionsDocument.swift,Sources/SwitchyardDeploy/VersionsEdit.swift
 fuzz: deps
 	@mkdir -p .build/fuzz
 	@for spec in $(FUZZ_TARGETS); do \

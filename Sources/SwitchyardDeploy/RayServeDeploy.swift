@@ -28,10 +28,10 @@ public struct RayServeDeploy {
 
     /// Deploys and waits; `progress` gets a line whenever the applications' states change.
     public func run(progress: (String) -> Void) throws(DeployError) {
-        let where_ = "Ray Serve at \(dashboard.address)"
+        let cluster = "Ray Serve at \(dashboard.address)"
         let before = try poll()
         try send("PUT", body: Array(serveConfig.compactText.utf8))
-        progress("\(file.versionName): deploying \(file.applications.joined(separator: ", ")) to \(where_)")
+        progress("\(file.versionName): deploying \(file.applications.joined(separator: ", ")) to \(cluster)")
         let started = Self.seconds()
         var shown = ""
         while true {
@@ -49,7 +49,7 @@ public struct RayServeDeploy {
             }
             if let failed = states.first(where: { $0.1?.status == "DEPLOY_FAILED" }) {
                 throw DeployError(.failed, """
-                    \(file.path): application "\(failed.0)" failed to deploy on \(where_): \(failed.1?.message ?? "") \
+                    \(file.path): application "\(failed.0)" failed to deploy on \(cluster): \(failed.1?.message ?? "") \
                     (no traffic was changed)
                     """)
             }
@@ -57,7 +57,7 @@ public struct RayServeDeploy {
             if Self.seconds() - started > Double(timeoutSeconds) {
                 let messages = states.compactMap { state in state.1.flatMap { $0.message.isEmpty ? nil : "\(state.0): \($0.message)" } }
                 throw DeployError(.failed, """
-                    \(file.path): the applications are not RUNNING on \(where_) after \(timeoutSeconds) s (\(line))\
+                    \(file.path): the applications are not RUNNING on \(cluster) after \(timeoutSeconds) s (\(line))\
                     \(messages.isEmpty ? "" : "; " + messages.joined(separator: "; ")); no traffic was changed \
                     (wait longer with --ray-timeout)
                     """)

@@ -99,7 +99,7 @@ struct Deploy: ParsableCommand {
                 }
             }
             if summary.isEmpty && store.document != nil {
-                print("\(next.service): no change (generation \(current.generation), \(target.path))")
+                print("\(next.service): no change to the versions file (generation \(current.generation), \(target.path))")
                 return
             }
             try target.write(next, over: store, summary: summary, options: write)

@@ -37,20 +37,12 @@ struct Status: ParsableCommand {
         }
     }
 
-    private func adminAddress() throws -> SocketAddress {
-        let endpoint: Endpoint
-        if let admin {
-            guard let parsed = Endpoint(parsing: admin) else {
-                throw ValidationError("--admin must be host:port, e.g. 127.0.0.1:9901")
-            }
-            endpoint = parsed
-        } else {
-            endpoint = try ConfigLoader(configPath: options.config).server.admin
+    private func adminAddress() throws -> Endpoint {
+        guard let admin else { return try ConfigLoader(configPath: options.config).server.admin }
+        guard let parsed = Endpoint(parsing: admin) else {
+            throw ValidationError("--admin must be host:port, e.g. 127.0.0.1:9901")
         }
-        guard let address = try SocketAddress.resolve(host: endpoint.host, port: endpoint.port).first else {
-            throw ValidationError("cannot resolve \(endpoint)")
-        }
-        return address
+        return parsed
     }
 
     /// The YAML document: the service's fields first, then its versions, each with its endpoints.
