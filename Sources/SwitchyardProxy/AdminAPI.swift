@@ -270,7 +270,9 @@ final class AdminConnection {
     }
 
     func readRequest() -> ReadResult {
-        input.reserveWritable(lengths.map { max(4096, $0.head + $0.body - input.readableCount) } ?? 4096)
+        // Room for what is still to come, 64 KiB at a time: memory grows only with the bytes a
+        // client really sends, whatever its Content-Length says.
+        input.reserveWritable(lengths.map { min(65536, max(4096, $0.head + $0.body - input.readableCount)) } ?? 4096)
         switch try? input.read(from: fd) {
         case .processed(0)?, nil: return .closed
         case .wouldBlock?: return .needMore

@@ -45,6 +45,7 @@ extension JSONNode {
         return out
     }
 
+    /// Recursive, but no deeper than the parser lets a file nest (64 levels).
     private func write(to out: inout String) {
         switch value {
         case .null: out += "null"
@@ -67,11 +68,5 @@ extension JSONNode {
             }
             out += "}"
         }
-    }
-}
-
-extension JSONNode.Member {
-    public init(key: String, node: JSONNode) {
-        self.init(key: key, keyPosition: JSONNode.unplaced, node: node)
     }
 }

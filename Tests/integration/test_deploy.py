@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from harness import BINARY, TOKEN, Proxy, SynDroppingListener, auth, http_get
+from harness import BINARY, TOKEN, Proxy, SynDroppingListener, auth, http_get, raw_exchange
 from test_routing import count_versions
 
 SERVICE = "test_service"
@@ -354,13 +354,13 @@ def test_a_rejected_reload_shows_in_the_yaml_status(service):
         time.sleep(0.05)
 
 
-def admin_post(svc, path, body, token=None):
+def admin_post(svc, path, body, token=None, padding=0):
     import http.client
     connection = http.client.HTTPConnection("127.0.0.1", svc.proxy.admin_port, timeout=10)
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    connection.request("POST", path, body=json.dumps(body), headers=headers)
+    connection.request("POST", path, body=json.dumps(body) + " " * padding, headers=headers)
     response = connection.getresponse()
     answer = json.loads(response.read())
     connection.close()
@@ -388,7 +388,10 @@ def test_deploy_and_revert_through_the_admin_api(service):
     assert admin_post(svc, "/v1/deploy", {"versions": [{"name": "v1", "traffic_percent": 90}]}, token=secret)[0] == 400
     assert svc.file_bytes() == before
 
-    status, answer = admin_post(svc, "/v1/deploy", body, token=secret)
+    # A body over 1 MiB is refused on its head alone; one of 300 KiB arrives in many reads.
+    too_large = raw_exchange(svc.proxy.admin_port, b"POST /v1/deploy HTTP/1.1\r\nHost: a\r\nContent-Length: 2097152\r\n\r\n")
+    assert too_large.startswith(b"HTTP/1.1 413 "), too_large
+    status, answer = admin_post(svc, "/v1/deploy", body, token=secret, padding=300 << 10)
     assert status == 200, answer
     assert answer["generation"] == 1 and "v2: removed (was 50%; requests in flight finish)" in answer["changes"]
     assert svc.file()["change"]["actor"] == "admin-api"
