@@ -10,10 +10,12 @@ SUDO      := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # h2load), python3 (via pip: pytest, uvicorn, the server Ray Serve runs, prometheus_client,
 # whose parser reads /metrics, pyyaml, which reads `switchyard status`, sslyze, which scans
 # the TLS listener, h2, which writes the HTTP/2 frames of the conformance tests, grpcio,
-# a real gRPC client, and ray[serve], a real Ray cluster that `switchyard deploy -f` deploys to).
-DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk openssl nghttp2-client
+# a real gRPC client, ray[serve], a real Ray cluster that `switchyard deploy -f` deploys to,
+# kubernetes-validate for the manifests and dockerfile, Docker's parser, for the
+# Containerfile; systemd-analyze checks the unit).
+DEB_PACKAGES := libnghttp2-dev libssl-dev pkg-config curl wrk openssl nghttp2-client systemd binutils
 
-.PHONY: all deps bench-deps build run demo test unit-test integration-test check bench micro-bench fuzz sanitize clean
+.PHONY: all deps bench-deps build release install run demo test unit-test integration-test check bench micro-bench fuzz sanitize clean
 
 all: build
 
@@ -23,10 +25,38 @@ deps:
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@python3 -c "import pytest, uvicorn, prometheus_client, yaml, sslyze, h2, grpc, ray.serve" 2>/dev/null || python3 -m pip install -q pytest uvicorn prometheus_client pyyaml sslyze h2 grpcio "ray[serve]"
+	@python3 -c "import pytest, uvicorn, prometheus_client, yaml, sslyze, h2, grpc, ray.serve, kubernetes_validate, dockerfile" 2>/dev/null \
+		|| python3 -m pip install -q pytest uvicorn prometheus_client pyyaml sslyze h2 grpcio "ray[serve]" kubernetes-validate dockerfile
 
 build: deps
 	$(SWIFT) build -c release
+
+# The binary to ship: Swift's standard library and Foundation linked in, stripped. It needs
+# only the C libraries (libc, libm, libstdc++, libgcc_s, libssl, libcrypto, libnghttp2).
+STATIC_BUILD := .build-static
+STATIC_BIN   := $(STATIC_BUILD)/switchyard
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(STATIC_BUILD)
+	strip -o $(STATIC_BIN) $(STATIC_BUILD)/release/switchyard
+	@ls -l $(STATIC_BIN); ldd $(STATIC_BIN) | sed 's/ (0x.*//'
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [BINARY=…]: the binary (by default the static
+# one, built if missing), its manual page, the systemd unit, example configs and the Grafana
+# dashboard under share/switchyard.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINARY ?= $(STATIC_BIN)
+install:
+	@test -x $(BINARY) || $(MAKE) --no-print-directory release
+	install -D -m 0755 $(BINARY) $(DESTDIR)$(PREFIX)/bin/switchyard
+	$(SWIFT) build --product generate-manual >/dev/null
+	mkdir -p $(DESTDIR)$(PREFIX)/share/man/man1
+	$$($(SWIFT) build --show-bin-path)/generate-manual $(BINARY) --output-directory $(DESTDIR)$(PREFIX)/share/man/man1
+	install -D -m 0644 packaging/systemd/switchyard.service $(DESTDIR)$(PREFIX)/lib/systemd/system/switchyard.service
+	sed -i 's#/usr/local/bin/switchyard#$(PREFIX)/bin/switchyard#' $(DESTDIR)$(PREFIX)/lib/systemd/system/switchyard.service
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/switchyard packaging/container/switchyard.json packaging/container/versions.json packaging/container/tokens.txt
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/switchyard/grafana packaging/grafana/switchyard.json
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/switchyard/kubernetes packaging/kubernetes/*.yaml
 
 # Two demo backends (v1 on :8001, v2 on :8002; gRPC on :9001, :9002) and the proxy on :8080
 # (admin :9901).
@@ -77,9 +107,9 @@ unit-test: deps
 	$(SWIFT) build
 	$(SWIFT) test
 
-integration-test: deps
+integration-test: deps release
 	$(SWIFT) build
-	SWITCHYARD_BIN=$(abspath $(DEBUG)) python3 -m pytest -q Tests/integration
+	SWITCHYARD_BIN=$(abspath $(DEBUG)) SWITCHYARD_STATIC_BIN=$(abspath $(STATIC_BIN)) python3 -m pytest -q Tests/integration
 
 # Load comparison against HAProxy and nginx (about 15 minutes; `BENCH_ARGS=--quick` for 1),
 # then reload latency. Writes Benchmarks/load/RESULTS.md; BENCH_ARGS=--update-readme also
@@ -165,4 +195,4 @@ sanitize: deps
 		python3 -m pytest -q Tests/integration
 
 clean:
-	rm -rf .build .build-asan .build-tsan Benchmarks/micro/.build
+	rm -rf .build .build-asan .build-tsan .build-static Benchmarks/micro/.build

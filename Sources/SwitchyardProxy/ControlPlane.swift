@@ -198,9 +198,11 @@ final class ControlPlane {
         while Glibc.read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
             switch Int32(info.ssi_signo) {
             case SIGHUP:
+                ServiceManager.reloading(logger)
                 reportStaticChanges()
                 reload(trigger: "SIGHUP", tentative: false)
                 requestResolution()
+                ServiceManager.ready(logger)
             case SIGUSR1:
                 if let accessLog { accessLog.reopen() } else { logger.info("SIGUSR1: no access log to reopen") }
             default: startDrain(signal: Int32(info.ssi_signo))
@@ -211,6 +213,7 @@ final class ControlPlane {
     private func startDrain(signal: Int32) {
         guard !draining else { return }
         draining = true
+        ServiceManager.stopping(logger)
         let drainMs = loader.server.timeouts.drainMs
         logger.info("signal \(signal): no longer accepting; draining in-flight requests for up to \(drainMs) ms")
         for worker in workers { worker.mailbox.post(.drain) }

@@ -81,6 +81,7 @@ public enum Server {
         // One line on stdout with the bound addresses (port 0 becomes a real port), for scripts.
         print("switchyard listening on \(clientAddresses.joined(separator: ", ")) with \(workerCount) workers; admin on \(adminBound)")
         fflush(nil)
+        ServiceManager.ready(logger)
         control.run()
     }
 

@@ -39,6 +39,9 @@ static inline int sy_errno(void) { return errno; }
 /// it changes system struct definitions that other modules import too. They live in shims.c.
 int sy_accept4(int fd, struct sockaddr_storage *address);
 int sy_set_thread_name(pthread_t thread, const char *name);
+/// One sd_notify(3) datagram ("READY=1", …) to the socket at `path` (from NOTIFY_SOCKET; a
+/// leading '@' is an abstract socket). 0 when sent.
+int sy_notify_send(const char *path, const char *message);
 static inline int sy_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 static inline int sy_timerfd(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC); }
 static inline int sy_inotify(void) { return inotify_init1(IN_NONBLOCK | IN_CLOEXEC); }
