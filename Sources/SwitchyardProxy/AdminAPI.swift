@@ -54,7 +54,7 @@ extension ControlPlane {
     private func adminResponse(_ request: AdminRequest) -> (Int, String, String) {
         let json = "application/json"
         let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
-        if path == "/v1/deploy" || path == "/v1/revert" {
+        if path == "/v1/deploy" || path == "/v1/revert" || path == "/v1/upgrade" {
             let (status, body) = adminWrite(request, path: path)
             return (status, body, json)
         }
@@ -149,6 +149,7 @@ extension ControlPlane {
         for worker in workers { counters.add(worker.publishedCounters.load()) }
         return """
             {"service":\(JSONText.quote(state.versions.service)),"state":"\(Self.serviceState(plan, state.versions))","fail_open":\(plan.failOpen),\
+            "pid":\(getpid()),"upgraded_from":\(Handover.upgradedFrom.map(String.init) ?? "null"),"upgrade":\(upgradeJSON()),\
             "generation":\(state.generation),"versions_generation":\(state.versions.generation),\
             "versions_change":\(changeJSON(state.versions.change)),\
             "workers":{"count":\(workers.count),"applied_generation":[\(applied.joined(separator: ","))],\
@@ -190,6 +191,12 @@ extension ControlPlane {
         if states.contains(where: { $0.0 == .unhealthy && $0.1.trafficBasisPoints > 0 }) { return "UNHEALTHY" }
         guard plan.states.contains(.starting) else { return "RUNNING" }
         return plan.states.contains(.running) ? "UPDATING" : "STARTING"
+    }
+
+    /// The last upgrade of this process (SIGUSR2), or null.
+    private func upgradeJSON() -> String {
+        guard let outcome = upgradeOutcome else { return "null" }
+        return "{\"state\":\"\(outcome.state.rawValue)\",\"pid\":\(outcome.pid),\"message\":\(JSONText.quote(outcome.message)),\"time\":\"\(outcome.time)\"}"
     }
 
     /// Who wrote the versions file's current generation, or null for a hand-written file.

@@ -5,8 +5,9 @@ import SwitchyardRouting
 
 /// The admin API's write endpoints, off unless `admin.write_token_file` is set:
 /// `POST /v1/deploy` and `POST /v1/revert` do what `switchyard deploy` and `revert` do, with
-/// the same validation, compare-and-swap and history, recorded as `admin-api`. The file
-/// watcher then reloads what they wrote, as after any other writer.
+/// the same validation, compare-and-swap and history, recorded as `admin-api` (the file
+/// watcher then reloads what they wrote, as after any other writer); `POST /v1/upgrade` does
+/// what SIGUSR2 does (202: the new process is starting; `/status` says how it ended).
 extension ControlPlane {
     /// How long a write waits for another writer's lock before answering 409.
     static let writeLockWaitMs = 2000
@@ -23,6 +24,13 @@ extension ControlPlane {
         case .missing: return (401, Self.errorBody("unauthorized", "send Authorization: Bearer <the token in admin.write_token_file>"))
         case .denied: return (403, Self.errorBody("forbidden", "the token is not the write token"))
         case .unreadable(let why): return (500, Self.errorBody("write_token_unreadable", why))
+        }
+        if path == "/v1/upgrade" {
+            startUpgrade()
+            guard let outcome = upgradeOutcome, outcome.state == .inProgress else {
+                return (500, Self.errorBody("upgrade_failed", upgradeOutcome?.message ?? "not started"))
+            }
+            return (202, "{\"state\":\"in_progress\",\"pid\":\(outcome.pid),\"message\":\(JSONText.quote(outcome.message))}\n")
         }
         do throws(DeployError) {
             let store = try VersionsStore.read(loader.versionsPath)

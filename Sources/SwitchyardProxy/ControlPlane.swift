@@ -40,6 +40,8 @@ final class ControlPlane {
         case resolveTimer(Int32)
         case adminListener
         case admin(AdminConnection)
+        /// The pipe a new process (an upgrade) says "ready" on.
+        case upgradePipe
     }
 
     let loader: ConfigLoader
@@ -68,13 +70,20 @@ final class ControlPlane {
     private var resolvingVersions: VersionsConfig?
     /// An admin request must arrive complete within this time.
     static let adminRequestMs: UInt64 = 5000
+    /// Every listening socket, for a new process to take over on an upgrade.
+    let listenerFDs: [Int32]
+    /// The upgrade under way, and how the last one ended (for `/status`).
+    var upgrade: UpgradeAttempt?
+    var upgradeOutcome: UpgradeOutcome?
     var sources: [UInt64: Source] = [:]
     private var nextToken: UInt64 = 1
     private var finishedWorkers = 0
     var draining = false
 
     init(loader: ConfigLoader, state: ReloadState, workers: [Worker], mailbox: Mailbox<ControlMessage>,
-         adminFD: Int32, accessLog: AccessLogWriter?, certificates: CertificateReloader, logger: Logger) throws(SystemError) {
+         adminFD: Int32, listenerFDs: [Int32], accessLog: AccessLogWriter?, certificates: CertificateReloader,
+         logger: Logger) throws(SystemError) {
+        self.listenerFDs = listenerFDs
         self.accessLog = accessLog
         self.certificates = certificates
         self.loader = loader
@@ -86,7 +95,7 @@ final class ControlPlane {
         self.selector = try Selector()
         var mask = sigset_t()
         sigemptyset(&mask)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&mask, signal) }
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&mask, signal) }
         self.signalFD = Int32(try Syscall.call("signalfd") {
             Int(signalfd(-1, &mask, Int32(SFD_NONBLOCK) | Int32(SFD_CLOEXEC)))
         })
@@ -114,11 +123,25 @@ final class ControlPlane {
         }
     }
 
-    func add(_ fd: Int32, _ source: Source) throws(SystemError) {
+    /// Watches `fd` for input; returns the token its events come with.
+    @discardableResult
+    func add(_ fd: Int32, _ source: Source) throws(SystemError) -> UInt64 {
         let token = nextToken
         nextToken += 1
         sources[token] = source
-        try selector.registerInput(fd, token: token)
+        do {
+            try selector.registerInput(fd, token: token)
+        } catch {
+            sources[token] = nil
+            throw error
+        }
+        return token
+    }
+
+    /// Stops watching `fd` (the caller closes it).
+    func remove(_ fd: Int32, token: UInt64) {
+        sources[token] = nil
+        selector.deregister(fd)
     }
 
     /// Runs until every worker has finished after a drain (or the drain timeout).
@@ -181,11 +204,13 @@ final class ControlPlane {
                     Syscall.drainCounter(sweepTimerFD)
                     if !watcher.unwatched.isEmpty, rewatch() { reload(trigger: "watch restored") }
                     closeStalledAdminConnections()
+                    checkUpgradeTimeout()
                     if certificates.hasListeners, TicketKeys.shared.rotateIfDue(nowMs: Clock.nowMs()) {
                         logger.info("rotated the TLS session ticket key (the previous one still resumes sessions)")
                     }
                 case .adminListener: acceptAdmin()
                 case .admin(let connection): serveAdmin(connection, token: token)
+                case .upgradePipe: upgradeAnswered(token: token)
                 }
             }
         }
@@ -205,12 +230,14 @@ final class ControlPlane {
                 ServiceManager.ready(logger)
             case SIGUSR1:
                 if let accessLog { accessLog.reopen() } else { logger.info("SIGUSR1: no access log to reopen") }
+            case SIGUSR2:
+                startUpgrade()
             default: startDrain(signal: Int32(info.ssi_signo))
             }
         }
     }
 
-    private func startDrain(signal: Int32) {
+    func startDrain(signal: Int32) {
         guard !draining else { return }
         draining = true
         ServiceManager.stopping(logger)

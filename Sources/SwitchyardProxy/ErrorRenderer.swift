@@ -18,14 +18,19 @@ enum ErrorRenderer {
 
     static func reason(_ status: Int) -> String {
         switch status {
+        case 202: return "Accepted"
         case 400: return "Bad Request"
         case 401: return "Unauthorized"
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
+        case 403: return "Forbidden"
         case 408: return "Request Timeout"
+        case 409: return "Conflict"
+        case 411: return "Length Required"
         case 413: return "Content Too Large"
         case 414: return "URI Too Long"
         case 431: return "Request Header Fields Too Large"
+        case 500: return "Internal Server Error"
         case 502: return "Bad Gateway"
         case 503: return "Service Unavailable"
         case 504: return "Gateway Timeout"

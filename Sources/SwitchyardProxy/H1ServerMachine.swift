@@ -7,6 +7,8 @@ import SwitchyardHTTP
 ///     readingHead ──head──▶ proxying ──answered, keep-alive──▶ readingHead
 ///          │                   │  └──101 Switching Protocols──▶ tunnel
 ///          │                   └──answered, closing──▶ closing ──output out──▶ lingering ──▶ closed
+///          │                      (while draining: answers say Connection: close; an idle
+///          │                       connection closes after drainGraceMs)
 ///          └──bad request, 401, 408──▶ closing
 ///
 /// Requests on one connection are served one at a time: the next head is parsed only once the
@@ -32,6 +34,8 @@ struct H1ServerMachine {
         var requestHeadMs: UInt64
         /// How long unread bytes are discarded after the last answer.
         var lingerMs: UInt64 = 1000
+        /// How long an idle keep-alive connection stays open once the proxy drains.
+        var drainGraceMs: UInt64 = 1000
 
         init(idleMs: UInt64, requestHeadMs: UInt64) {
             self.idleMs = idleMs
@@ -75,8 +79,16 @@ struct H1ServerMachine {
         deadline = now + (firstWaitMs ?? timeouts.idleMs)
     }
 
-    /// An idle keep-alive connection, closed at once when the proxy drains.
+    /// An idle keep-alive connection: between requests, nothing of the next one read.
     var isIdle: Bool { state == .readingHead && !headStarted }
+
+    /// The proxy began to drain: an idle connection gets `drainGraceMs` more (not its whole
+    /// idle timeout) for a request already on its way, which is answered with `Connection:
+    /// close`; closing at once would reset a request the client sent at that moment.
+    mutating func draining(now: UInt64) {
+        guard isIdle else { return }
+        deadline = min(deadline, now + timeouts.drainGraceMs)
+    }
 
     /// Whether to parse the next request now: its predecessor's answer must have left.
     func mayParse(inputEmpty: Bool, outputEmpty: Bool) -> Bool {
@@ -151,10 +163,11 @@ struct H1ServerMachine {
     /// `mayBeUnread`: the socket may hold more.
     mutating func outputDrained(inputBuffered: Bool, mayBeUnread: Bool, peerHungUp: Bool, draining: Bool, now: UInt64) -> AfterOutput {
         switch state {
-        case .readingHead where draining && !inputBuffered:
-            // An answer written while the worker started draining: the connection is idle now.
-            state = .closing
-            return linger(inputPending: mayBeUnread, peerHungUp: peerHungUp, now: now)
+        case .readingHead where draining:
+            // An answer that went out as keep-alive before the drain began: the client may be
+            // sending its next request already, so the connection stays for the grace.
+            self.draining(now: now)
+            return .none
         case .closing:
             return linger(inputPending: inputBuffered || mayBeUnread, peerHungUp: peerHungUp, now: now)
         default:

@@ -9,6 +9,8 @@ import SwitchyardTLS
 /// control loop on the calling thread until a SIGTERM/SIGINT drain completes.
 public enum Server {
     public static func run(loader: ConfigLoader, logger: Logger) throws(LoadError) {
+        let handover = Handover()
+        _ = ControlPlane.executablePath
         let config = loader.server
         var state = try ReloadState(loader: loader)
         for endpoint in state.unresolved {
@@ -22,7 +24,7 @@ public enum Server {
         signal(SIGPIPE, SIG_IGN)
         var blocked = sigset_t()
         sigemptyset(&blocked)
-        for number in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&blocked, number) }
+        for number in [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&blocked, number) }
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
 
         let accessLog = try config.accessLog.map { settings throws(LoadError) in
@@ -31,7 +33,7 @@ public enum Server {
         }
         let listenerTLS = try tlsContexts(config.listeners, loader: loader)
         let (maxConnections, descriptors) = connectionLimit(config: config, logger: logger)
-        let listenerFDs = try bindListeners(config.listeners, workers: workerCount)
+        let listenerFDs = try bindListeners(config.listeners, workers: workerCount, handover: handover)
         for (sockets, tls) in zip(listenerFDs, listenerTLS) {
             let bound = Socket.localAddress(sockets[0])?.description ?? "?"
             for certificate in tls?.loaded ?? [] {
@@ -40,10 +42,14 @@ public enum Server {
         }
         let adminAddress = try resolveOne(config.admin, what: "admin.address")
         let adminFD: Int32
-        do {
-            adminFD = try Socket.listen(on: adminAddress, reusePort: false, backlog: 64)
-        } catch {
-            throw LoadError("cannot listen on admin.address \(config.admin): \(error)")
+        if let inherited = handover.take(adminAddress, count: 1).first {
+            adminFD = inherited
+        } else {
+            do {
+                adminFD = try Socket.listen(on: adminAddress, reusePort: false, backlog: 64)
+            } catch {
+                throw LoadError("cannot listen on admin.address \(config.admin): \(error)")
+            }
         }
 
         let controlMailbox: Mailbox<ControlMessage>
@@ -60,6 +66,7 @@ public enum Server {
             }
             control = try ControlPlane(
                 loader: loader, state: state, workers: workers, mailbox: controlMailbox, adminFD: adminFD,
+                listenerFDs: listenerFDs.flatMap { $0 },
                 accessLog: accessLog, certificates: CertificateReloader(loader: loader, contexts: listenerTLS), logger: logger)
             try accessLog?.start()
         } catch {
@@ -81,6 +88,9 @@ public enum Server {
         // One line on stdout with the bound addresses (port 0 becomes a real port), for scripts.
         print("switchyard listening on \(clientAddresses.joined(separator: ", ")) with \(workerCount) workers; admin on \(adminBound)")
         fflush(nil)
+        for address in handover.ready() {
+            logger.warning("inherited listening socket \(address) is not in the config; closed")
+        }
         ServiceManager.ready(logger)
         control.run()
     }
@@ -167,20 +177,31 @@ public enum Server {
 
     /// One socket per listener per worker, all bound to the same address with SO_REUSEPORT.
     /// A port of 0 is bound once by the first worker; the others bind the port it got.
-    private static func bindListeners(_ listeners: [ServerConfig.Listener], workers: Int) throws(LoadError) -> [[Int32]] {
+    /// Sockets handed over (an upgrade, socket activation) are used first.
+    private static func bindListeners(_ listeners: [ServerConfig.Listener], workers: Int, handover: Handover) throws(LoadError) -> [[Int32]] {
         var result: [[Int32]] = []
         for listener in listeners {
             let endpoint = listener.address
             var address = try resolveOne(endpoint, what: "listener")
-            if endpoint.port != 0, !listener.sharePort, Socket.isTaken(address) {
+            var sockets = handover.take(address, count: workers)
+            if let first = sockets.first, let bound = Socket.localAddress(first) { address = bound }
+            if sockets.isEmpty, endpoint.port != 0, !listener.sharePort, Socket.isTaken(address) {
                 throw LoadError("""
                     cannot listen on \(endpoint): another process already listens there (another Switchyard?). \
                     Stop it, choose another port, or set "share_port": true on this listener to share the port \
                     on purpose (for a zero-downtime restart)
                     """)
             }
-            var sockets: [Int32] = []
-            for _ in 0..<workers {
+            // Fewer sockets handed over than workers (socket activation passes one, without
+            // SO_REUSEPORT): the workers share them, each through a descriptor of its own.
+            let inherited = sockets
+            while !inherited.isEmpty && sockets.count < workers {
+                let copy = dup(inherited[sockets.count % inherited.count])
+                guard copy >= 0 else { throw LoadError("cannot share the inherited listener \(endpoint): \(SystemError("dup", errno: errno))") }
+                _ = fcntl(copy, F_SETFD, FD_CLOEXEC)
+                sockets.append(copy)
+            }
+            while sockets.count < workers {
                 do {
                     let fd = try Socket.listen(on: address, reusePort: true)
                     if sockets.isEmpty, let bound = Socket.localAddress(fd) { address = bound }

@@ -18,6 +18,8 @@ enum ServiceManager {
         clock_gettime(CLOCK_MONOTONIC, &now)
         send("RELOADING=1\nMONOTONIC_USEC=\(Int(now.tv_sec) * 1_000_000 + now.tv_nsec / 1000)", logger)
     }
+    /// `MAINPID=`: after an upgrade, the new process is the service's main process.
+    static func mainPID(_ pid: pid_t, _ logger: Logger) { send("MAINPID=\(pid)", logger) }
     /// `STOPPING=1`: a drain began.
     static func stopping(_ logger: Logger) { send("STOPPING=1\nSTATUS=draining", logger) }
 

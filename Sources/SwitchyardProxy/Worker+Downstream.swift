@@ -244,7 +244,10 @@ extension Worker {
     /// Finishes a completed exchange (for `perform`) and lets `serveDownstream` read the next
     /// request, or closes.
     func completeH1Exchange(_ d: DownstreamConnection, _ x: Exchange) {
-        let keepAlive = x.keepAlive && x.requestBody.complete && !draining
+        // While draining, `keepAlive` is still true only for an answer whose head went out
+        // as keep-alive before the drain: the client may send another request, which is
+        // answered with Connection: close (closing now would reset it).
+        let keepAlive = x.keepAlive && x.requestBody.complete
         // Body bytes the backend answered without reading belong to this request, not the next.
         if keepAlive { d.input.consume(x.requestBody.buffered) }
         finish(x, .completed)

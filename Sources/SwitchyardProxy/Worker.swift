@@ -478,19 +478,18 @@ final class Worker: @unchecked Sendable {
         guard !draining else { return }
         draining = true
         closeListeners()
-        // Idle client connections close now; busy ones close after their current response.
+        // Idle client connections close after a short grace (a request already sent in it
+        // is answered, with Connection: close); busy ones close after their current response.
         // HTTP/2 connections get GOAWAY: their streams finish, no new ones start.
-        var idle: [DownstreamConnection] = []
         var multiplexed: [H2Connection] = []
+        let now = self.now
         table.forEach { registration in
-            if case .downstream(let connection) = registration, connection.machine.isIdle, connection.input.isEmpty,
-               connection.output.isEmpty {
-                idle.append(connection)
+            if case .downstream(let connection) = registration {
+                connection.machine.draining(now: now)
             } else if case .h2(let connection) = registration {
                 multiplexed.append(connection)
             }
         }
-        for connection in idle { closeDownstream(connection) }
         for connection in multiplexed { goAway(connection, .drain) }
     }
 

@@ -12,7 +12,7 @@ struct Switchyard: ParsableCommand {
         commandName: "switchyard",
         abstract: "A weighted traffic-routing reverse proxy for several versions of one service.",
         version: BuildInfo.version,
-        subcommands: [Serve.self, Check.self, Status.self, Deploy.self, Revert.self, History.self, DemoBackendCommand.self, Versions.self],
+        subcommands: [Serve.self, Check.self, Status.self, Deploy.self, Revert.self, History.self, Upgrade.self, DemoBackendCommand.self, Versions.self],
         defaultSubcommand: Serve.self
     )
 }

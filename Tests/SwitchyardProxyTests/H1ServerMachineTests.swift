@@ -99,14 +99,37 @@ import Testing
         #expect(gone.outputDrained(inputBuffered: true, mayBeUnread: true, peerHungUp: true, draining: false, now: clock.now) == .close)
     }
 
-    @Test func drainingClosesAConnectionOnceItsAnswerLeft() {
+    @Test func drainingGivesAKeepAliveAnswerTheGraceNotAClose() {
         var server = machine(ManualClock())
         server.answered(keepAlive: true, now: 0)
         #expect(server.outputDrained(inputBuffered: false, mayBeUnread: false, peerHungUp: false, draining: false, now: 0) == .none)
-        #expect(server.outputDrained(inputBuffered: false, mayBeUnread: false, peerHungUp: false, draining: true, now: 0) == .close)
+        #expect(server.deadline == 60_000)
+        #expect(server.outputDrained(inputBuffered: false, mayBeUnread: false, peerHungUp: false, draining: true, now: 0) == .none,
+                "the client may be sending its next request: it is answered with Connection: close")
+        #expect(server.deadline == 1000)
         var pipelining = machine(ManualClock())
         #expect(pipelining.outputDrained(inputBuffered: true, mayBeUnread: false, peerHungUp: false, draining: true, now: 0) == .none,
                 "a request already read is still served (and its answer closes)")
+    }
+
+    @Test func aDrainGivesAnIdleConnectionAShortGraceAndLeavesABusyOneAlone() {
+        var clock = ManualClock()
+        var idle = machine(clock)
+        clock.advance(by: 10)
+        idle.draining(now: clock.now)
+        #expect(idle.deadline == clock.now + 1000, "not its whole idle timeout")
+        idle.draining(now: clock.now + 500)
+        #expect(idle.deadline == clock.now + 1000, "a second drain does not extend it")
+        var started = machine(clock)
+        _ = parse(&started, "GET / HT", at: clock)
+        let headDeadline = started.deadline
+        started.draining(now: clock.now)
+        #expect(started.deadline == headDeadline, "a request on its way keeps its head timeout")
+        var busy = machine(clock)
+        _ = parse(&busy, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", at: clock)
+        busy.proxying()
+        busy.draining(now: clock.now)
+        #expect(busy.deadline == 0, "the backend's deadlines still govern it")
     }
 
     @Test func aTunnelStaysOpenWhileBytesMove() {
