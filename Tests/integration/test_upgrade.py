@@ -99,7 +99,7 @@ def test_an_upgrade_under_load_loses_no_request(tmp_path, demo, started):
     def upgrade():
         installed.replace_binary()
         outcome["result"] = installed.upgrade(check=0)
-    requests, report = under_wrk(installed.port, 9, upgrade)
+    requests, report = under_wrk(installed.port, 10, upgrade)
     assert f"upgraded: PID {old} → " in outcome["result"].stdout
     assert requests > 2000, report
     assert "Socket errors" not in report, report
