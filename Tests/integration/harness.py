@@ -305,6 +305,13 @@ class SynDroppingListener:
         self.close()
 
 
+def free_port():
+    """A loopback port with nothing listening on it (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def http_get(port, path, headers=None, host="127.0.0.1"):
     """One request on a new connection with the stdlib client: (status, headers, body)."""
     import http.client

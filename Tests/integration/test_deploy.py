@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from harness import BINARY, TOKEN, Proxy, SynDroppingListener, auth, http_get, raw_exchange
+from harness import BINARY, TOKEN, Proxy, SynDroppingListener, auth, free_port, http_get, raw_exchange
 from test_routing import count_versions
 
 SERVICE = "test_service"
@@ -315,7 +315,7 @@ def test_status_says_updating_while_a_new_version_starts_and_ignores_a_dark_one_
         assert status["state"] == "UPDATING", status
         assert {v["name"]: v["state"] for v in status["versions"]}["v3"] == "STARTING"
     # A dark version whose endpoint refuses: UNHEALTHY itself, the service RUNNING.
-    closed = socket_port_closed()
+    closed = free_port()
     svc.deploy("--versions", versions_arg(("v1", 50), ("v2", 50), ("v3", 0)), "--endpoint", f"v3=127.0.0.1:{closed}")
     svc.wait_for_generation(2)
     deadline = time.monotonic() + 10
@@ -326,13 +326,6 @@ def test_status_says_updating_while_a_new_version_starts_and_ignores_a_dark_one_
         assert time.monotonic() < deadline, status
         time.sleep(0.1)
     assert status["state"] == "RUNNING", status
-
-
-def socket_port_closed():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_rejected_reload_shows_in_the_yaml_status(service):

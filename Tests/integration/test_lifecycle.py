@@ -9,14 +9,7 @@ import time
 
 import pytest
 
-from harness import BINARY, TOKEN, ThreadedSocketServer, auth, http_get, raw_exchange, read_head
-
-
-def free_port():
-    """A loopback port with nothing listening on it (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from harness import BINARY, TOKEN, ThreadedSocketServer, auth, free_port, http_get, raw_exchange, read_head
 
 
 def test_refuses_to_start_without_tokens(tmp_path, demo):

@@ -7,13 +7,11 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import BINARY, Proxy, auth, http_get, versions_json
+from harness import BINARY, Proxy, auth, free_port, http_get
 from test_deploy import run
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -48,17 +46,11 @@ def dashboard_queries():
     return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
 
 
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_dashboard_asks_only_for_metrics_and_labels_the_proxy_exposes(demo, proxy):
     v1 = demo("v1")
     # Health checks on, and a dark version that refuses connections: every series the
     # dashboard draws has samples (endpoint health, connect failures, proxy errors).
-    server = proxy([("v1", 100, [v1.address]), ("down", 0, [f"127.0.0.1:{closed_port()}"])], extra={"health_check": True})
+    server = proxy([("v1", 100, [v1.address]), ("down", 0, [f"127.0.0.1:{free_port()}"])], extra={"health_check": True})
     for _ in range(5):
         assert http_get(server.port, "/", auth())[0] == 200
     assert http_get(server.port, "/", auth({"X-ANYSCALE-VERSION": "down"}))[0] == 502

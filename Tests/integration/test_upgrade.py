@@ -5,14 +5,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 
-import pytest
 
-from harness import BINARY, TOKEN, auth, http_get, read_line_matching
+from harness import BINARY, TOKEN, auth, free_port, http_get, read_line_matching
 
 
 class Installed:
@@ -138,12 +136,6 @@ def test_a_new_binary_with_a_broken_config_leaves_the_old_one_serving(tmp_path, 
     # Fixed, the next upgrade goes through.
     installed.upgrade(check=0)
     assert installed.process.wait(timeout=20) == 0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_socket_activation_hands_in_the_listener(tmp_path, demo, started):
