@@ -43,9 +43,12 @@ final class H2Connection: H2ServerSessionDelegate {
     /// Backend connections whose reading paused for lack of room and may go on now that a
     /// stream passed bytes on to the session.
     var paused: [UpstreamConnection] = []
-    /// Streams whose response head waits in `H2Stream.pendingHead`, submitted to the session
-    /// just before it next writes.
-    var pendingHeads: [H2Stream] = []
+    /// Streams whose response head waits, submitted to the session just before it next
+    /// writes, in the order they came; each head's `name: value` lines are the range
+    /// `start..<end` of `pendingHeadLines`. One buffer per connection, not one per stream:
+    /// with many streams answered in one round, a buffer each would outrun the pool.
+    var pendingHeads: [(stream: H2Stream, start: Int, end: Int)] = []
+    let pendingHeadLines: ByteBuffer
 
     init(transport: PeerTransport, session: H2ServerSession, worker: Worker, clientAddress: [UInt8], acceptedAt: UInt64, buffers: BufferPools) {
         self.transport = transport
@@ -55,6 +58,7 @@ final class H2Connection: H2ServerSessionDelegate {
         self.acceptedAt = acceptedAt
         self.input = ByteBuffer(pool: buffers.input)
         self.output = ByteBuffer(pool: buffers.output)
+        self.pendingHeadLines = ByteBuffer(pool: buffers.output)
         session.delegate = self
     }
 
@@ -107,11 +111,12 @@ final class H2Stream {
     let output: ByteBuffer
     /// Response trailer fields waiting for the end of the body, as HTTP/1.1 trailer lines.
     let trailers: ByteBuffer
-    /// The backend's response head, as `name: value` lines, until the connection next writes:
-    /// a failure before then (a malformed body in the same read) still gets a proxy-made 502.
-    let pendingHead: ByteBuffer
-    /// Its status; 0 when no head waits.
+    /// The status of the backend's response head while it waits for the connection to write
+    /// (its lines are in `H2Connection.pendingHeadLines`, ending at `pendingHeadEnd`): a
+    /// failure before then (a malformed body in the same read) still gets a proxy-made 502.
+    /// 0 when no head waits.
     var pendingStatus = 0
+    var pendingHeadEnd = 0
     /// The response head went to the session: a failure from now on resets the stream.
     var responding = false
     /// The response has no body (HEAD, 204, 304): its head is all of it.
@@ -125,14 +130,13 @@ final class H2Stream {
         self.requestInput = ByteBuffer(pool: buffers.input)
         self.output = ByteBuffer(pool: buffers.output)
         self.trailers = ByteBuffer(pool: buffers.output)
-        self.pendingHead = ByteBuffer(pool: buffers.output)
     }
 
-    /// A proxy-made answer takes the place of the backend's head (or the stream is gone).
+    /// A proxy-made answer takes the place of the backend's head (or the stream is gone): its
+    /// entry in the connection's list is skipped.
     func dropPendingHead() {
-        pendingHead.clear()
-        pendingHead.releaseIfEmpty()
         pendingStatus = 0
+        pendingHeadEnd = 0
     }
 
     /// Makes a recycled object the stream `id` of `connection`.

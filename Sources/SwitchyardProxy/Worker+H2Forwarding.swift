@@ -192,7 +192,8 @@ extension Worker {
     func writeResponseHead(_ s: H2Stream, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
         let head = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<headLength])
         let response = u.machine.response
-        let lines = s.pendingHead
+        let lines = s.connection.pendingHeadLines
+        let start = lines.readableCount
         var sawRequestID = false
         for field in response.fields {
             switch field.kind {
@@ -222,8 +223,9 @@ extension Worker {
             lines.append("\r\n" as StaticString)
         }
         s.pendingStatus = response.status
+        s.pendingHeadEnd = lines.readableCount
         s.bodiless = response.framing == .none
-        s.connection.pendingHeads.append(s)
+        s.connection.pendingHeads.append((s, start, lines.readableCount))
         scheduleHTTP2(s.connection)
     }
 
@@ -231,10 +233,17 @@ extension Worker {
     /// failure can only reset the stream. The exchange then goes on as the head allows (a
     /// bodiless response is complete; body bytes already decoded are pulled).
     func submitPendingHeads(_ c: H2Connection) {
-        while let s = c.pendingHeads.popLast() {
-            guard s.pendingStatus != 0, c.streams[s.id] === s else { continue }
+        // In arrival order; an entry whose stream dropped its head (or was recycled, or queued
+        // a newer one) is skipped.
+        var index = 0
+        while index < c.pendingHeads.count {
+            let (s, start, end) = c.pendingHeads[index]
+            index += 1
+            guard s.pendingStatus != 0, s.pendingHeadEnd == end, c.streams[s.id] === s else { continue }
             c.session.beginResponse(status: s.pendingStatus)
-            Self.forEachFieldLine(s.pendingHead.readableBytes) { name, value in c.session.responseField(name: name, value: value, lowercase: true) }
+            Self.forEachFieldLine(UnsafeRawBufferPointer(rebasing: c.pendingHeadLines.readableBytes[start..<end])) { name, value in
+                c.session.responseField(name: name, value: value, lowercase: true)
+            }
             s.dropPendingHead()
             s.responding = true
             do {
@@ -245,6 +254,9 @@ extension Worker {
             }
             if let x = s.exchange { flushToStream(s, x) }
         }
+        c.pendingHeads.removeAll(keepingCapacity: true)
+        c.pendingHeadLines.clear()
+        c.pendingHeadLines.releaseIfEmpty()
     }
 
     /// The version that served the response, and the request id the proxy made (unless the

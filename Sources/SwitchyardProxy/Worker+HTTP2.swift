@@ -157,6 +157,8 @@ extension Worker {
         c.streams.removeAll()
         c.paused.removeAll()
         c.pendingHeads.removeAll()
+        c.pendingHeadLines.clear()
+        c.pendingHeadLines.releaseIfEmpty()
         table.remove(c.token)
         c.transport.close()
         downstreamCount -= 1
