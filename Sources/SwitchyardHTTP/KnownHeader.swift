@@ -1,5 +1,5 @@
 /// Header names the proxy acts on, recognised once while parsing.
-public enum KnownHeader: UInt8, Sendable {
+public enum KnownHeader: UInt8, Sendable, CaseIterable {
     case other
     case host
     case contentLength
@@ -17,17 +17,6 @@ public enum KnownHeader: UInt8, Sendable {
     case forwardedFor
     case forwardedProto
     case forwardedHost
-
-    /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
-    /// `Transfer-Encoding` is kept because bodies leave in the framing they arrived in (a chunked
-    /// body re-encoded by the proxy), and
-    /// `Upgrade` is handled separately (kept for upgrade requests and 101 responses).
-    public var isHopByHop: Bool {
-        switch self {
-        case .connection, .keepAlive, .proxyConnection, .te, .proxyAuthorization: return true
-        default: return false
-        }
-    }
 
     /// Classifies a header name, case-insensitively, without allocating.
     public static func classify(_ name: UnsafeRawBufferPointer) -> KnownHeader {

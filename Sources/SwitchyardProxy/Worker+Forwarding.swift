@@ -25,25 +25,26 @@ extension Worker {
         var hadContentLength = false
         var forwardedFor = 0
         for field in request.fields {
-            switch field.kind {
-            case .connection, .keepAlive, .proxyConnection, .te, .proxyAuthorization, .forwardedProto, .forwardedHost:
+            switch HeaderRewrite.request(field.kind, toHTTP2: false) {
+            case .drop:
                 continue
-            case .host:
-                if request.hostFromTarget { continue }
-            case .upgrade:
-                if !request.upgrade { continue }
-            case .contentLength:
-                hadContentLength = true
-                continue
-            case .forwardedFor:
+            case .hop:
                 forwardedFor += 1
                 continue
+            case .framing:
+                switch field.kind {
+                case .host: if request.hostFromTarget { continue }
+                case .upgrade: if !request.upgrade { continue }
+                case .contentLength:
+                    hadContentLength = true
+                    continue
+                default: break  // Transfer-Encoding: a chunked body goes on in its framing.
+                }
             case .authorization:
                 if !settings.forwardAuthorization || upstreamAuthorization != nil { continue }
-            case .other:
-                if request.hasConnectionOptions && Self.isNamedByConnection(field, fields: request.fields, head: head) { continue }
-            default:
-                break
+            case .copy:
+                if request.hasConnectionOptions && field.kind == .other
+                    && HeaderRewrite.isNamedByConnection(field, fields: request.fields, head: head) { continue }
             }
             out.append(field.line.bytes(in: head))
         }
@@ -56,34 +57,14 @@ extension Worker {
         }
         if request.upgrade { out.append("Connection: upgrade\r\n" as StaticString) }
         if let upstreamAuthorization { out.append(upstreamAuthorization) }
-        // X-Forwarded-For: earlier hops first, then this client.
-        out.append("X-Forwarded-For: " as StaticString)
-        if forwardedFor > 0 {
-            for field in request.fields where field.kind == .forwardedFor && !field.value.isEmpty {
-                out.append(field.value.bytes(in: head))
-                out.append(", " as StaticString)
-            }
-        }
-        writeForwardedTail(x, client: d.clientAddress, tls: d.transport.isTLS, host: request.host.bytes(in: head), into: out)
-    }
-
-    /// The end of every forwarded request head, after `X-Forwarded-For: ` and earlier hops:
-    /// this client as the last hop, the scheme and host it asked for, a generated request id,
-    /// and the blank line.
-    func writeForwardedTail(_ x: Exchange, client: [UInt8], tls: Bool, host: UnsafeRawBufferPointer, into out: ByteBuffer) {
-        out.append(client)
-        if tls {
-            out.append("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: " as StaticString)
-        } else {
-            out.append("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " as StaticString)
-        }
-        out.append(host)
-        out.append("\r\n" as StaticString)
-        if x.generatedRequestID {
-            out.append("X-Request-Id: " as StaticString)
-            x.requestID.write(to: out)
-            out.append("\r\n" as StaticString)
-        }
+        HeaderRewrite.writeForwarding(
+            into: out, .http1,
+            priorHops: { hop in
+                guard forwardedFor > 0 else { return }
+                for field in request.fields where field.kind == .forwardedFor { hop(field.value.bytes(in: head)) }
+            },
+            client: d.clientAddress, tls: d.transport.isTLS, host: request.host.bytes(in: head),
+            requestID: x.generatedRequestID ? x.requestID : nil)
         out.append("\r\n" as StaticString)
     }
 
@@ -98,17 +79,15 @@ extension Worker {
         out.append(response.statusLine.bytes(in: head))
         var sawRequestID = false
         for field in response.fields {
-            switch field.kind {
-            case .connection, .keepAlive, .proxyConnection, .te, .proxyAuthorization, .anyscaleVersion:
+            switch HeaderRewrite.response(field.kind, toHTTP2: false) {
+            case .drop:
                 continue
-            case .upgrade:
-                if !switching { continue }
-            case .requestID:
-                sawRequestID = true
-            case .other:
-                if response.hasConnectionOptions && Self.isNamedByConnection(field, fields: response.fields, head: head) { continue }
+            case .framing:
+                if field.kind == .upgrade && !switching { continue }
             default:
-                break
+                if field.kind == .requestID { sawRequestID = true }
+                if response.hasConnectionOptions && field.kind == .other
+                    && HeaderRewrite.isNamedByConnection(field, fields: response.fields, head: head) { continue }
             }
             out.append(field.line.bytes(in: head))
         }
@@ -126,19 +105,5 @@ extension Worker {
             out.append("Connection: keep-alive\r\n" as StaticString)
         }
         out.append("\r\n" as StaticString)
-    }
-
-    /// Whether a `Connection` field of the same head lists this field's name (RFC 9110 §7.6.1).
-    static func isNamedByConnection(_ field: HeaderField, fields: [HeaderField], head: UnsafeRawBufferPointer) -> Bool {
-        let name = field.name.bytes(in: head)
-        var named = false
-        for connection in fields where connection.kind == .connection {
-            ASCII.forEachListElement(connection.value.bytes(in: head)) { option in
-                if option.count == name.count && zip(option, name).allSatisfy({ ASCII.lower($0) == ASCII.lower($1) }) {
-                    named = true
-                }
-            }
-        }
-        return named
     }
 }

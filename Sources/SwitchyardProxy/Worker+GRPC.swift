@@ -37,18 +37,22 @@ extension Worker {
         Self.writeLine(out, ":scheme" as StaticString, UnsafeRawBufferPointer(staticString: "http"))
         Self.writeLine(out, ":authority" as StaticString, authority)
         Self.writeLine(out, ":path" as StaticString, head.path)
-        var forwardedFor: UnsafeRawBufferPointer?
+        var forwardedFor = 0
         for index in 0..<head.fieldCount {
             let name = head.name(at: index)
-            switch KnownHeader.classify(name) {
-            case .host, .proxyAuthorization, .forwardedProto, .forwardedHost:
+            let kind = KnownHeader.classify(name)
+            switch HeaderRewrite.request(kind, toHTTP2: true) {
+            case .drop:
                 continue
-            case .forwardedFor:
-                forwardedFor = head.value(at: index)
+            case .hop:
+                forwardedFor += 1
                 continue
+            case .framing:
+                // Host went as :authority; HTTP/2 has no other framing field but Content-Length.
+                if kind != .contentLength { continue }
             case .authorization:
                 if !settings.forwardAuthorization || upstreamAuthorization != nil { continue }
-            default:
+            case .copy:
                 break
             }
             out.append(name)
@@ -60,18 +64,10 @@ extension Worker {
             // `Authorization: Bearer <token>\r\n` as a field.
             line.withUnsafeBytes { Self.writeLine(out, "authorization" as StaticString, UnsafeRawBufferPointer(rebasing: $0[15..<($0.count - 2)])) }
         }
-        out.append("x-forwarded-for: " as StaticString)
-        if let forwardedFor, !forwardedFor.isEmpty {
-            out.append(forwardedFor)
-            out.append(", " as StaticString)
-        }
-        out.append(s.connection.clientAddress)
-        out.append(s.connection.transport.isTLS ? "\r\nx-forwarded-proto: https\r\n" as StaticString : "\r\nx-forwarded-proto: http\r\n" as StaticString)
-        if x.generatedRequestID {
-            out.append("x-request-id: " as StaticString)
-            x.requestID.write(to: out)
-            out.append("\r\n" as StaticString)
-        }
+        HeaderRewrite.writeForwarding(
+            into: out, .http2, priorHops: { hop in Self.forEachForwardedFor(head, count: forwardedFor, hop) },
+            client: s.connection.clientAddress, tls: s.connection.transport.isTLS, host: authority,
+            requestID: x.generatedRequestID ? x.requestID : nil)
     }
 
     private static func writeLine(_ out: ByteBuffer, _ name: StaticString, _ value: UnsafeRawBufferPointer) {
@@ -168,11 +164,10 @@ extension Worker {
         var sawRequestID = false
         for index in 0..<fields.count {
             let name = fields.name(at: index)
-            switch KnownHeader.classify(name) {
-            case .anyscaleVersion: continue
-            case .requestID: sawRequestID = true
-            default: if endStream && ASCII.equalsExact(name, "grpc-status") { x.grpcStatus = GRPC.statusCode(fields.value(at: index)) }
-            }
+            let kind = KnownHeader.classify(name)
+            guard HeaderRewrite.response(kind, toHTTP2: true) == .copy else { continue }
+            if kind == .requestID { sawRequestID = true }
+            if endStream && ASCII.equalsExact(name, "grpc-status") { x.grpcStatus = GRPC.statusCode(fields.value(at: index)) }
             session.responseField(name: name, value: fields.value(at: index))
         }
         addRoutingFields(x, session, sawRequestID: sawRequestID)

@@ -136,16 +136,16 @@ extension Worker {
         var forwardedFor = 0
         for index in 0..<head.fieldCount {
             let name = head.name(at: index)
-            switch KnownHeader.classify(name) {
-            case .host, .contentLength, .transferEncoding, .connection, .keepAlive, .proxyConnection, .te, .upgrade,
-                 .proxyAuthorization, .forwardedProto, .forwardedHost:
+            switch HeaderRewrite.request(KnownHeader.classify(name), toHTTP2: false) {
+            case .drop, .framing:
+                // Host comes from :authority; the body's framing is the stream's.
                 continue
-            case .forwardedFor:
+            case .hop:
                 forwardedFor += 1
                 continue
             case .authorization:
                 if !settings.forwardAuthorization || upstreamAuthorization != nil { continue }
-            default:
+            case .copy:
                 if ASCII.equalsExact(name, "cookie") {
                     cookies += 1
                     continue
@@ -175,14 +175,20 @@ extension Worker {
             out.append("Transfer-Encoding: chunked\r\n" as StaticString)
         }
         if let upstreamAuthorization { out.append(upstreamAuthorization) }
-        out.append("X-Forwarded-For: " as StaticString)
-        if forwardedFor > 0 {
-            for index in 0..<head.fieldCount where KnownHeader.classify(head.name(at: index)) == .forwardedFor && !head.value(at: index).isEmpty {
-                out.append(head.value(at: index))
-                out.append(", " as StaticString)
-            }
+        HeaderRewrite.writeForwarding(
+            into: out, .http1, priorHops: { hop in Self.forEachForwardedFor(head, count: forwardedFor, hop) },
+            client: s.connection.clientAddress, tls: s.connection.transport.isTLS, host: host,
+            requestID: x.generatedRequestID ? x.requestID : nil)
+        out.append("\r\n" as StaticString)
+    }
+
+    /// Calls `body` with each `x-forwarded-for` value of an HTTP/2 request head, in order
+    /// (`count` of them were seen; none are looked for when it is 0).
+    static func forEachForwardedFor(_ head: H2RequestView, count: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
+        guard count > 0 else { return }
+        for index in 0..<head.fieldCount where KnownHeader.classify(head.name(at: index)) == .forwardedFor {
+            body(head.value(at: index))
         }
-        writeForwardedTail(x, client: s.connection.clientAddress, tls: s.connection.transport.isTLS, host: host, into: out)
     }
 
     /// Queues the backend's response head for the stream: status, end-to-end fields, the
@@ -196,17 +202,10 @@ extension Worker {
         let start = lines.readableCount
         var sawRequestID = false
         for field in response.fields {
-            switch field.kind {
-            case .connection, .keepAlive, .proxyConnection, .te, .proxyAuthorization, .anyscaleVersion, .transferEncoding, .upgrade,
-                 .host:
-                continue
-            case .requestID:
-                sawRequestID = true
-            case .other:
-                if response.hasConnectionOptions && Self.isNamedByConnection(field, fields: response.fields, head: head) { continue }
-            default:
-                break
-            }
+            guard HeaderRewrite.response(field.kind, toHTTP2: true) == .copy else { continue }
+            if field.kind == .requestID { sawRequestID = true }
+            if response.hasConnectionOptions && field.kind == .other
+                && HeaderRewrite.isNamedByConnection(field, fields: response.fields, head: head) { continue }
             lines.append(field.name.bytes(in: head))
             lines.append(": " as StaticString)
             lines.append(field.value.bytes(in: head))
@@ -273,27 +272,13 @@ extension Worker {
     private static let versionField: StaticString = "x-anyscale-version"
     private static let requestIDField: StaticString = "x-request-id"
 
-    /// Trailer fields that may go on (RFC 9110 §6.5.1: none that frames, routes, authenticates
-    /// or identifies the request, none that would only be read in a head: cookies, Forwarded).
-    static func mayForwardTrailer(_ field: H2Field) -> Bool {
-        field.name.withUnsafeBytes { mayForwardTrailer(name: $0) }
-    }
-
-    static func mayForwardTrailer(name: UnsafeRawBufferPointer) -> Bool {
-        switch KnownHeader.classify(name) {
-        case .other: return !ASCII.equalsLowercased(name, "cookie") && !ASCII.equalsLowercased(name, "forwarded")
-            && !ASCII.equalsLowercased(name, "set-cookie")
-        default: return false
-        }
-    }
-
     /// Gives the session the fields of a trailer section (`name: value` lines, as an HTTP/1.1
     /// backend sent them, validated, or as a gRPC backend's were written down), names
     /// lowercased; false when none may go on.
     static func addTrailerFields(_ section: UnsafeRawBufferPointer, to session: H2ServerSession) -> Bool {
         var added = false
         forEachFieldLine(section) { name, value in
-            guard mayForwardTrailer(name: name) else { return }
+            guard HeaderRewrite.mayForwardTrailer(name: name) else { return }
             session.trailerField(name: name, value: value, lowercase: true)
             added = true
         }

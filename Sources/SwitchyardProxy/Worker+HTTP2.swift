@@ -208,7 +208,7 @@ extension Worker {
         if x.grpc { return callRequestEnded(x) }
         if s.chunkedUpload {
             let before = s.requestInput.readableCount
-            for field in trailers where Self.mayForwardTrailer(field) {
+            for field in trailers where field.name.withUnsafeBytes(HeaderRewrite.mayForwardTrailer(name:)) {
                 s.requestInput.append(field.name)
                 s.requestInput.append(": " as StaticString)
                 s.requestInput.append(field.value)

@@ -28,6 +28,7 @@ class GrpcBackend:
         handlers = {
             "Unary": grpc.unary_unary_rpc_method_handler(self.unary),
             "Metadata": grpc.unary_unary_rpc_method_handler(self.echo_metadata),
+            "MetadataPairs": grpc.unary_unary_rpc_method_handler(self.echo_metadata_pairs),
             "Fail": grpc.unary_unary_rpc_method_handler(self.fail),
             "Slow": grpc.unary_unary_rpc_method_handler(self.slow),
             "Count": grpc.unary_stream_rpc_method_handler(self.count),
@@ -69,6 +70,11 @@ class GrpcBackend:
     def echo_metadata(self, request, context):
         self._begin(context)
         return json.dumps(dict(context.invocation_metadata())).encode()
+
+    def echo_metadata_pairs(self, request, context):
+        """Every metadata entry in order, repeated keys included."""
+        self._begin(context)
+        return json.dumps(list(context.invocation_metadata())).encode()
 
     def fail(self, request, context):
         self._begin(context)

@@ -97,6 +97,23 @@ def test_ray_serve_metadata_passes_through(recorder, proxy, backends):
     assert seen["x-forwarded-for"] == "127.0.0.1" and seen["x-forwarded-proto"] == "http"
 
 
+def test_forwarding_fields_match_the_http_paths(recorder, proxy, backends):
+    """Earlier X-Forwarded-For hops are kept before this client, and X-Forwarded-Host and -Proto
+    are the proxy's, as for HTTP/1.1 and HTTP/2 clients of HTTP backends. (The gRPC client
+    library sends one value per key, so repeated fields are covered by HeaderRewriteTests.)"""
+    backend = backends("v1")
+    server = proxy([grpc_version("v1", 100, recorder, backend)])
+    metadata = [AUTH, ("x-forwarded-for", "10.0.0.1, 10.0.0.2"),
+                ("x-forwarded-host", "spoofed.example"), ("x-forwarded-proto", "https")]
+    with channel(server.port) as ch:
+        pairs = json.loads(method(ch, "MetadataPairs")(b"", metadata=metadata, timeout=10))
+    forwarding = [(key, value) for key, value in pairs if key.startswith("x-forwarded-")]
+    assert sorted(forwarding) == [
+        ("x-forwarded-for", "10.0.0.1, 10.0.0.2, 127.0.0.1"),
+        ("x-forwarded-host", f"127.0.0.1:{server.port}"),
+        ("x-forwarded-proto", "http")], pairs
+
+
 def test_upstream_token_replaces_the_clients(recorder, proxy, backends, tmp_path):
     backend = backends("v1")
     (tmp_path / "upstream.token").write_text("ray-secret\n")
