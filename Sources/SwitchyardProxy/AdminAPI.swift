@@ -78,7 +78,7 @@ extension ControlPlane {
         var byName: [String: Int] = [:]
         var summed: [NamedVersionStats] = []
         for worker in workers {
-            for entry in worker.publishedVersionStats.load() {
+            for entry in worker.stats.versions.load() {
                 if let index = byName[entry.name] {
                     summed[index].stats.add(entry.stats)
                 } else {
@@ -95,7 +95,7 @@ extension ControlPlane {
         var failures: [EndpointFailures] = []
         var failureIndex: [String: Int] = [:]  // "version endpoint" → index in `failures`
         for worker in workers {
-            for entry in worker.publishedConnectFailures.load() {
+            for entry in worker.stats.connectFailures.load() {
                 let key = "\(entry.version) \(entry.endpoint)"
                 if let index = failureIndex[key] {
                     failures[index].failures += entry.failures
@@ -104,18 +104,18 @@ extension ControlPlane {
                     failures.append(entry)
                 }
             }
-            counters.add(worker.publishedCounters.load())
+            counters.add(worker.stats.counters.load())
         }
         return MetricsText.render(.init(
             versions: summedVersionStats(), counters: counters, configured: state.versions.versions,
             plan: state.publishedRouting?.plan, endpoints: endpointHealth(),
-            clientConnections: workers.reduce(0) { $0 + $1.publishedConnections.load(ordering: .relaxed) },
-            backendSockets: workers.reduce(0) { $0 + $1.publishedBackendSockets.load(ordering: .relaxed) },
-            descriptorBudget: workers.reduce(0) { $0 + $1.settings.descriptorBudget },
+            clientConnections: workers.reduce(0) { $0 + $1.stats.clientConnections.load(ordering: .relaxed) },
+            backendSockets: workers.reduce(0) { $0 + $1.stats.backendSockets.load(ordering: .relaxed) },
+            descriptorBudget: workers.reduce(0) { $0 + $1.stats.descriptorBudget },
             certificates: certificates.listeners.flatMap { $0.context.loaded.map { ($0.certFile, $0.notAfter) } },
             accessLog: accessLog.map { writer in
                 let dropped = workers.reduce(writer.linesLost.load(ordering: .relaxed)) {
-                    $0 + ($1.accessLog?.publishedDropped.load(ordering: .relaxed) ?? 0)
+                    $0 + $1.stats.accessLogDropped.load(ordering: .relaxed)
                 }
                 return (writer.linesWritten.load(ordering: .relaxed), dropped)
             },
@@ -142,11 +142,11 @@ extension ControlPlane {
         let versions = state.versions.versions.enumerated().map { index, version in
             versionJSON(version, index: index, plan: plan, inFlight: inFlight[version.name] ?? 0)
         }
-        let applied = workers.map { String($0.appliedGeneration.load(ordering: .relaxed)) }
-        let appliedAt = workers.map { String($0.appliedAtNs.load(ordering: .relaxed)) }
+        let applied = workers.map { String($0.stats.appliedGeneration.load(ordering: .relaxed)) }
+        let appliedAt = workers.map { String($0.stats.appliedAtNs.load(ordering: .relaxed)) }
         let errors = outcome.errors.map(JSONText.quote).joined(separator: ",")
         var counters = ExchangeCounters()
-        for worker in workers { counters.add(worker.publishedCounters.load()) }
+        for worker in workers { counters.add(worker.stats.counters.load()) }
         return """
             {"service":\(JSONText.quote(state.versions.service)),"state":"\(Self.serviceState(plan, state.versions))","fail_open":\(plan.failOpen),\
             "pid":\(getpid()),"upgraded_from":\(Handover.upgradedFrom.map(String.init) ?? "null"),"upgrade":\(upgradeJSON()),\

@@ -47,7 +47,7 @@ final class ControlPlane {
     let loader: ConfigLoader
     let logger: Logger
     var state: ReloadState
-    let workers: [Worker]
+    let workers: [WorkerHandle]
     let mailbox: Mailbox<ControlMessage>
     let selector: Selector
     private let signalFD: Int32
@@ -80,7 +80,7 @@ final class ControlPlane {
     private var finishedWorkers = 0
     var draining = false
 
-    init(loader: ConfigLoader, state: ReloadState, workers: [Worker], mailbox: Mailbox<ControlMessage>,
+    init(loader: ConfigLoader, state: ReloadState, workers: [WorkerHandle], mailbox: Mailbox<ControlMessage>,
          adminFD: Int32, listenerFDs: [Int32], accessLog: AccessLogWriter?, certificates: CertificateReloader,
          logger: Logger) throws(SystemError) {
         self.listenerFDs = listenerFDs

@@ -65,7 +65,7 @@ public enum Server {
                            listenerTLS: listenerTLS)
             }
             control = try ControlPlane(
-                loader: loader, state: state, workers: workers, mailbox: controlMailbox, adminFD: adminFD,
+                loader: loader, state: state, workers: workers.map(\.handle), mailbox: controlMailbox, adminFD: adminFD,
                 listenerFDs: listenerFDs.flatMap { $0 },
                 accessLog: accessLog, certificates: CertificateReloader(loader: loader, contexts: listenerTLS), logger: logger)
             try accessLog?.start()

@@ -1,6 +1,5 @@
 import CLinuxShims
 import Glibc
-import Synchronization
 import SwitchyardHTTP
 import SwitchyardHTTP2
 import SwitchyardIO
@@ -35,19 +34,15 @@ enum WorkerMessage: Sendable {
 /// pools, timer and random generator. Nothing on the request path is shared with another thread.
 ///
 /// `@unchecked Sendable` is safe because after `start()` every mutable field is touched only by
-/// the worker's own thread; other threads use `mailbox`, `publishedCounters` and the atomic
-/// `appliedGeneration`.
+/// the worker's own thread; other threads see only its `handle` (`mailbox` and `stats`).
 final class Worker: @unchecked Sendable {
     let id: Int
     let settings: ProxySettings
     let mailbox: Mailbox<WorkerMessage>
     let controlMailbox: Mailbox<ControlMessage>
-    /// The snapshot generation this worker routes with, for `/status` and reload measurements.
-    let appliedGeneration = Atomic<UInt64>(0)
-    /// Open client connections as of the last tick, for `/metrics` (stored, never incremented).
-    let publishedConnections = Atomic<Int>(0)
-    /// When it started routing with that generation (CLOCK_MONOTONIC, ns).
-    let appliedAtNs = Atomic<UInt64>(0)
+    /// What the control thread reads, copied out on the tick.
+    let stats: WorkerStats
+    var handle: WorkerHandle { WorkerHandle(id: id, mailbox: mailbox, stats: stats) }
 
     let selector: Selector
     private let tickFD: Int32
@@ -67,15 +62,12 @@ final class Worker: @unchecked Sendable {
         return Array(answer.readableBytes)
     }()
     /// Finished exchanges and refused connections, counted on the request path in plain
-    /// fields and copied to `publishedCounters` on every tick for `/status`.
+    /// fields and copied to `stats` on the tick for `/status`.
     var counters = ExchangeCounters()
-    let publishedCounters = LockedValue(ExchangeCounters())
     /// Per version name, kept across reloads (`WorkerRoutes.stats` holds the current versions'
     /// cells); the first one counts exchanges that never chose a version. Copied out on every tick.
     private var statCells: [VersionStatsCell] = [VersionStatsCell(name: "")]
     var unroutedStats: VersionStatsCell { statCells[0] }
-    let publishedVersionStats = LockedValue<[NamedVersionStats]>([])
-    let publishedConnectFailures = LockedValue<[EndpointFailures]>([])
     /// Finished exchanges plus refused connections at the last copy.
     private var publishedActivity: UInt64 = 0
     private var publishedCells = 0
@@ -106,8 +98,6 @@ final class Worker: @unchecked Sendable {
     /// Client sockets lingering after an answer (`Worker+Linger`), and where they read to.
     var lingeringCount = 0
     var lingerScratch = [UInt8](repeating: 0, count: 4096)
-    /// Backend sockets open as of the last tick, for `/metrics`.
-    let publishedBackendSockets = Atomic<Int>(0)
     var draining = false
     private var stopped = false
     private var expired: [Registration] = []
@@ -154,7 +144,9 @@ final class Worker: @unchecked Sendable {
         for (fd, tls) in zip(listenerFDs, listenerTLS) { tlsByFD[fd] = tls }
         self.listenerTLS = tlsByFD
         self.listenerFDs = listenerFDs
-        self.accessLog = accessLog.map { WorkerAccessLog(writer: $0, worker: id) }
+        let stats = WorkerStats(descriptorBudget: settings.descriptorBudget)
+        self.stats = stats
+        self.accessLog = accessLog.map { WorkerAccessLog(writer: $0, worker: id, stats: stats) }
         self.controlMailbox = controlMailbox
         self.settings = settings
         self.mailbox = try Mailbox()
@@ -171,7 +163,7 @@ final class Worker: @unchecked Sendable {
         self.routes = WorkerRoutes(publication: publication, pools: [], grpcPools: [], stats: [])
         self.routes = makeRoutes(publication)
 
-        appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
+        stats.appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
 
         for fd in listenerFDs {
             let token = table.insert(.listener(fd))
@@ -364,8 +356,7 @@ final class Worker: @unchecked Sendable {
             case .publish(let publication):
                 routes = makeRoutes(publication)
                 closeTunnelsOfRemovedTokens()
-                appliedAtNs.store(Clock.nowNs(), ordering: .relaxed)
-                appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
+                stats.applied(generation: publication.snapshot.generation)
             case .certificates(let index, let context):
                 // New handshakes use them; connections already open keep theirs.
                 if index < listenerFDs.count { listenerTLS[listenerFDs[index]] = context }
@@ -422,21 +413,21 @@ final class Worker: @unchecked Sendable {
     /// an exchange finished or a connection was refused since the last copy, or the versions
     /// changed: an idle worker copies nothing.
     private func publishCounters() {
-        publishedConnections.store(downstreamCount, ordering: .relaxed)
-        publishedBackendSockets.store(backendSockets, ordering: .relaxed)
+        stats.clientConnections.store(downstreamCount, ordering: .relaxed)
+        stats.backendSockets.store(backendSockets, ordering: .relaxed)
         let activity = counters.finished &+ counters.refusedConnections &+ counters.http2GoAways.total
         guard activity != publishedActivity || statCells.count != publishedCells else { return }
         publishedActivity = activity
         publishedCells = statCells.count
-        publishedCounters.store(counters)
-        publishedVersionStats.store(statCells.map { NamedVersionStats(name: $0.name, stats: $0.stats) })
+        stats.counters.store(counters)
+        stats.versions.store(statCells.map { NamedVersionStats(name: $0.name, stats: $0.stats) })
         var failures: [EndpointFailures] = []
         for (index, version) in routes.snapshot.versions.enumerated() {
             for pool in routes.pools[index] where pool.connectFailures > 0 {
                 failures.append(EndpointFailures(version: version.name, endpoint: pool.address.description, failures: pool.connectFailures))
             }
         }
-        publishedConnectFailures.store(failures)
+        stats.connectFailures.store(failures)
     }
 
     /// The stats cell of a version name, made on first sight (at a reload, not per request).

@@ -21,12 +21,13 @@ final class WorkerAccessLog {
     private let worker: [UInt8]
     private var block: AccessLogBuffer?
     /// Lines dropped because no block was free (the writer is behind), in all; copied to
-    /// `publishedDropped` on the tick for `/metrics`.
+    /// the worker's stats on the tick for `/metrics`.
     private var dropped: UInt64 = 0
-    let publishedDropped = Atomic<UInt64>(0)
+    private let stats: WorkerStats
     private var clock = SecondText()
 
-    init(writer: AccessLogWriter, worker: Int) {
+    init(writer: AccessLogWriter, worker: Int, stats: WorkerStats) {
+        self.stats = stats
         self.writer = writer
         self.worker = Array(String(worker).utf8)
         self.block = writer.takeFree()
@@ -110,7 +111,7 @@ final class WorkerAccessLog {
     /// Hands the block in use to the writer: on the tick (if the writer has a free block to
     /// give back; otherwise this one keeps filling), and for good when the worker stops.
     func flush(final: Bool = false) {
-        publishedDropped.store(dropped, ordering: .relaxed)
+        stats.accessLogDropped.store(dropped, ordering: .relaxed)
         guard let current = block, current.count > 0 else { return }
         let fresh = writer.takeFree()
         guard fresh != nil || final else { return }
