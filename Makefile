@@ -112,8 +112,8 @@ integration-test: deps release
 	SWITCHYARD_BIN=$(abspath $(DEBUG)) SWITCHYARD_STATIC_BIN=$(abspath $(STATIC_BIN)) python3 -m pytest -q Tests/integration
 
 # Load comparison against HAProxy and nginx (about 15 minutes; `BENCH_ARGS=--quick` for 1),
-# then reload latency. Writes Benchmarks/load/RESULTS.md; BENCH_ARGS=--update-readme also
-# puts the table into README.md.
+# then reload latency. Writes Benchmarks/load/RESULTS.md; BENCH_ARGS=--update-docs also
+# puts the table into docs/performance.md.
 bench: build bench-deps
 	python3 Benchmarks/load/bench.py $(BENCH_ARGS)
 	python3 Benchmarks/reload/reload_latency.py

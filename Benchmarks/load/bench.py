@@ -6,7 +6,7 @@ X-ANYSCALE-VERSION, splits 30/70 and keeps upstream connections alive, with one 
 thread. wrk runs the proxies in interleaved rounds (A B C A B C ...) so that the machine's
 noise spreads over all of them; figures are medians over rounds, and ratios compare them.
 
-    python3 Benchmarks/load/bench.py [--rounds 5] [--duration 5] [--quick] [--update-readme]
+    python3 Benchmarks/load/bench.py [--rounds 5] [--duration 5] [--quick] [--update-docs]
 """
 import argparse
 import os
@@ -350,7 +350,7 @@ def main():
     parser.add_argument("--scenario", help="run only scenarios whose name contains this text")
     parser.add_argument("--idle", action="store_true", help="measure idle-connection memory even with --quick/--scenario")
     parser.add_argument("--no-strace", action="store_true")
-    parser.add_argument("--update-readme", action="store_true", help="put the table into README.md")
+    parser.add_argument("--update-docs", action="store_true", help="put the table into docs/performance.md")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration = 3, 3
@@ -421,8 +421,8 @@ def main():
         if not (args.quick or args.scenario):  # partial runs do not replace the recorded results
             with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
                 f.write(f"# Load comparison\n\nMade by `make bench` (`python3 Benchmarks/load/bench.py`).\n\n{text}\n")
-            if args.update_readme:
-                update_readme(text)
+            if args.update_docs:
+                update_docs(text)
     finally:
         for target in reversed(targets):
             target.stop()
@@ -468,8 +468,8 @@ def table(name, runs, syscalls, connections):
     return lines + [""]
 
 
-def update_readme(text):
-    path = os.path.join(ROOT, "README.md")
+def update_docs(text):
+    path = os.path.join(ROOT, "docs", "performance.md")
     with open(path) as f:
         readme = f.read()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
