@@ -23,6 +23,18 @@ def rss_kib(pid):
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
+def wait_until(predicate, timeout=5.0, interval=0.02, what=None):
+    """Polls `predicate()` until it returns something true, and returns that. After `timeout`
+    seconds it fails with `what()` (the state worth seeing) or the last value. The one way the
+    tests wait for the proxy: a fixed sleep is either too short on a loaded machine or slow."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not reached in {timeout} s: {what() if what else value!r}")
+        time.sleep(interval)
+    return value
+
+
 def read_line_matching(process, pattern, timeout=20):
     """Reads the process's stdout until a line matches; returns the match."""
     deadline = time.monotonic() + timeout
@@ -242,11 +254,8 @@ class Proxy:
     def wait_for_log(self, text, timeout=5.0):
         """The log once it contains `text`. The log is read by a thread of its own, so a line
         written just before an answer the test saw may not be in `log()` yet."""
-        deadline = time.monotonic() + timeout
-        while text not in (log := self.log()):
-            assert time.monotonic() < deadline, f"{text!r} is not in the log:\n{log[-3000:]}"
-            time.sleep(0.02)
-        return log
+        wait_until(lambda: text in self.log(), timeout, what=lambda: f"{text!r} is not in the log:\n{self.log()[-3000:]}")
+        return self.log()
 
     def write_versions(self, versions, path=None):
         """Writes the versions file by write-then-rename (how editors and tools replace files)."""

@@ -4,7 +4,6 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 
 from harness import TOKEN, auth, http_get, raw_exchange

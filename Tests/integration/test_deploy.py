@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from harness import BINARY, TOKEN, Proxy, SynDroppingListener, auth, free_port, http_get, raw_exchange
+from harness import BINARY, TOKEN, Proxy, SynDroppingListener, auth, free_port, http_get, raw_exchange, wait_until
 from test_routing import count_versions
 
 SERVICE = "test_service"
@@ -172,10 +172,7 @@ def test_two_deploys_at_once_one_wins_the_other_exits_3(service):
     racers = [subprocess.Popen([BINARY, "deploy", "--versions", versions_arg(("v1", share), ("v2", 100 - share))],
                                cwd=svc.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
               for share in (20, 80)]
-    deadline = time.monotonic() + 10
-    while blocked_waiters(svc.config_dir) < 2:
-        assert time.monotonic() < deadline, "the deploys did not both wait for the lock"
-        time.sleep(0.02)
+    wait_until(lambda: blocked_waiters(svc.config_dir) >= 2, timeout=10, what=lambda: "the deploys did not both wait for the lock")
     os.close(lock)
     results = [(racer.wait(timeout=20), *racer.communicate()) for racer in racers]
     codes = sorted(code for code, _, _ in results)

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from grpc_backend import GrpcBackend, channel, method
-from harness import TOKEN, http_get
+from harness import TOKEN, http_get, wait_until
 
 AUTH = ("authorization", f"Bearer {TOKEN}")
 
@@ -292,10 +292,7 @@ def test_grpc_endpoints_are_checked_with_ray_serves_healthz(recorder, proxy, bac
     assert served == {"good"}
     # It recovers: the unavailable endpoint answers again and takes calls again.
     unavailable.healthz = "ok"
-    deadline = time.monotonic() + 10
-    while grpc_states(server)[unavailable.address]["state"] != "HEALTHY":
-        assert time.monotonic() < deadline, grpc_states(server)
-        time.sleep(0.1)
+    wait_until(lambda: grpc_states(server)[unavailable.address]["state"] == "HEALTHY", timeout=10, what=lambda: grpc_states(server))
     with channel(server.port) as ch:
         served = {dict(method(ch, "Unary").with_call(b"", metadata=[AUTH], timeout=10)[1].initial_metadata())["served-by"]
                   for _ in range(40)}

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from hpack import Encoder
-from hyperframe.frame import (ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, PingFrame, PriorityFrame,
+from hyperframe.frame import (DataFrame, GoAwayFrame, HeadersFrame, PingFrame, PriorityFrame,
                               RstStreamFrame, SettingsFrame, WindowUpdateFrame)
 
 from h2client import RawH2

@@ -7,7 +7,7 @@ from hpack import Decoder, Encoder
 from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame
 
 from harness import TOKEN, ChunkedRequestRecorder
-from test_h2_conformance import connect, headers, outcome
+from test_h2_conformance import connect, headers
 from test_security import ScriptedBackend
 
 

@@ -2,9 +2,8 @@
 unhealthy version, Ray Serve's draining answer, and what /status and /metrics say."""
 import http.client
 import json
-import time
 
-from harness import RecordingBackend, auth, http_get, read_chunked
+from harness import RecordingBackend, auth, http_get, wait_until
 from test_metrics import scrape, value
 
 # Fast checks so a test sees a verdict within a second: probes every 100 ms, two in a row decide.
@@ -12,13 +11,9 @@ FAST = {"path": "/-/healthz", "interval_ms": 100, "timeout_ms": 100, "healthy_th
 
 
 def wait_for(server, predicate, what, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = server.status()
-        if predicate(status):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}: {json.dumps(server.status(), indent=1)}")
+    """/status once `predicate` holds for it."""
+    return wait_until(lambda: status if predicate(status := server.status()) else None, timeout,
+                      what=lambda: f"{what}: {json.dumps(server.status(), indent=1)}")
 
 
 def version_state(status, name):

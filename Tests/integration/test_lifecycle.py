@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import BINARY, TOKEN, ThreadedSocketServer, auth, free_port, http_get, raw_exchange, read_head
+from harness import BINARY, TOKEN, ThreadedSocketServer, auth, free_port, http_get, raw_exchange, read_head, wait_until
 
 
 def test_refuses_to_start_without_tokens(tmp_path, demo):
@@ -301,10 +301,7 @@ def test_a_name_that_does_not_resolve_leaves_its_endpoint_out(demo, proxy, tmp_p
     assert len(unresolved) == 1 and 'version "dark": endpoint gone.invalid:8000' in unresolved[0]
     # A version with no endpoint that resolves cannot serve: that file is rejected.
     server.write_versions([("v1", 100, [good.address]), ("dark", 0, ["gone.invalid:8000"])])
-    deadline = time.monotonic() + 5
-    while not server.status()["last_reload"]["errors"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: server.status()["last_reload"]["errors"])
     assert 'version "dark" has no endpoint that resolves' in server.status()["last_reload"]["errors"][0]
 
 
@@ -333,10 +330,7 @@ def test_endpoint_names_are_resolved_again(proxy):
         assert json.loads(http_get(server.port, "/", auth())[2])["version"] == "first"
         with open("/etc/hosts", "w") as f:
             f.write(original.rstrip("\n") + f"\n127.0.0.3 {name}\n")
-        deadline = time.monotonic() + 5
-        while json.loads(http_get(server.port, "/", auth())[2])["version"] != "second":
-            assert time.monotonic() < deadline, server.status()
-            time.sleep(0.1)
+        wait_until(lambda: json.loads(http_get(server.port, "/", auth())[2])["version"] == "second", what=lambda: server.status())
         generation = server.status()["generation"]
         time.sleep(1)
         assert server.status()["generation"] == generation, "unchanged addresses must not republish"
@@ -392,10 +386,7 @@ def test_a_slow_dns_answer_does_not_stall_the_control_thread(demo, proxy, tmp_pa
     assert status["generation"] == generation, "not published before its names resolved"
     assert http_get(server.port, "/", auth())[0] == 200
     # The lookup gives up after 3 s: published with the name left out.
-    deadline = time.monotonic() + 10
-    while server.status()["generation"] == generation:
-        assert time.monotonic() < deadline, server.log()
-        time.sleep(0.1)
+    wait_until(lambda: server.status()["generation"] != generation, timeout=10, what=lambda: server.log())
     status = server.status()
     assert any("no-answer.switchyard-test.example" in entry for entry in status["unresolved_endpoints"]), status
     assert status["last_reload"]["outcome"] == "ok"
@@ -430,10 +421,7 @@ def test_a_watch_queue_overflow_reloads_everything(demo, proxy, tmp_path):
         server.write_versions([("v2", 100, [v2.address])])  # its events are dropped
     finally:
         server.process.send_signal(signal.SIGCONT)
-    deadline = time.monotonic() + 5
-    while server.status()["generation"] == generation:
-        assert time.monotonic() < deadline, "a change lost in the overflow was never read:\n" + server.log()
-        time.sleep(0.05)
+    wait_until(lambda: server.status()["generation"] != generation, what=lambda: "a change lost in the overflow was never read:\n" + server.log())
     assert json.loads(http_get(server.port, "/", auth())[2])["version"] == "v2"
     server.wait_for_log("overflowed")
 

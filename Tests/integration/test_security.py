@@ -13,7 +13,7 @@ import time
 import pytest
 
 from harness import (MEASURES_MEMORY, SANITIZED, TOKEN, ChunkedRequestRecorder, ThreadedSocketServer, UvicornBackend, auth, http_get, open_websocket,
-                     raw_exchange, read_head, rss_kib)
+                     raw_exchange, read_head, rss_kib, wait_until)
 
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
 SMUGGLED = b"GET /slow-smuggled HTTP/1.1\r\nHost: internal\r\n\r\n"
@@ -346,10 +346,7 @@ def test_too_many_endpoints_is_a_located_config_error(tmp_path, proxy, demo):
     server = proxy([("v1", 100, [backend.address])])
     endpoints = [f"127.0.0.1:{10000 + i}" for i in range(257)]
     server.write_versions([("v1", 100, endpoints)])
-    deadline = time.monotonic() + 5
-    while not server.status()["last_reload"]["errors"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(lambda: server.status()["last_reload"]["errors"])
     error = server.status()["last_reload"]["errors"][0]
     assert "versions.json:" in error and "257 endpoints" in error and "at most 256" in error
     assert http_get(server.port, "/", auth())[0] == 200

@@ -9,7 +9,7 @@ import ssl
 import subprocess
 import time
 
-from harness import BINARY, TOKEN, versions_json
+from harness import BINARY, TOKEN, versions_json, wait_until
 
 
 def make_certificate(directory, name, names, days=2):
@@ -297,10 +297,7 @@ def test_sessions_resume_on_any_worker(recorder, proxy, tmp_path):
     make_certificate(str(tmp_path), "a-next", ["a.test", "*.a.test"])
     os.rename(tmp_path / "a-next.key", tmp_path / "a.key")
     os.rename(tmp_path / "a-next.pem", tmp_path / "a.pem")
-    deadline = time.time() + 10
-    while "reloaded" not in server.log() or "TLS certificate" not in server.log():
-        assert time.time() < deadline, server.log()
-        time.sleep(0.1)
+    wait_until(lambda: "reloaded" in server.log() and "TLS certificate" in server.log(), timeout=10, what=lambda: server.log())
     output = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-sess_in", session],
                             input="", capture_output=True, text=True, timeout=20).stdout
     assert "Reused, TLSv1.2" in output
@@ -397,10 +394,7 @@ def test_a_fifo_renamed_over_the_key_or_the_certificate_wedges_nothing(recorder,
         assert serial_of(port) == before, "handshakes go on with the certificate in use"
         (tmp_path / f"{name}.tmp").write_bytes(kept)
         os.rename(tmp_path / f"{name}.tmp", tmp_path / name)
-        deadline = time.time() + 5
-        while server.status()["tls"][0]["error"] is not None:
-            assert time.time() < deadline, server.status()["tls"][0]
-            time.sleep(0.1)
+        wait_until(lambda: server.status()["tls"][0]["error"] is None, what=lambda: server.status()["tls"][0])
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=10) == 0
 

@@ -5,7 +5,7 @@ import os
 import subprocess
 import time
 
-from harness import TOKEN, RecordingBackend, auth, http_get
+from harness import TOKEN, RecordingBackend, auth, http_get, wait_until
 
 
 def make_ca(directory):
@@ -72,10 +72,7 @@ def test_server_name_is_sent_and_checked(started, proxy, tmp_path):
     assert backend.requests == []
     # …and accepted for the name it does carry.
     server.write_versions([("v1", 100, [f"https://127.0.0.1:{port}"], {"tls": {"ca_file": "ca.pem", "server_name": "backend.test"}})])
-    deadline = time.time() + 10
-    while http_get(server.port, "/", auth())[0] != 200:
-        assert time.time() < deadline, "the reload with server_name was not applied"
-        time.sleep(0.1)
+    wait_until(lambda: http_get(server.port, "/", auth())[0] == 200, timeout=10, what=lambda: "the reload with server_name was not applied")
     assert backend.requests
 
 
@@ -107,10 +104,7 @@ def test_health_checks_reach_https_backends(started, proxy, tmp_path):
     port = backend.address.split(":")[1]
     check = {"interval_ms": 200, "timeout_ms": 150, "healthy_threshold": 1, "unhealthy_threshold": 1}
     server = proxy([("v1", 100, [f"https://127.0.0.1:{port}"], {"tls": {"ca_file": "ca.pem"}, "health_check": check})])
-    deadline = time.time() + 10
-    while server.status()["versions"][0]["state"] != "RUNNING":
-        assert time.time() < deadline, server.status()
-        time.sleep(0.1)
+    wait_until(lambda: server.status()["versions"][0]["state"] == "RUNNING", timeout=10, what=lambda: server.status())
     assert backend.probes > 0
 
 
@@ -127,10 +121,7 @@ def test_versions_file_errors_for_upstream_tls(recorder, proxy, tmp_path):
     ]
     for endpoints, fields, expected in cases:
         server.write_versions([("v1", 100, endpoints, fields)])
-        deadline = time.time() + 10
-        while not any(expected in error for error in server.status()["last_reload"]["errors"]):
-            assert time.time() < deadline, (expected, server.status()["last_reload"])
-            time.sleep(0.1)
+        wait_until(lambda: any(expected in error for error in server.status()["last_reload"]["errors"]), timeout=10, what=lambda: (expected, server.status()["last_reload"]))
         assert http_get(server.port, "/", auth())[0] == 200, "the last good versions stay in use"
 
 
@@ -159,9 +150,6 @@ def test_upstream_token_replaces_the_clients_and_is_hot_reloaded(recorder, proxy
         time.sleep(0.1)
     # An invalid file (two words) keeps the last good token, with the reason in /status.
     token_file.write_text("not a token\n")
-    deadline = time.time() + 10
-    while not any("upstream_bearer_token_file" in error for error in server.status()["last_reload"]["errors"]):
-        assert time.time() < deadline, server.status()["last_reload"]
-        time.sleep(0.1)
+    wait_until(lambda: any("upstream_bearer_token_file" in error for error in server.status()["last_reload"]["errors"]), timeout=10, what=lambda: server.status()["last_reload"])
     assert http_get(server.port, "/", auth())[0] == 200
     assert v1.requests[-1]["headers"]["authorization"] == "Bearer service-token-two"
