@@ -8,10 +8,15 @@ import Glibc
 /// a per-thread allocator for nghttp2's `nghttp2_mem`.
 ///
 /// Blocks are size classes from 64 bytes to 2 KiB, a half step apart (what nghttp2 takes per
-/// stream); a block carries its class in a 16-byte header. Larger requests, made once per
-/// session (the session, its HPACK tables, its 16 KiB frame buffer), go to malloc at their
-/// size: rounding them up would cost every idle connection memory. Each list keeps a bounded
-/// number of free blocks; more go back to malloc, so a burst does not pin memory.
+/// stream); a block carries its class in a 16-byte header. Larger requests, and those made
+/// while a session is created (the session itself, its HPACK tables), go to malloc at their
+/// size: rounding them up would cost every idle connection memory. Each list keeps a bounded number of free
+/// blocks; more go back to malloc, so a burst does not pin memory.
+///
+/// Requests of a page or more (per session: the 16 KiB frame buffer and the stream map) get
+/// pages of their own, known by their address (`pageBlocks`), with no header in front: an idle
+/// session can then give those pages back to the kernel (`discard`) while keeping them, and
+/// they come back zero-filled when next touched.
 ///
 /// One thread only: the sessions given this allocator must all be used, and freed, on it.
 public final class H2Allocator {
@@ -26,6 +31,13 @@ public final class H2Allocator {
     private let counts: UnsafeMutablePointer<Int>
     /// Blocks taken from malloc so far (for tests: a steady session takes none).
     public private(set) var systemAllocations = 0
+    /// The blocks of whole pages handed out, by address, with their size (a multiple of the
+    /// page size). A block of a size class can also start on a page boundary: it is not here.
+    private var pageBlocks: [UnsafeMutableRawPointer: Int] = [:]
+    /// Page blocks handed out since `startRecording`, while a session is being created (nil
+    /// at other times).
+    private var recorded: [PageBlock]?
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
     /// Handed to nghttp2; its user data is this object, unretained (the allocator outlives its
     /// sessions: the worker that owns both frees the sessions first).
     private(set) var memory = nghttp2_mem()
@@ -83,7 +95,10 @@ public final class H2Allocator {
     }
 
     func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
-        guard let index = Self.sizeClass(size) else {
+        if size >= Self.pageSize { return allocatePages(size) }
+        // While a session is being created, what nghttp2 asks for lives as long as the session
+        // (its HPACK tables, its buffer list): the exact size, not a class rounded up.
+        guard recorded == nil, let index = Self.sizeClass(size) else {
             guard let base = malloc(size + Self.header) else { return nil }
             systemAllocations += 1
             base.storeBytes(of: Self.direct, as: UInt8.self)
@@ -105,6 +120,7 @@ public final class H2Allocator {
 
     func deallocate(_ pointer: UnsafeMutableRawPointer?) {
         guard let pointer else { return }
+        if Self.startsPage(pointer), pageBlocks.removeValue(forKey: pointer) != nil { return Glibc.free(pointer) }
         let base = pointer - Self.header
         let index = Int(base.load(as: UInt8.self))
         if index != Int(Self.direct), counts[index] < Self.maxFree(index) {
@@ -117,12 +133,69 @@ public final class H2Allocator {
 
     func reallocate(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
         guard let pointer else { return allocate(size) }
-        let old = Self.capacity(pointer - Self.header)
-        if size <= old && Self.sizeClass(size) != nil { return pointer }
+        let pages = Self.startsPage(pointer) ? pageBlocks[pointer] : nil
+        let old = pages ?? Self.capacity(pointer - Self.header)
+        if size <= old && (pages != nil || Self.sizeClass(size) != nil) { return pointer }
         guard let moved = allocate(size) else { return nil }
         moved.copyMemory(from: pointer, byteCount: min(old, size))
         deallocate(pointer)
         return moved
+    }
+}
+
+extension H2Allocator {
+    /// Pages handed to nghttp2 as one block.
+    struct PageBlock {
+        let base: UnsafeMutableRawPointer
+        /// What nghttp2 asked for.
+        let requested: Int
+        /// What the block spans: whole pages.
+        let size: Int
+    }
+
+    private static func startsPage(_ pointer: UnsafeMutableRawPointer) -> Bool {
+        Int(bitPattern: pointer) & (pageSize - 1) == 0
+    }
+
+    private func allocatePages(_ size: Int) -> UnsafeMutableRawPointer? {
+        let (rounded, overflow) = size.addingReportingOverflow(Self.pageSize - 1)
+        guard !overflow else { return nil }
+        let spanned = rounded & ~(Self.pageSize - 1)
+        var base: UnsafeMutableRawPointer?
+        guard posix_memalign(&base, Self.pageSize, spanned) == 0, let base else { return nil }
+        systemAllocations += 1
+        pageBlocks[base] = spanned
+        recorded?.append(PageBlock(base: base, requested: size, size: spanned))
+        return base
+    }
+
+    /// Starts noting the page blocks handed out, until `stopRecording`.
+    func startRecording() { recorded = [] }
+
+    /// The page blocks handed out since `startRecording` (and still held).
+    func stopRecording() -> [PageBlock] {
+        defer { recorded = nil }
+        return (recorded ?? []).filter { pageBlocks[$0.base] != nil }
+    }
+
+    /// Gives the block's pages back to the kernel; they stay the owner's and read as zeros
+    /// until written again. Only for bytes nobody will read before writing them, or zeros.
+    func discard(_ block: PageBlock) {
+        _ = madvise(block.base, block.size, MADV_DONTNEED)
+    }
+
+    /// How many of the block's bytes are in memory (for tests).
+    static func residentBytes(_ block: PageBlock) -> Int {
+        var pages = [UInt8](repeating: 0, count: block.size / pageSize)
+        guard mincore(block.base, block.size, &pages) == 0 else { return -1 }
+        return pages.reduce(0) { $0 + Int($1 & 1) } * pageSize
+    }
+
+    /// Whether every byte of the block is zero.
+    static func isZero(_ block: PageBlock) -> Bool {
+        let words = block.base.assumingMemoryBound(to: UInt64.self)
+        for index in 0..<(block.size / 8) where words[index] != 0 { return false }
+        return true
     }
 }
 

@@ -29,6 +29,7 @@ public final class H2ClientSession: H2Session {
     public unowned(unsafe) var delegate: H2ClientSessionDelegate?
     /// Streams submitted and not yet closed.
     public private(set) var openStreams = 0
+    private static let pseudoNames: [StaticString] = [":status"]
 
     /// `windowBytes`: each stream's receive window (response bytes the backend may send
     /// ahead of what the connection consumed); `connectionWindowBytes`: the same for all
@@ -40,7 +41,7 @@ public final class H2ClientSession: H2Session {
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
         ]
         try super.init(
-            server: false, pseudoNames: [":status"], builder: builder, allocator: allocator, maxHeaderListBytes: maxHeaderListBytes,
+            server: false, pseudoNames: Self.pseudoNames, builder: builder, allocator: allocator, maxHeaderListBytes: maxHeaderListBytes,
             settings: settings) { _ in }
         if connectionWindowBytes > 65535 {
             _ = nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, connectionWindowBytes)

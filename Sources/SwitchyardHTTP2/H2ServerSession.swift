@@ -25,6 +25,9 @@ public final class H2ServerSession: H2Session {
     /// `scanner` in the bytes before nghttp2 reads them.
     private var overheadFrames: TokenBucket
     private var scanner = H2FrameScanner(prefaceBytes: 24)
+    /// The pseudo-header fields of a request, in the order `H2RequestView` reads them (one
+    /// array for every session).
+    private static let pseudoNames: [StaticString] = [":method", ":scheme", ":authority", ":path"]
 
     /// `builder`: shared by the sessions of one thread (a head is built and submitted in one go).
     /// `allocator`: nghttp2's memory from that thread's free lists (nil: malloc).
@@ -41,7 +44,7 @@ public final class H2ServerSession: H2Session {
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
         ]
         try super.init(
-            server: true, pseudoNames: [":method", ":scheme", ":authority", ":path"], builder: builder, allocator: allocator,
+            server: true, pseudoNames: Self.pseudoNames, builder: builder, allocator: allocator,
             maxHeaderListBytes: limits.maxHeaderListBytes, settings: settings
         ) { option in
             nghttp2_option_set_no_closed_streams(option, 1)

@@ -18,6 +18,17 @@ public class H2Session {
     let maxHeaderListBytes: Int
     /// Why this side ended the connection with GOAWAY, once it did.
     public internal(set) var goAwayReason: H2GoAwayReason?
+    /// What an idle session gives back (`restIfQuiet`): nghttp2's frame buffer, whose bytes are
+    /// dead once `send` found nothing more to send, and blocks that are all zero when idle
+    /// (the stream map with no stream in it). Empty without an allocator.
+    private(set) var frameBuffer: H2Allocator.PageBlock?
+    private(set) var zeroWhenIdle: [H2Allocator.PageBlock] = []
+    /// `send` returned nil since the last frame went out: the frame buffer holds nothing.
+    private var sentAll = false
+    /// Something was received or sent since the last `restIfQuiet`.
+    private var touched = true
+    /// The pages are given back and nothing was received or sent since.
+    private var resting = false
 
     /// `configure` sets the side's own options; `settings` go out first.
     init(server: Bool, pseudoNames: [StaticString], builder: H2HeadBuilder, allocator: H2Allocator?, maxHeaderListBytes: Int,
@@ -47,14 +58,19 @@ public class H2Session {
         let owner = Unmanaged.passUnretained(self).toOpaque()
         // nghttp2 copies the allocator's functions into the session.
         var memory = allocator?.memory ?? nghttp2_mem()
+        allocator?.startRecording()
         let result: Int32 = switch (server, allocator == nil) {
         case (true, true): nghttp2_session_server_new2(&created, callbacks, owner, option)
         case (true, false): nghttp2_session_server_new3(&created, callbacks, owner, option, &memory)
         case (false, true): nghttp2_session_client_new2(&created, callbacks, owner, option)
         case (false, false): nghttp2_session_client_new3(&created, callbacks, owner, option, &memory)
         }
+        let pages = allocator?.stopRecording() ?? []
         guard result == 0, let created else { throw H2Error(code: result, "cannot create an HTTP/2 session") }
         session = created
+        for block in pages {
+            if block.requested >= Self.framePayloadBytes && frameBuffer == nil { frameBuffer = block } else { zeroWhenIdle.append(block) }
+        }
         var settings = settings
         let submitted = nghttp2_submit_settings(created, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
         guard submitted == 0 else { throw H2Error(code: submitted, "cannot queue the SETTINGS frame") }
@@ -66,6 +82,7 @@ public class H2Session {
     /// fatal: GOAWAY is queued, `send` still has bytes to write, then the connection closes.
     public func receive(_ bytes: UnsafeRawBufferPointer) throws(H2Error) {
         guard let base = bytes.baseAddress, !bytes.isEmpty, admit(bytes) else { return }
+        touched = true
         let result = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
         guard result < 0 else { return }
         // Some fatal errors (floods, too many CONTINUATIONs) queue no GOAWAY: the peer still
@@ -85,9 +102,35 @@ public class H2Session {
         var pointer: UnsafePointer<UInt8>?
         let count = nghttp2_session_mem_send(session, &pointer)
         if count < 0 { throw H2Error(code: Int32(count), String(cString: nghttp2_strerror(Int32(count)))) }
-        guard count > 0, let pointer else { return nil }
+        guard count > 0, let pointer else {
+            sentAll = true
+            return nil
+        }
+        sentAll = false
+        touched = true
         return UnsafeRawBufferPointer(start: pointer, count: count)
     }
+
+    /// Called on every tick: a session that received and sent nothing since the last call
+    /// gives its idle pages back to the kernel (once, until it is used again), so that an idle
+    /// connection holds what it needs and not the 16 KiB it last wrote frames into. A page
+    /// comes back, zero-filled, when nghttp2 next writes to it.
+    public func restIfQuiet() {
+        if touched {
+            touched = false
+            resting = false
+            return
+        }
+        guard !resting, sentAll else { return }
+        resting = true
+        guard let allocator else { return }
+        if let frameBuffer { allocator.discard(frameBuffer) }
+        for block in zeroWhenIdle where H2Allocator.isZero(block) { allocator.discard(block) }
+    }
+
+    /// A frame's largest payload before SETTINGS_MAX_FRAME_SIZE is raised (nghttp2 never raises
+    /// its own): the frame buffer holds at least this.
+    private static let framePayloadBytes = 16384
 
     /// Whether the connection still has a reason to read, or to write.
     public var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }

@@ -246,7 +246,7 @@ final class ControlPlane {
         for worker in workers { worker.mailbox.post(.drain) }
         if let timer = try? Syscall.timerfd(), (try? Syscall.armPeriodic(timer, intervalMs: max(drainMs, 1))) != nil {
             drainTimerFD = timer
-            try? add(timer, .drainTimer)
+            _ = try? add(timer, .drainTimer)
         }
     }
 

@@ -510,6 +510,8 @@ final class Worker: @unchecked Sendable {
 
     // MARK: - Timeouts
 
+    /// Closes what timed out; on the way, HTTP/2 sessions quiet for a tick give their idle
+    /// pages back (`H2Session.restIfQuiet`).
     private func expireDeadlines() {
         expired.removeAll(keepingCapacity: true)
         let now = self.now
@@ -519,11 +521,13 @@ final class Worker: @unchecked Sendable {
                 expired.append(registration)
             case .upstream(let connection) where connection.deadline != 0 && connection.deadline <= now:
                 expired.append(registration)
-            case .h2(let connection) where connection.deadline != 0 && connection.deadline <= now:
-                expired.append(registration)
+            case .h2(let connection):
+                connection.session.restIfQuiet()
+                if connection.deadline != 0 && connection.deadline <= now { expired.append(registration) }
             case .lingering(let socket) where socket.deadline <= now:
                 expired.append(registration)
             case .call(let connection):
+                connection.session.restIfQuiet()
                 if connection.deadline != 0 && connection.deadline <= now { expired.append(registration) }
                 for x in connection.calls.values where x.callDeadline != 0 && x.callDeadline <= now { expiredCalls.append(x) }
             default:

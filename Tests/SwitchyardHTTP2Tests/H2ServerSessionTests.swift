@@ -308,3 +308,67 @@ enum RawFrames {
         }
     }
 }
+
+/// An idle session gives nghttp2's frame buffer and its empty stream map back to the kernel,
+/// and serves on from zero-filled pages.
+@Suite struct H2SessionRestTests {
+    private func served(_ server: RecordingConnection, by client: H2TestClient, bodyBytes: Int) -> Bool {
+        let body = (0..<bodyBytes).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        server.answer = { _, _ in (200, body) }
+        let streams = (0..<3).map { _ in client.request(path: "/large") }
+        guard client.exchange(with: server.session) == nil else { return false }
+        return streams.allSatisfy { client.responses[$0]?.body == body && client.responses[$0]?.ended == true }
+    }
+
+    @Test func creatingASessionFindsItsFrameBufferAndStreamMap() throws {
+        let server = try RecordingConnection(allocator: H2Allocator())
+        let frameBuffer = try #require(server.session.frameBuffer, "nghttp2 took a block of a frame's payload or more")
+        #expect(frameBuffer.requested >= 16384)
+        // nghttp2 1.52: one more block of a page or more, the stream map's table.
+        #expect(server.session.zeroWhenIdle.count == 1)
+        #expect(try RecordingConnection().session.frameBuffer == nil, "without the allocator, nothing to give back")
+    }
+
+    @Test func anIdleSessionGivesItsPagesBackAndServesOn() throws {
+        let server = try RecordingConnection(allocator: H2Allocator())
+        let client = H2TestClient()
+        #expect(served(server, by: client, bodyBytes: 50_000))
+        let frameBuffer = try #require(server.session.frameBuffer)
+        let streamMap = try #require(server.session.zeroWhenIdle.first)
+        #expect(H2Allocator.residentBytes(frameBuffer) >= 16384, "full DATA frames went through it")
+        #expect(H2Allocator.residentBytes(streamMap) > 0)
+
+        server.session.restIfQuiet()  // the first tick after traffic only notes it
+        #expect(H2Allocator.residentBytes(frameBuffer) >= 16384)
+        server.session.restIfQuiet()
+        #expect(H2Allocator.residentBytes(frameBuffer) == 0)
+        #expect(H2Allocator.residentBytes(streamMap) == 0, "no stream left: the map is all zero")
+
+        #expect(served(server, by: client, bodyBytes: 70_000), "the same connection serves on")
+        server.session.restIfQuiet()
+        server.session.restIfQuiet()
+        #expect(H2Allocator.residentBytes(frameBuffer) == 0)
+    }
+
+    @Test func aSessionKeepsWhatItStillNeeds() throws {
+        let server = try RecordingConnection(allocator: H2Allocator())
+        let client = H2TestClient()
+        #expect(served(server, by: client, bodyBytes: 20_000))
+        let streamMap = try #require(server.session.zeroWhenIdle.first)
+        // A stream left open (its response waits for body bytes): the map holds it.
+        server.answer = nil
+        _ = client.request(path: "/pending")
+        #expect(client.exchange(with: server.session) == nil)
+        server.session.restIfQuiet()
+        server.session.restIfQuiet()
+        #expect(H2Allocator.residentBytes(streamMap) > 0, "a map with a stream in it stays")
+
+        // Frames waiting to be sent: the frame buffer may hold the next of them.
+        let waiting = try RecordingConnection(allocator: H2Allocator())
+        let frameBuffer = try #require(waiting.session.frameBuffer)
+        _ = try waiting.session.send()  // the SETTINGS frame is written into the buffer
+        waiting.session.restIfQuiet()
+        waiting.session.restIfQuiet()
+        #expect(H2Allocator.residentBytes(frameBuffer) > 0, "the buffer holds the SETTINGS frame until the next send")
+    }
+}

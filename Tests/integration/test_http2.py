@@ -319,3 +319,30 @@ def test_streams_a_client_does_not_read_hold_little_memory(proxy):
         client.close()
     finally:
         backend.stop()
+
+
+def test_idle_connections_give_their_frame_buffers_back_and_serve_on(demo, proxy):
+    """After a 100 KB response (full 16 KiB DATA frames through the session's frame buffer),
+    200 idle connections hold about 8 KiB each, not the 16 KiB more they last wrote frames
+    into; each one then serves the same response again. One connection at a time, as in the
+    benchmark: a burst of concurrent responses would raise the heap's high-water mark instead."""
+    from harness import MEASURES_MEMORY, rss_kib, wait_until
+    v1 = demo("v1")
+    server = proxy([("v1", 100, [v1.address])], workers=1)
+
+    def fetch(client):
+        [response] = client.wait(client.request("/bytes?n=100000", AUTH))
+        assert response.headers[":status"] == "200" and response.data == b"x" * 100000
+
+    fetch(H2Client(server.port))  # the worker's pools and free lists fill
+    before = rss_kib(server.process.pid)
+    clients = [H2Client(server.port) for _ in range(200)]
+    for client in clients:
+        fetch(client)
+    if MEASURES_MEMORY:
+        per_connection = lambda: (rss_kib(server.process.pid) - before) / len(clients)
+        wait_until(lambda: per_connection() < 14, timeout=3,
+                   what=lambda: f"idle connections holding under 14 KiB each (now {per_connection():.1f})")
+    for client in clients:
+        fetch(client)
+        client.sock.close()
