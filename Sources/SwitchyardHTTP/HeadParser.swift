@@ -204,7 +204,7 @@ public struct HeadParser: Sendable {
             case .anyscaleVersion:
                 if field.value.isEmpty { continue }
                 if let previous = head.pinnedVersion, !ASCII.equals(previous.bytes(in: bytes), value) {
-                    return .malformed("X-ANYSCALE-VERSION is given twice with different values")
+                    return .malformed(VersionField.givenTwice)
                 }
                 head.pinnedVersion = field.value
             case .requestID:

@@ -41,11 +41,23 @@ public enum KnownHeader: UInt8, Sendable, CaseIterable {
             if ASCII.equalsLowercased(name, "transfer-encoding") { return .transferEncoding }
             if ASCII.equalsLowercased(name, "x-forwarded-proto") { return .forwardedProto }
         case 18:
-            if ASCII.equalsLowercased(name, "x-anyscale-version") { return .anyscaleVersion }
+            if ASCII.equalsLowercased(name, VersionField.name) { return .anyscaleVersion }
         case 19:
             if ASCII.equalsLowercased(name, "proxy-authorization") { return .proxyAuthorization }
         default: break
         }
         return .other
     }
+}
+
+/// The field that pins a request to a version and names the version that served a response,
+/// written here once. HTTP/2 and gRPC carry it lowercased (`name`); the heads the proxy
+/// writes for HTTP/1.1 spell it as Anyscale does (`http1Name`).
+public enum VersionField {
+    public static let name: StaticString = "x-anyscale-version"
+    public static let http1Name = String(describing: name).uppercased()
+    /// `name`'s bytes, for a field list.
+    public static let nameBytes = Array(String(describing: name).utf8)
+    /// The request's fields disagree on the version.
+    public static let givenTwice: StaticString = "X-ANYSCALE-VERSION is given twice with different values"
 }

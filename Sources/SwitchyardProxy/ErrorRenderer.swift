@@ -1,3 +1,4 @@
+import SwitchyardHTTP
 import SwitchyardHTTP2
 import SwitchyardIO
 import SwitchyardRouting
@@ -77,7 +78,7 @@ extension ErrorRenderer {
         default: break
         }
         if let requestID { fields.append(H2Field(name: Array("x-request-id".utf8), value: requestID.withHex { Array($0) })) }
-        if let version { fields.append(H2Field(name: Array("x-anyscale-version".utf8), value: version)) }
+        if let version { fields.append(H2Field(name: VersionField.nameBytes, value: version)) }
         return fields
     }
 }

@@ -78,7 +78,7 @@ enum GRPC {
         var fields = [H2Field("content-type", "application/grpc"), H2Field("grpc-status", String(status(error))),
                       H2Field(name: Array("grpc-message".utf8), value: percentEncoded(message))]
         if let requestID { fields.append(H2Field(name: Array("x-request-id".utf8), value: requestID.withHex { Array($0) })) }
-        if let version { fields.append(H2Field(name: Array("x-anyscale-version".utf8), value: version)) }
+        if let version { fields.append(H2Field(name: VersionField.nameBytes, value: version)) }
         return fields
     }
 }

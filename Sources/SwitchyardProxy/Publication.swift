@@ -1,3 +1,4 @@
+import SwitchyardHTTP
 import SwitchyardIO
 import SwitchyardRouting
 import SwitchyardTLS
@@ -86,7 +87,7 @@ final class WorkerRoutes {
         self.grpcAvoided = publication.health.grpc.avoided
         self.grpcDraining = publication.health.grpc.draining
         self.stats = stats
-        self.versionHeaderLines = snapshot.versions.map { Array("X-ANYSCALE-VERSION: \($0.name)\r\n".utf8) }
+        self.versionHeaderLines = snapshot.versions.map { Array("\(VersionField.http1Name): \($0.name)\r\n".utf8) }
         self.versionNames = snapshot.versions.map { Array($0.name.utf8) }
         self.authorizationLines = publication.upstreams.map(\.authorization)
         self.cursors = pools.map { _ in 0 }

@@ -1,3 +1,4 @@
+import SwitchyardHTTP
 import SwitchyardIO
 import SwitchyardRouting
 
@@ -147,7 +148,7 @@ extension Worker {
             let name = pinned.map { String(decoding: $0, as: UTF8.self) } ?? ""
             // Dark versions are not named to a caller who does not know them already.
             let known = routes.snapshot.versions.filter { $0.trafficBasisPoints > 0 }.map(\.name).joined(separator: ", ")
-            return (.unknownVersion, "no version named \"\(name)\" (X-ANYSCALE-VERSION); versions taking traffic: \(known)")
+            return (.unknownVersion, "no version named \"\(name)\" (\(VersionField.http1Name)); versions taking traffic: \(known)")
         }
         x.routes = routes
         routes.stats[x.versionIndex].stats.routed()

@@ -105,7 +105,7 @@ extension Worker {
                 authorization = value
             case .anyscaleVersion where !value.isEmpty:
                 if let previous = pinned, !previous.elementsEqual(value) {
-                    return (nil, nil, "x-anyscale-version is given twice with different values")
+                    return (nil, nil, String(describing: VersionField.givenTwice))
                 }
                 pinned = value
             default:
@@ -212,7 +212,8 @@ extension Worker {
             lines.append("\r\n" as StaticString)
         }
         if let routes = x.routes {
-            lines.append("x-anyscale-version: " as StaticString)
+            lines.append(VersionField.name)
+            lines.append(": " as StaticString)
             lines.append(routes.versionNames[x.versionIndex])
             lines.append("\r\n" as StaticString)
         }
@@ -262,14 +263,13 @@ extension Worker {
     /// backend's response names one).
     func addRoutingFields(_ x: Exchange, _ session: H2ServerSession, sawRequestID: Bool) {
         if let routes = x.routes {
-            routes.versionNames[x.versionIndex].withUnsafeBytes { session.responseField(name: UnsafeRawBufferPointer(staticString: Self.versionField), value: $0) }
+            routes.versionNames[x.versionIndex].withUnsafeBytes { session.responseField(name: UnsafeRawBufferPointer(staticString: VersionField.name), value: $0) }
         }
         if x.generatedRequestID && !sawRequestID {
             x.requestID.withHex { session.responseField(name: UnsafeRawBufferPointer(staticString: Self.requestIDField), value: $0) }
         }
     }
 
-    private static let versionField: StaticString = "x-anyscale-version"
     private static let requestIDField: StaticString = "x-request-id"
 
     /// Gives the session the fields of a trailer section (`name: value` lines, as an HTTP/1.1

@@ -132,9 +132,10 @@ struct VersionsTarget {
     static var actor: String {
         var user = getenv("USER").map { String(cString: $0) } ?? ""
         if user.isEmpty, let entry = getpwuid(geteuid()) { user = String(cString: entry.pointee.pw_name) }
-        var host = [CChar](repeating: 0, count: 256)
+        var host = [UInt8](repeating: 0, count: 256)
         gethostname(&host, host.count - 1)
-        return "\(user.isEmpty ? "uid\(geteuid())" : user)@\(String(cString: host))"
+        let name = String(decoding: host.prefix { $0 != 0 }, as: UTF8.self)
+        return "\(user.isEmpty ? "uid\(geteuid())" : user)@\(name)"
     }
 
     /// The command line as given, quoted where a shell would need it.
