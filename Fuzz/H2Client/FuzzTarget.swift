@@ -8,7 +8,7 @@
 public func fuzzH2Client(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 1 else { return 0 }
     let step = Int(bytes[0]) * 16 + 1
-    guard let session = try? H2ClientSession() else { return 0 }
+    guard let session = try? H2ClientSession(allocator: fuzzAllocator) else { return 0 }
     let connection = CallingConnection(session)
     for (index, path) in ["/a", "/svc/Method", "/c"].enumerated() {
         connection.call(path: path, body: index == 1 ? Array(repeating: 0x62, count: 300) : nil)

@@ -8,7 +8,7 @@
 public func fuzzH2Server(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 1 else { return 0 }
     let step = Int(bytes[0]) * 16 + 1
-    guard let session = try? H2ServerSession() else { return 0 }
+    guard let session = try? H2ServerSession(allocator: fuzzAllocator) else { return 0 }
     let connection = AnsweringConnection(session)
     let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
     let input = preface + Array(UnsafeBufferPointer(start: bytes + 1, count: size - 1))

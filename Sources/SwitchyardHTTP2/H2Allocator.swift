@@ -10,8 +10,8 @@ import Glibc
 /// Blocks are size classes from 64 bytes to 2 KiB, a half step apart (what nghttp2 takes per
 /// stream); a block carries its class in a 16-byte header. Larger requests, and those made
 /// while a session is created (the session itself, its HPACK tables), go to malloc at their
-/// size: rounding them up would cost every idle connection memory. Each list keeps a bounded number of free
-/// blocks; more go back to malloc, so a burst does not pin memory.
+/// size: rounding them up would cost every idle connection memory. Each list keeps a bounded
+/// number of free blocks; more go back to malloc, so a burst does not pin memory.
 ///
 /// Requests of a page or more (per session: the 16 KiB frame buffer and the stream map) get
 /// pages of their own, known by their address (`pageBlocks`), with no header in front: an idle
