@@ -267,7 +267,7 @@ extension Worker {
         guard !d.closed else { return }
         d.closed = true
         if let x = d.exchange { perform(x, x.machine.clientGone()) }
-        downstreamCount -= 1
+        descriptors.clients -= 1
         // A TLS connection closed before its handshake ended got an alert or, for a plain HTTP
         // request, a 400: its socket lingers, so that the answer is not lost to a reset.
         if case .tls(let tls) = d.transport, !tls.handshakeDone, !d.peerHungUp {

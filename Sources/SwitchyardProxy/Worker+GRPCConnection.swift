@@ -48,7 +48,7 @@ extension Worker {
             transport: .plain(SocketTransport(fd: fd)), session: session, pool: pool, worker: self, connecting: connecting, buffers: buffers)
         guard let token = register(fd, .call(g)) else { return nil }
         g.token = token
-        backendSockets += 1
+        descriptors.backendSockets += 1
         if connecting {
             g.deadline = now + UInt64(settings.timeouts.connectMs)
         } else {
@@ -166,7 +166,7 @@ extension Worker {
         if let index = g.pool.multiplexed.firstIndex(where: { $0 === g }) { g.pool.multiplexed.remove(at: index) }
         table.remove(g.token)
         g.transport.close()
-        backendSockets -= 1
+        descriptors.backendSockets -= 1
         let calls = g.calls
         g.calls.removeAll()
         for x in calls.values {

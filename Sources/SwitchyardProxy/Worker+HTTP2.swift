@@ -38,7 +38,7 @@ extension Worker {
         c.input.append(d.input.readableBytes)
         d.input.clear()
         d.closed = true  // handed over: the socket is the HTTP/2 connection's now
-        http2Clients += 1
+        descriptors.http2Clients += 1
         table.replace(d.token, with: .h2(c))
         c.deadline = now + settings.serverTimeouts.idleMs
         if draining { goAway(c, .drain) }
@@ -161,8 +161,8 @@ extension Worker {
         c.pendingHeadLines.releaseIfEmpty()
         table.remove(c.token)
         c.transport.close()
-        downstreamCount -= 1
-        http2Clients -= 1
+        descriptors.clients -= 1
+        descriptors.http2Clients -= 1
     }
 
     // MARK: - Streams (called by the session)

@@ -17,15 +17,13 @@ final class LingeringSocket {
 }
 
 extension Worker {
-    /// Sockets lingering at once, at most; beyond, they are closed at once.
-    static let maxLingering = 256
     static let lingerMs: UInt64 = 1000
 
     /// Lingers on `fd`, registered under `token` (the client connection's, taken over) or, with
     /// token 0, registered now. Closes it when lingering is not possible.
     func linger(fd: Int32, token: UInt64) {
         Syscall.shutdownWrite(fd)
-        guard lingeringCount < Self.maxLingering else {
+        guard descriptors.mayLinger else {
             if token != 0 { table.remove(token) }
             return Syscall.close(fd)
         }
@@ -37,7 +35,7 @@ extension Worker {
             guard let registered = register(fd, .lingering(socket)) else { return }
             socket.token = registered
         }
-        lingeringCount += 1
+        descriptors.lingering += 1
         drainLingering(socket)
     }
 
@@ -57,6 +55,6 @@ extension Worker {
         guard table.lookup(socket.token).map({ if case .lingering(let s) = $0 { s === socket } else { false } }) == true else { return }
         table.remove(socket.token)
         Syscall.close(socket.fd)
-        lingeringCount -= 1
+        descriptors.lingering -= 1
     }
 }

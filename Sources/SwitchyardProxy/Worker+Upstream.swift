@@ -77,7 +77,7 @@ extension Worker {
         let u = UpstreamConnection(transport: transport, pool: pool, connected: ready, buffers: buffers, limits: settings.headLimits)
         guard let token = register(fd, .upstream(u)) else { return nil }
         u.token = token
-        backendSockets += 1
+        descriptors.backendSockets += 1
         let timeout = ready ? settings.timeouts.responseMs : settings.timeouts.connectMs
         u.deadline = now + UInt64(timeout)
         return u
@@ -462,6 +462,6 @@ extension Worker {
         if let x = u.exchange, x.upstream === u { detach(x, u) }
         table.remove(u.token)
         u.transport.close()
-        backendSockets -= 1
+        descriptors.backendSockets -= 1
     }
 }

@@ -85,18 +85,9 @@ final class Worker: @unchecked Sendable {
     /// The monotonic clock, read once per wake-up: in ns for exchange timings, in ms for deadlines.
     var nowNs: UInt64
     var now: UInt64
-    var downstreamCount = 0
-    /// Of them, HTTP/2 connections.
-    var http2Clients = 0
-    /// Open backend sockets (HTTP/1.1 connections, pooled or busy, and gRPC connections).
-    var backendSockets = 0
-    /// HTTP/2 streams waiting for a backend socket (`Worker+Descriptors`), from
-    /// `descriptorWaitersHead` on.
-    var descriptorWaiters: [Exchange] = []
-    var descriptorWaitersHead = 0
-    var lastDescriptorReportMs: UInt64 = 0
-    /// Client sockets lingering after an answer (`Worker+Linger`), and where they read to.
-    var lingeringCount = 0
+    /// Client, backend and lingering sockets, and the HTTP/2 streams waiting for a backend socket.
+    var descriptors: DescriptorBudget<Exchange>
+    /// Where lingering sockets (`Worker+Linger`) are read to.
     var lingerScratch = [UInt8](repeating: 0, count: 4096)
     var draining = false
     private var stopped = false
@@ -152,6 +143,7 @@ final class Worker: @unchecked Sendable {
         self.mailbox = try Mailbox()
         self.selector = try Selector()
         self.tickFD = try Syscall.timerfd()
+        self.descriptors = DescriptorBudget(limit: settings.descriptorBudget)
         self.table = RegistrationTable(capacity: 1024)
         let buffers = BufferPools()
         self.buffers = buffers
@@ -196,9 +188,9 @@ final class Worker: @unchecked Sendable {
                 dispatch(token, readiness)
             }
             if !yielded.isEmpty { serveYielded() }
-            if descriptorWaitersHead < descriptorWaiters.count { admitDescriptorWaiters() }
+            if descriptors.waiting > 0 { admitDescriptorWaiters() }
             if !scheduledHTTP2.isEmpty || !scheduledCalls.isEmpty { serveScheduled() }
-            if draining && downstreamCount == 0 { stopped = true }
+            if draining && descriptors.clients == 0 { stopped = true }
         }
         closeEverything()
         accessLog?.flush(final: true)
@@ -274,7 +266,7 @@ final class Worker: @unchecked Sendable {
                 return
             }
             guard let (fd, peer) = accepted else { return }
-            if downstreamCount >= settings.maxConnectionsPerWorker || draining {
+            if descriptors.clients >= settings.maxConnectionsPerWorker || draining {
                 refuseOverLimit(fd, tls: listenerTLS[listenerFD] != nil)
                 continue
             }
@@ -298,7 +290,7 @@ final class Worker: @unchecked Sendable {
             connection.mayBeHTTP2 = settings.http2 != nil
             guard let token = register(fd, .downstream(connection)) else { continue }
             connection.token = token
-            downstreamCount += 1
+            descriptors.clients += 1
         }
     }
 
@@ -413,8 +405,8 @@ final class Worker: @unchecked Sendable {
     /// an exchange finished or a connection was refused since the last copy, or the versions
     /// changed: an idle worker copies nothing.
     private func publishCounters() {
-        stats.clientConnections.store(downstreamCount, ordering: .relaxed)
-        stats.backendSockets.store(backendSockets, ordering: .relaxed)
+        stats.clientConnections.store(descriptors.clients, ordering: .relaxed)
+        stats.backendSockets.store(descriptors.backendSockets, ordering: .relaxed)
         let activity = counters.finished &+ counters.refusedConnections &+ counters.http2GoAways.total
         guard activity != publishedActivity || statCells.count != publishedCells else { return }
         publishedActivity = activity
