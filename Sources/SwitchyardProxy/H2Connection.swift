@@ -44,11 +44,11 @@ final class H2Connection: H2ServerSessionDelegate {
     /// stream passed bytes on to the session.
     var paused: [UpstreamConnection] = []
     /// Streams whose response head waits, submitted to the session just before it next
-    /// writes, in the order they came; each head's `name: value` lines are the range
-    /// `start..<end` of `pendingHeadLines`. One buffer per connection, not one per stream:
+    /// writes, in the order they came; each head's fields are the range `start..<end` of
+    /// `pendingHeadFields` (`PackedFields`). One buffer per connection, not one per stream:
     /// with many streams answered in one round, a buffer each would outrun the pool.
     var pendingHeads: [(stream: H2Stream, start: Int, end: Int)] = []
-    let pendingHeadLines: ByteBuffer
+    let pendingHeadFields: ByteBuffer
 
     init(transport: PeerTransport, session: H2ServerSession, worker: Worker, clientAddress: [UInt8], acceptedAt: UInt64, buffers: BufferPools) {
         self.transport = transport
@@ -58,7 +58,7 @@ final class H2Connection: H2ServerSessionDelegate {
         self.acceptedAt = acceptedAt
         self.input = ByteBuffer(pool: buffers.input)
         self.output = ByteBuffer(pool: buffers.output)
-        self.pendingHeadLines = ByteBuffer(pool: buffers.output)
+        self.pendingHeadFields = ByteBuffer(pool: buffers.output)
         session.delegate = self
     }
 
@@ -109,10 +109,10 @@ final class H2Stream {
     var grpc = false
     /// The body of a proxy-made answer, or a gRPC backend's response bytes not yet sent on.
     let output: ByteBuffer
-    /// Response trailer fields waiting for the end of the body, as HTTP/1.1 trailer lines.
+    /// Response trailer fields waiting for the end of the body (`PackedFields`).
     let trailers: ByteBuffer
     /// The status of the backend's response head while it waits for the connection to write
-    /// (its lines are in `H2Connection.pendingHeadLines`, ending at `pendingHeadEnd`): a
+    /// (its fields are in `H2Connection.pendingHeadFields`, ending at `pendingHeadEnd`): a
     /// failure before then (a malformed body in the same read) still gets a proxy-made 502.
     /// 0 when no head waits.
     var pendingStatus = 0

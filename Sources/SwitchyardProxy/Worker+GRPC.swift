@@ -208,10 +208,7 @@ extension Worker {
         if let trailers {
             x.grpcStatus = trailers.field("grpc-status").map(GRPC.statusCode) ?? -1
             for index in 0..<trailers.count {
-                s.trailers.append(trailers.name(at: index))
-                s.trailers.append(": " as StaticString)
-                s.trailers.append(trailers.value(at: index))
-                s.trailers.append("\r\n" as StaticString)
+                PackedFields.append(name: trailers.name(at: index), value: trailers.value(at: index), to: s.trailers)
             }
         }
         s.connection.session.resume(stream: s.id)
@@ -297,11 +294,8 @@ extension Worker {
         let c = s.connection
         guard !c.closed, c.streams[s.id] === s else { return }
         s.trailers.clear()
-        s.trailers.append("grpc-status: " as StaticString)
-        s.trailers.append(decimal: status)
-        s.trailers.append("\r\ngrpc-message: " as StaticString)
-        s.trailers.append(GRPC.percentEncoded(message))
-        s.trailers.append("\r\n" as StaticString)
+        PackedFields.append(name: "grpc-status", to: s.trailers) { $0.append(decimal: status) }
+        PackedFields.append(name: "grpc-message", to: s.trailers) { $0.append(GRPC.percentEncoded(message)) }
         c.session.resume(stream: s.id)
         scheduleHTTP2(c)
     }

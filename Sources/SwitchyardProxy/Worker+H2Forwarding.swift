@@ -198,34 +198,26 @@ extension Worker {
     func writeResponseHead(_ s: H2Stream, _ x: Exchange, _ u: UpstreamConnection, headLength: Int) {
         let head = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<headLength])
         let response = u.machine.response
-        let lines = s.connection.pendingHeadLines
-        let start = lines.readableCount
+        let fields = s.connection.pendingHeadFields
+        let start = fields.readableCount
         var sawRequestID = false
         for field in response.fields {
             guard HeaderRewrite.response(field.kind, toHTTP2: true) == .copy else { continue }
             if field.kind == .requestID { sawRequestID = true }
             if response.hasConnectionOptions && field.kind == .other
                 && HeaderRewrite.isNamedByConnection(field, fields: response.fields, head: head) { continue }
-            lines.append(field.name.bytes(in: head))
-            lines.append(": " as StaticString)
-            lines.append(field.value.bytes(in: head))
-            lines.append("\r\n" as StaticString)
+            PackedFields.append(name: field.name.bytes(in: head), value: field.value.bytes(in: head), to: fields)
         }
         if let routes = x.routes {
-            lines.append(VersionField.name)
-            lines.append(": " as StaticString)
-            lines.append(routes.versionNames[x.versionIndex])
-            lines.append("\r\n" as StaticString)
+            routes.versionNames[x.versionIndex].withUnsafeBytes { PackedFields.append(name: VersionField.name, value: $0, to: fields) }
         }
         if x.generatedRequestID && !sawRequestID {
-            lines.append("x-request-id: " as StaticString)
-            x.requestID.withHex { lines.append($0) }
-            lines.append("\r\n" as StaticString)
+            x.requestID.withHex { PackedFields.append(name: Self.requestIDField, value: $0, to: fields) }
         }
         s.pendingStatus = response.status
-        s.pendingHeadEnd = lines.readableCount
+        s.pendingHeadEnd = fields.readableCount
         s.bodiless = response.framing == .none
-        s.connection.pendingHeads.append((s, start, lines.readableCount))
+        s.connection.pendingHeads.append((s, start, fields.readableCount))
         scheduleHTTP2(s.connection)
     }
 
@@ -241,7 +233,7 @@ extension Worker {
             index += 1
             guard s.pendingStatus != 0, s.pendingHeadEnd == end, c.streams[s.id] === s else { continue }
             c.session.beginResponse(status: s.pendingStatus)
-            Self.forEachFieldLine(UnsafeRawBufferPointer(rebasing: c.pendingHeadLines.readableBytes[start..<end])) { name, value in
+            PackedFields.forEach(UnsafeRawBufferPointer(rebasing: c.pendingHeadFields.readableBytes[start..<end])) { name, value in
                 c.session.responseField(name: name, value: value, lowercase: true)
             }
             s.dropPendingHead()
@@ -255,8 +247,8 @@ extension Worker {
             if let x = s.exchange { flushToStream(s, x) }
         }
         c.pendingHeads.removeAll(keepingCapacity: true)
-        c.pendingHeadLines.clear()
-        c.pendingHeadLines.releaseIfEmpty()
+        c.pendingHeadFields.clear()
+        c.pendingHeadFields.releaseIfEmpty()
     }
 
     /// The version that served the response, and the request id the proxy made (unless the
@@ -272,12 +264,12 @@ extension Worker {
 
     private static let requestIDField: StaticString = "x-request-id"
 
-    /// Gives the session the fields of a trailer section (`name: value` lines, as an HTTP/1.1
-    /// backend sent them, validated, or as a gRPC backend's were written down), names
-    /// lowercased; false when none may go on.
-    static func addTrailerFields(_ section: UnsafeRawBufferPointer, to session: H2ServerSession) -> Bool {
+    /// Gives the session the trailer fields waiting for a stream (`PackedFields`: an HTTP/1.1
+    /// backend's trailer section, or a gRPC backend's trailers), names lowercased; false when
+    /// none may go on.
+    static func addTrailerFields(_ packed: UnsafeRawBufferPointer, to session: H2ServerSession) -> Bool {
         var added = false
-        forEachFieldLine(section) { name, value in
+        PackedFields.forEach(packed) { name, value in
             guard HeaderRewrite.mayForwardTrailer(name: name) else { return }
             session.trailerField(name: name, value: value, lowercase: true)
             added = true
@@ -285,8 +277,9 @@ extension Worker {
         return added
     }
 
-    /// Each `name: value` line of a section written by the proxy or validated by the parser
-    /// (CRLF-ended, up to an empty line or the end), its value without surrounding whitespace.
+    /// Each `name: value` line of a section validated by the parser (an HTTP/1.1 backend's
+    /// trailers: CRLF-ended, up to an empty line or the end), its value without surrounding
+    /// whitespace.
     static func forEachFieldLine(_ section: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
         var start = 0
         while let end = section[start...].firstIndex(of: ASCII.cr), end > start {

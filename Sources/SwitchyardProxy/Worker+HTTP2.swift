@@ -157,8 +157,8 @@ extension Worker {
         c.streams.removeAll()
         c.paused.removeAll()
         c.pendingHeads.removeAll()
-        c.pendingHeadLines.clear()
-        c.pendingHeadLines.releaseIfEmpty()
+        c.pendingHeadFields.clear()
+        c.pendingHeadFields.releaseIfEmpty()
         table.remove(c.token)
         c.transport.close()
         descriptors.clients -= 1
@@ -249,7 +249,8 @@ extension Worker {
         }
         guard u.responseBody.complete && u.responseBody.data == 0 else { return count > 0 ? (count, false) : nil }
         if u.responseBody.tail > 0 {
-            s.trailers.append(UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<u.responseBody.tail]))
+            let section = UnsafeRawBufferPointer(rebasing: u.input.readableBytes[0..<u.responseBody.tail])
+            Self.forEachFieldLine(section) { name, value in PackedFields.append(name: name, value: value, to: s.trailers) }
             u.input.consume(u.responseBody.tail)
             u.responseBody.takeTrailer()
         }
