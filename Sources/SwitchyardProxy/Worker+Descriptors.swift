@@ -7,8 +7,8 @@ extension Worker {
     /// connection of its version can serve it, or closing an idle one elsewhere makes room.
     func mayConnectStream(_ x: Exchange) -> Bool {
         if descriptors.backendSocketFree { return true }
-        if let routes = x.routes, routes.pools[x.versionIndex].contains(where: { !$0.idle.isEmpty }) { return true }
-        guard let pool = pools.values.first(where: { !$0.idle.isEmpty }), let idle = pool.idle.last else { return false }
+        if let routes = x.routes, routes.endpoints[x.versionIndex].http.hasIdleConnection { return true }
+        guard let idle = pools.someIdleConnection else { return false }
         closeUpstream(idle)
         return descriptors.backendSocketFree
     }

@@ -35,7 +35,7 @@ extension Worker {
             x.generatedRequestID = true
         }
         if x.grpc, let routes = x.routes {
-            guard !routes.grpcPools[x.versionIndex].isEmpty else {
+            guard !routes.endpoints[x.versionIndex].grpc.isEmpty else {
                 let name = routes.snapshot.versions[x.versionIndex].name
                 return perform(x, x.machine.reject(.versionUnavailable), message: """
                     version "\(name)" takes no gRPC calls: it has no grpc_endpoints that resolve in the versions file

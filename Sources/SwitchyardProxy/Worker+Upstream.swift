@@ -30,7 +30,7 @@ extension Worker {
     /// SYNs costs a request at most that many `timeouts.connect_ms`, not one per endpoint.
     func nextEndpoint(_ x: Exchange, grpc: Bool) -> UpstreamPool? {
         guard let routes = x.routes, x.triedEndpoints.count < settings.maxConnectAttempts,
-              let (index, pool, ejected) = routes.pickPool(version: x.versionIndex, excluding: x.triedEndpoints, now: now, grpc: grpc),
+              let (index, pool, ejected) = routes.pick(version: x.versionIndex, grpc: grpc, excluding: x.triedEndpoints, now: now),
               !(ejected && x.triedEjected) else { return nil }
         if x.endpoint != nil { x.retries += 1 }
         x.triedEndpoints.insert(index)

@@ -79,7 +79,7 @@ final class Worker: @unchecked Sendable {
     let h2Allocator = H2Allocator()
     var table: RegistrationTable<Registration>
     var routes: WorkerRoutes
-    var pools: [UpstreamPool.Key: UpstreamPool] = [:]
+    var pools = UpstreamPools()
     var random: FastRandom
     let buffers: BufferPools
     /// The monotonic clock, read once per wake-up: in ns for exchange timings, in ms for deadlines.
@@ -152,7 +152,7 @@ final class Worker: @unchecked Sendable {
         self.random = FastRandom(seed: Clock.nowNs() &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(id))
         self.nowNs = Clock.nowNs()
         self.now = nowNs / 1_000_000
-        self.routes = WorkerRoutes(publication: publication, pools: [], grpcPools: [], stats: [])
+        self.routes = WorkerRoutes(publication: publication, endpoints: [], stats: [])
         self.routes = makeRoutes(publication)
 
         stats.appliedGeneration.store(publication.snapshot.generation, ordering: .relaxed)
@@ -360,28 +360,10 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    /// Builds this worker's view of a publication, keeping pools of addresses that stay.
+    /// Builds this worker's view of a publication, keeping pools of endpoints that stay.
     private func makeRoutes(_ publication: Publication) -> WorkerRoutes {
-        var kept: [UpstreamPool.Key: UpstreamPool] = [:]
-        let versionPools = zip(publication.targets, publication.upstreams).map { addresses, upstream in
-            addresses.enumerated().map { index, address in
-                let serverName = upstream.tls == nil ? "" : upstream.serverNames[index]
-                let key = UpstreamPool.Key(address: address, tls: upstream.tls.map(ObjectIdentifier.init), serverName: serverName, grpc: false)
-                let pool = pools[key] ?? UpstreamPool(address: address, tls: upstream.tls, serverName: serverName)
-                kept[key] = pool
-                return pool
-            }
-        }
-        let grpcPools = publication.grpcTargets.map { addresses in
-            addresses.map { address in
-                let key = UpstreamPool.Key(address: address, tls: nil, serverName: "", grpc: true)
-                let pool = pools[key] ?? UpstreamPool(address: address, grpc: true)
-                kept[key] = pool
-                return pool
-            }
-        }
-        for (key, pool) in pools where kept[key] == nil {
-            pool.retired = true
+        let (endpoints, retired) = pools.adopt(publication)
+        for pool in retired {
             for connection in pool.idle { closeUpstream(connection) }
             pool.idle.removeAll()
             for connection in pool.multiplexed {
@@ -389,16 +371,15 @@ final class Worker: @unchecked Sendable {
                 callsChanged(connection)
             }
         }
-        pools = kept
         // A draining backend gets no new requests; its idle connections would only be closed by it.
-        for (version, drainingSet) in publication.health.http.draining.enumerated() where drainingSet != EndpointSet() {
-            for (index, pool) in versionPools[version].enumerated() where drainingSet.contains(index) {
+        for group in endpoints.map(\.http) where group.draining != EndpointSet() {
+            for (index, pool) in group.pools.enumerated() where group.draining.contains(index) {
                 for connection in pool.idle { closeUpstream(connection) }
                 pool.idle.removeAll()
             }
         }
         let stats = publication.snapshot.versions.map { statCell(for: $0.name) }
-        return WorkerRoutes(publication: publication, pools: versionPools, grpcPools: grpcPools, stats: stats)
+        return WorkerRoutes(publication: publication, endpoints: endpoints, stats: stats)
     }
 
     /// Copies the counters out for `/status` and `/metrics` (the cells stay the worker's), when
@@ -415,7 +396,7 @@ final class Worker: @unchecked Sendable {
         stats.versions.store(statCells.map { NamedVersionStats(name: $0.name, stats: $0.stats) })
         var failures: [EndpointFailures] = []
         for (index, version) in routes.snapshot.versions.enumerated() {
-            for pool in routes.pools[index] where pool.connectFailures > 0 {
+            for pool in routes.endpoints[index].http.pools where pool.connectFailures > 0 {
                 failures.append(EndpointFailures(version: version.name, endpoint: pool.address.description, failures: pool.connectFailures))
             }
         }
