@@ -15,7 +15,7 @@ extension Worker {
 
     /// Queues a stream's exchange (routed, its head written) until a backend socket is free.
     func waitForDescriptor(_ x: Exchange) {
-        counters.descriptorWaits += 1
+        tally.counters.descriptorWaits += 1
         reportDescriptorShortage(nil)
         guard descriptors.wait(x) else {
             return perform(x, x.machine.noEndpointLeft(outOfDescriptors: true),

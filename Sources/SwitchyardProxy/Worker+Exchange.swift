@@ -192,8 +192,8 @@ extension Worker {
         case .detached:
             clientAddress = []
         }
-        counters.record(outcome, retries: x.retries, clientBytes: x.clientBytes, upstreamBytes: x.upstreamBytes)
-        let cell = if let routes = x.routes { routes.stats[x.versionIndex] } else { unroutedStats }
+        tally.counters.record(outcome, retries: x.retries, clientBytes: x.clientBytes, upstreamBytes: x.upstreamBytes)
+        let cell = if let routes = x.routes { routes.stats[x.versionIndex] } else { tally.unrouted }
         let status = Self.answeredStatus(x, outcome)
         cell.stats.record(x, outcome, status: status)
         if let log = accessLog {

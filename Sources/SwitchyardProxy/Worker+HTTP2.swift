@@ -149,7 +149,7 @@ extension Worker {
     func closeHTTP2(_ c: H2Connection) {
         guard !c.closed else { return }
         c.closed = true
-        if let reason = c.session.goAwayReason { counters.http2GoAways[reason.rawValue] += 1 }
+        if let reason = c.session.goAwayReason { tally.counters.http2GoAways[reason.rawValue] += 1 }
         for s in c.streams.values {
             if let x = s.exchange { perform(x, x.machine.clientGone()) }
             h2Streams.release(s)

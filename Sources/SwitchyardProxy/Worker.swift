@@ -61,16 +61,8 @@ final class Worker: @unchecked Sendable {
             context: .init(close: true), into: answer)
         return Array(answer.readableBytes)
     }()
-    /// Finished exchanges and refused connections, counted on the request path in plain
-    /// fields and copied to `stats` on the tick for `/status`.
-    var counters = ExchangeCounters()
-    /// Per version name, kept across reloads (`WorkerRoutes.stats` holds the current versions'
-    /// cells); the first one counts exchanges that never chose a version. Copied out on every tick.
-    private var statCells: [VersionStatsCell] = [VersionStatsCell(name: "")]
-    var unroutedStats: VersionStatsCell { statCells[0] }
-    /// Finished exchanges plus refused connections at the last copy.
-    private var publishedActivity: UInt64 = 0
-    private var publishedCells = 0
+    /// What the request path counts, copied to `stats` on the tick.
+    var tally = WorkerTally()
     var exchanges: ExchangePool
     var h2Streams: H2StreamPool
     /// Where the HTTP/2 sessions of this worker build response heads.
@@ -303,7 +295,7 @@ final class Worker: @unchecked Sendable {
             _ = Self.overLimitAnswer.withUnsafeBytes { try? Syscall.write(fd, $0.baseAddress.unsafelyUnwrapped, $0.count) }
         }
         linger(fd: fd, token: 0)
-        counters.refusedConnections += 1
+        tally.counters.refusedConnections += 1
         if now >= lastLimitReportMs + 1000 {
             lastLimitReportMs = now
             controlMailbox.post(.connectionLimitReached(worker: id, limit: settings.maxConnectionsPerWorker))
@@ -378,37 +370,23 @@ final class Worker: @unchecked Sendable {
                 pool.idle.removeAll()
             }
         }
-        let stats = publication.snapshot.versions.map { statCell(for: $0.name) }
+        let stats = publication.snapshot.versions.map { tally.cell(for: $0.name) }
         return WorkerRoutes(publication: publication, endpoints: endpoints, stats: stats)
     }
 
-    /// Copies the counters out for `/status` and `/metrics` (the cells stay the worker's), when
-    /// an exchange finished or a connection was refused since the last copy, or the versions
-    /// changed: an idle worker copies nothing.
+    /// Copies the socket counts out for `/status`, and the tally when it changed.
     private func publishCounters() {
         stats.clientConnections.store(descriptors.clients, ordering: .relaxed)
         stats.backendSockets.store(descriptors.backendSockets, ordering: .relaxed)
-        let activity = counters.finished &+ counters.refusedConnections &+ counters.http2GoAways.total
-        guard activity != publishedActivity || statCells.count != publishedCells else { return }
-        publishedActivity = activity
-        publishedCells = statCells.count
-        stats.counters.store(counters)
-        stats.versions.store(statCells.map { NamedVersionStats(name: $0.name, stats: $0.stats) })
-        var failures: [EndpointFailures] = []
-        for (index, version) in routes.snapshot.versions.enumerated() {
-            for pool in routes.endpoints[index].http.pools where pool.connectFailures > 0 {
-                failures.append(EndpointFailures(version: version.name, endpoint: pool.address.description, failures: pool.connectFailures))
+        tally.publish(to: stats) {
+            var failures: [EndpointFailures] = []
+            for (index, version) in routes.snapshot.versions.enumerated() {
+                for pool in routes.endpoints[index].http.pools where pool.connectFailures > 0 {
+                    failures.append(EndpointFailures(version: version.name, endpoint: pool.address.description, failures: pool.connectFailures))
+                }
             }
+            return failures
         }
-        stats.connectFailures.store(failures)
-    }
-
-    /// The stats cell of a version name, made on first sight (at a reload, not per request).
-    private func statCell(for name: String) -> VersionStatsCell {
-        if let cell = statCells.first(where: { $0.name == name && !$0.name.isEmpty }) { return cell }
-        let cell = VersionStatsCell(name: name)
-        statCells.append(cell)
-        return cell
     }
 
     // MARK: - Draining and stopping
