@@ -32,7 +32,7 @@ struct DescriptorBudget<Waiter: AnyObject> {
     /// storage kept, once all are).
     private var waiters: [Waiter] = []
     private var head = 0
-    private var lastReportMs: UInt64 = 0
+    private var shortageReports = ReportThrottle()
 
     init(limit: Int) {
         self.limit = limit
@@ -72,8 +72,6 @@ struct DescriptorBudget<Waiter: AnyObject> {
 
     /// Whether a shortage is worth telling the control thread now: at most once a second.
     mutating func mayReportShortage(now: UInt64) -> Bool {
-        guard now >= lastReportMs + 1000 else { return false }
-        lastReportMs = now
-        return true
+        shortageReports.mayReport(now: now)
     }
 }

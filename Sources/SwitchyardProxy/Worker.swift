@@ -46,13 +46,7 @@ final class Worker: @unchecked Sendable {
 
     let selector: Selector
     private let tickFD: Int32
-    /// This worker's listening sockets and their table tokens.
-    private var listeners: [(fd: Int32, token: UInt64)] = []
-    /// Listeners paused because accepting failed for lack of descriptors or memory; they are
-    /// re-enabled on the next tick (a level-triggered listener would otherwise spin).
-    private var pausedListeners: [(fd: Int32, token: UInt64)] = []
-    private var lastExhaustionReportMs: UInt64 = 0
-    private var lastLimitReportMs: UInt64 = 0
+    private var listeners: ListenerSet
     /// The 503 for connections over `limits.max_connections`, rendered once.
     private static let overLimitAnswer: [UInt8] = {
         let answer = ByteBuffer(pool: BufferPool(blockSize: 4096, maxFree: 0))
@@ -96,10 +90,6 @@ final class Worker: @unchecked Sendable {
     private var expiredCalls: [Exchange] = []
     /// This worker's side of the access log; nil when it is off.
     let accessLog: WorkerAccessLog?
-    /// The TLS setup of each TLS listener socket, by descriptor.
-    private var listenerTLS: [Int32: TLSServerContext]
-    /// Listener descriptors in the order of the config's listeners.
-    private let listenerFDs: [Int32]
 
     /// Timeouts are checked on a 100 ms tick by scanning connections: per request a deadline
     /// is one store, and a scan of 10,000 connections takes about 6 µs (micro benchmark
@@ -123,10 +113,7 @@ final class Worker: @unchecked Sendable {
         controlMailbox: Mailbox<ControlMessage>, accessLog: AccessLogWriter? = nil, listenerTLS: [TLSServerContext?] = []
     ) throws(SystemError) {
         self.id = id
-        var tlsByFD: [Int32: TLSServerContext] = [:]
-        for (fd, tls) in zip(listenerFDs, listenerTLS) { tlsByFD[fd] = tls }
-        self.listenerTLS = tlsByFD
-        self.listenerFDs = listenerFDs
+        self.listeners = ListenerSet(fds: listenerFDs, tls: listenerTLS)
         let stats = WorkerStats(descriptorBudget: settings.descriptorBudget)
         self.stats = stats
         self.accessLog = accessLog.map { WorkerAccessLog(writer: $0, worker: id, stats: stats) }
@@ -152,7 +139,7 @@ final class Worker: @unchecked Sendable {
         for fd in listenerFDs {
             let token = table.insert(.listener(fd))
             try selector.registerInput(fd, token: token)
-            listeners.append((fd, token))
+            listeners.opened(fd, token: token)
         }
         try selector.registerInput(mailbox.eventFD, token: table.insert(.mailbox))
         try Syscall.armPeriodic(tickFD, intervalMs: Self.tickMs)
@@ -234,7 +221,7 @@ final class Worker: @unchecked Sendable {
         case .mailbox: handleMailbox()
         case .tick:
             Syscall.drainCounter(tickFD)
-            resumeListeners()
+            if !draining { listeners.resume(selector: selector) }
             expireDeadlines()
             expireDescriptorWaiters()
             publishCounters()
@@ -254,18 +241,18 @@ final class Worker: @unchecked Sendable {
             } catch {
                 // EMFILE/ENFILE/ENOBUFS/ENOMEM: out of resources. The listener stays readable,
                 // so it is paused until the next tick rather than reported again at once.
-                pauseListener(listenerFD, token: token, error: error)
+                pauseListener((listenerFD, token), error: error)
                 return
             }
             guard let (fd, peer) = accepted else { return }
             if descriptors.clients >= settings.maxConnectionsPerWorker || draining {
-                refuseOverLimit(fd, tls: listenerTLS[listenerFD] != nil)
+                refuseOverLimit(fd, tls: listeners.tls(of: listenerFD) != nil)
                 continue
             }
             Socket.setNoDelay(fd)
             let transport: PeerTransport
             var firstWaitMs: UInt64?
-            if let tls = listenerTLS[listenerFD] {
+            if let tls = listeners.tls(of: listenerFD) {
                 guard let connection = tls.accept(fd: fd) else {
                     Syscall.close(fd)
                     continue
@@ -296,26 +283,14 @@ final class Worker: @unchecked Sendable {
         }
         linger(fd: fd, token: 0)
         tally.counters.refusedConnections += 1
-        if now >= lastLimitReportMs + 1000 {
-            lastLimitReportMs = now
+        if listeners.limitReports.mayReport(now: now) {
             controlMailbox.post(.connectionLimitReached(worker: id, limit: settings.maxConnectionsPerWorker))
         }
     }
 
-    private func pauseListener(_ fd: Int32, token: UInt64, error: SystemError) {
-        guard (try? selector.setInputEnabled(fd, token: token, false)) != nil else { return }
-        pausedListeners.append((fd, token))
-        if now >= lastExhaustionReportMs + 1000 {
-            lastExhaustionReportMs = now
-            controlMailbox.post(.acceptFailed(worker: id, error: error.description))
-        }
-    }
-
-    private func resumeListeners() {
-        for listener in pausedListeners where !draining {
-            try? selector.setInputEnabled(listener.fd, token: listener.token, true)
-        }
-        pausedListeners.removeAll(keepingCapacity: true)
+    private func pauseListener(_ listener: ListenerSet.Listener, error: SystemError) {
+        guard listeners.pause(listener, selector: selector), listeners.exhaustionReports.mayReport(now: now) else { return }
+        controlMailbox.post(.acceptFailed(worker: id, error: error.description))
     }
 
     /// Adds a connection's socket to the table and the selector; on failure closes the socket
@@ -342,8 +317,7 @@ final class Worker: @unchecked Sendable {
                 closeTunnelsOfRemovedTokens()
                 stats.applied(generation: publication.snapshot.generation)
             case .certificates(let index, let context):
-                // New handshakes use them; connections already open keep theirs.
-                if index < listenerFDs.count { listenerTLS[listenerFDs[index]] = context }
+                listeners.replaceCertificates(listener: index, with: context)
             case .drain:
                 startDraining()
             case .stop:
@@ -404,22 +378,10 @@ final class Worker: @unchecked Sendable {
         for connection in revoked { closeDownstream(connection) }
     }
 
-    /// Closes the listeners. Their table slots go too: an event for one still queued in this
-    /// `epoll_wait` batch must not reach `accept` on a closed descriptor.
-    private func closeListeners() {
-        for listener in listeners {
-            selector.deregister(listener.fd)
-            table.remove(listener.token)
-            Syscall.close(listener.fd)
-        }
-        listeners.removeAll()
-        pausedListeners.removeAll()
-    }
-
     private func startDraining() {
         guard !draining else { return }
         draining = true
-        closeListeners()
+        listeners.close(selector: selector, table: &table)
         // Idle client connections close after a short grace (a request already sent in it
         // is answered, with Connection: close); busy ones close after their current response.
         // HTTP/2 connections get GOAWAY: their streams finish, no new ones start.
@@ -456,7 +418,7 @@ final class Worker: @unchecked Sendable {
         for connection in calls { closeCallConnection(connection, message: nil) }
         for socket in lingering { closeLingering(socket) }
         for connection in upstreams where connection.token != 0 { closeUpstream(connection) }
-        closeListeners()
+        listeners.close(selector: selector, table: &table)
     }
 
     // MARK: - Timeouts

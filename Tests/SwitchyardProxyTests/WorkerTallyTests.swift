@@ -36,3 +36,11 @@ import Testing
         #expect(stats.versions.load()[1].stats.started == 1)
     }
 }
+
+@Suite struct ReportThrottleTests {
+    @Test func theFirstReportGoesAtOnceThenOneASecond() {
+        var throttle = ReportThrottle()
+        let reported = [0, 999, 1_000, 1_500, 2_001, 2_002, 60_000].map { throttle.mayReport(now: $0) }
+        #expect(reported == [true, false, true, false, true, false, true])
+    }
+}
