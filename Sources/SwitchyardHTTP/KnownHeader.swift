@@ -30,7 +30,7 @@ public enum KnownHeader: UInt8, Sendable, CaseIterable {
             if ASCII.equalsLowercased(name, "connection") { return .connection }
             if ASCII.equalsLowercased(name, "keep-alive") { return .keepAlive }
         case 12:
-            if ASCII.equalsLowercased(name, "x-request-id") { return .requestID }
+            if ASCII.equalsLowercased(name, RequestIDField.name) { return .requestID }
         case 13: if ASCII.equalsLowercased(name, "authorization") { return .authorization }
         case 14: if ASCII.equalsLowercased(name, "content-length") { return .contentLength }
         case 15: if ASCII.equalsLowercased(name, "x-forwarded-for") { return .forwardedFor }
@@ -60,4 +60,24 @@ public enum VersionField {
     public static let nameBytes = Array(String(describing: name).utf8)
     /// The request's fields disagree on the version.
     public static let givenTwice: StaticString = "X-ANYSCALE-VERSION is given twice with different values"
+}
+
+/// The field that carries a request's id, named here once: kept as the client sent it, made
+/// by the proxy when the client sent none, and returned with the response.
+public enum RequestIDField {
+    public static let name: StaticString = "x-request-id"
+    /// `name`'s bytes, for a field list.
+    public static let nameBytes = Array(String(describing: name).utf8)
+    /// `X-Request-Id: `, as the heads the proxy writes for HTTP/1.1 spell it (each word
+    /// capitalised).
+    public static let http1Prefix: [UInt8] = {
+        var capital = true
+        let titled = nameBytes.map { byte in
+            defer { capital = byte == UInt8(ascii: "-") }
+            return capital && byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 32 : byte
+        }
+        return titled + Array(": ".utf8)
+    }()
+    /// `x-request-id: `, for the lines of an HTTP/2 head.
+    public static let http2Prefix = nameBytes + Array(": ".utf8)
 }

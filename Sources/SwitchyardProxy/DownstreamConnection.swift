@@ -48,41 +48,6 @@ final class DownstreamConnection {
     }
 }
 
-/// A connection to a backend, idle in its pool or serving one request. Its decisions are
-/// `machine`'s; this class holds the socket, the bytes, and the links.
-final class UpstreamConnection {
-    /// The backend's socket, as bytes in and out (through TLS for an `https` endpoint).
-    let transport: PeerTransport
-    var fd: Int32 { transport.fd }
-    var token: UInt64 = 0
-    let pool: UpstreamPool
-    /// Bytes from the backend.
-    let input: ByteBuffer
-    var machine: H1ClientMachine
-    var state: H1ClientMachine.State { machine.state }
-    var readable = false
-    /// Stopped reading at `Worker.readBudget` with bytes still waiting; in the worker's list of
-    /// connections served again after the next round of events.
-    var yielded = false
-    var peerHungUp = false
-    var closed = false
-    var deadline: UInt64 = 0
-    /// The exchange the connection serves (nil while idle in its pool).
-    var exchange: Exchange?
-    /// The response body: decoded in `input`, sent to the client (re-encoded if chunked).
-    var responseBody = BodyRelay(.none)
-    /// The TCP connect is done and the TLS handshake is under way (the machine is still
-    /// `connecting`: no request byte goes out before the handshake ends).
-    var handshaking = false
-
-    init(transport: PeerTransport, pool: UpstreamPool, connected: Bool, buffers: BufferPools, limits: HeadLimits) {
-        self.transport = transport
-        self.pool = pool
-        self.machine = H1ClientMachine(connected: connected, limits: limits)
-        self.input = ByteBuffer(pool: buffers.response)
-    }
-}
-
 /// A worker's buffer blocks: bytes read from clients, bytes read from backends, and
 /// proxy-made bytes (heads, errors). Backend blocks are larger so that a typical response
 /// (head and a 16–32 KiB body) arrives in one read and leaves in one write; a block is held
@@ -94,29 +59,4 @@ struct BufferPools {
     let input = BufferPool(blockSize: 16384, maxFree: 128)
     let response = BufferPool(blockSize: 65536, maxFree: 32)
     let output = BufferPool(blockSize: 4096, maxFree: 256)
-}
-
-/// A generated `X-Request-Id`: 128 random bits, written as 32 hex digits. Stored inline, so a
-/// connection carries no extra heap object for it.
-struct RequestID {
-    var high: UInt64 = 0
-    var low: UInt64 = 0
-
-    func write(to out: ByteBuffer) {
-        out.append(hex16: high)
-        out.append(hex16: low)
-    }
-
-    /// Calls `body` with the 32 hex digits, written on the stack.
-    func withHex<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
-        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        return withUnsafeMutableBytes(of: &digits) { scratch in
-            let alphabet: StaticString = "0123456789abcdef"
-            for index in 0..<32 {
-                let word = index < 16 ? high : low
-                scratch[index] = alphabet.utf8Start[Int(word >> (60 - 4 * UInt64(index % 16)) & 0xF)]
-            }
-            return body(UnsafeRawBufferPointer(scratch))
-        }
-    }
 }

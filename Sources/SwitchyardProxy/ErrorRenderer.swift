@@ -55,11 +55,7 @@ enum ErrorRenderer {
         case .tooManyConnections, .versionUnavailable: out.append("Retry-After: 1\r\n" as StaticString)
         default: break
         }
-        if let requestID = context.requestID {
-            out.append("X-Request-Id: " as StaticString)
-            requestID.write(to: out)
-            out.append("\r\n" as StaticString)
-        }
+        context.requestID?.writeLine(to: out)
         if let versionLine = context.versionLine { out.append(versionLine) }
         out.append(context.close ? "Connection: close\r\n\r\n" : "\r\n")
         out.append(body)
@@ -77,7 +73,7 @@ extension ErrorRenderer {
         case .tooManyConnections, .versionUnavailable: fields.append(H2Field("retry-after", "1"))
         default: break
         }
-        if let requestID { fields.append(H2Field(name: Array("x-request-id".utf8), value: requestID.withHex { Array($0) })) }
+        if let requestID { fields.append(requestID.field) }
         if let version { fields.append(H2Field(name: VersionField.nameBytes, value: version)) }
         return fields
     }

@@ -77,7 +77,7 @@ enum GRPC {
     static func trailersOnly(_ error: ProxyError, message: String, version: [UInt8]?, requestID: RequestID?) -> [H2Field] {
         var fields = [H2Field("content-type", "application/grpc"), H2Field("grpc-status", String(status(error))),
                       H2Field(name: Array("grpc-message".utf8), value: percentEncoded(message))]
-        if let requestID { fields.append(H2Field(name: Array("x-request-id".utf8), value: requestID.withHex { Array($0) })) }
+        if let requestID { fields.append(requestID.field) }
         if let version { fields.append(H2Field(name: VersionField.nameBytes, value: version)) }
         return fields
     }

@@ -91,18 +91,18 @@ enum HeaderRewrite {
         let forwardedFor: StaticString
         let proxiedHTTP: StaticString
         let proxiedHTTPS: StaticString
-        let requestID: StaticString
+        let requestID: [UInt8]
 
         static let http1 = Spelling(
             forwardedFor: "X-Forwarded-For: ",
             proxiedHTTP: "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ",
             proxiedHTTPS: "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ",
-            requestID: "X-Request-Id: ")
+            requestID: RequestIDField.http1Prefix)
         static let http2 = Spelling(
             forwardedFor: "x-forwarded-for: ",
             proxiedHTTP: "\r\nx-forwarded-proto: http\r\nx-forwarded-host: ",
             proxiedHTTPS: "\r\nx-forwarded-proto: https\r\nx-forwarded-host: ",
-            requestID: "x-request-id: ")
+            requestID: RequestIDField.http2Prefix)
     }
 
     /// Writes the forwarding fields of a request as `name: value` lines: `X-Forwarded-For` with
@@ -123,10 +123,6 @@ enum HeaderRewrite {
         out.append(tls ? spelling.proxiedHTTPS : spelling.proxiedHTTP)
         out.append(host)
         out.append("\r\n" as StaticString)
-        if let requestID {
-            out.append(spelling.requestID)
-            requestID.write(to: out)
-            out.append("\r\n" as StaticString)
-        }
+        requestID?.writeLine(to: out, prefix: spelling.requestID)
     }
 }

@@ -93,9 +93,7 @@ extension Worker {
         }
         if let routes = x.routes { out.append(routes.versionHeaderLines[x.versionIndex]) }
         if x.generatedRequestID && !sawRequestID {
-            out.append("X-Request-Id: " as StaticString)
-            x.requestID.write(to: out)
-            out.append("\r\n" as StaticString)
+            x.requestID.writeLine(to: out)
         }
         if switching {
             out.append("Connection: upgrade\r\n" as StaticString)

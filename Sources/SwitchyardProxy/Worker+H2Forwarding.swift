@@ -10,7 +10,7 @@ extension Worker {
     /// are valid during this call only: what is needed later is written or copied here.
     func startStreamExchange(_ s: H2Stream, _ x: Exchange, _ head: H2RequestView, endStream: Bool) {
         let method = RequestMethod.classify(head.method)
-        let requestID = head.field("x-request-id")
+        let requestID = head.field(RequestIDField.name)
         x.requestWasHead = method == .head
         x.acceptsTrailers = true
         x.responseOutput = .data
@@ -212,7 +212,7 @@ extension Worker {
             routes.versionNames[x.versionIndex].withUnsafeBytes { PackedFields.append(name: VersionField.name, value: $0, to: fields) }
         }
         if x.generatedRequestID && !sawRequestID {
-            x.requestID.withHex { PackedFields.append(name: Self.requestIDField, value: $0, to: fields) }
+            x.requestID.withHex { PackedFields.append(name: RequestIDField.name, value: $0, to: fields) }
         }
         s.pendingStatus = response.status
         s.pendingHeadEnd = fields.readableCount
@@ -258,11 +258,9 @@ extension Worker {
             routes.versionNames[x.versionIndex].withUnsafeBytes { session.responseField(name: UnsafeRawBufferPointer(staticString: VersionField.name), value: $0) }
         }
         if x.generatedRequestID && !sawRequestID {
-            x.requestID.withHex { session.responseField(name: UnsafeRawBufferPointer(staticString: Self.requestIDField), value: $0) }
+            x.requestID.withHex { session.responseField(name: UnsafeRawBufferPointer(staticString: RequestIDField.name), value: $0) }
         }
     }
-
-    private static let requestIDField: StaticString = "x-request-id"
 
     /// Gives the session the trailer fields waiting for a stream (`PackedFields`: an HTTP/1.1
     /// backend's trailer section, or a gRPC backend's trailers), names lowercased; false when

@@ -81,6 +81,16 @@ import Testing
             """)
     }
 
+    @Test func http1SpellsTheRequestIDAsItsHeadsCustomarilyDo() {
+        #expect(forwarding(.http1, hops: [], tls: false, requestID: RequestID(high: 0xab, low: 2)).hasSuffix("""
+            X-Request-Id: 00000000000000ab0000000000000002\r
+
+            """))
+        let field = RequestID(high: 0xab, low: 2).field
+        #expect(String(decoding: field.name, as: UTF8.self) == "x-request-id")
+        #expect(String(decoding: field.value, as: UTF8.self) == "00000000000000ab0000000000000002")
+    }
+
     @Test func trailersCarryNothingThatFramesRoutesOrAuthenticates() {
         for name in ["content-length", "Authorization", "x-anyscale-version", "Cookie", "set-cookie", "forwarded", "x-request-id", "te"] {
             #expect(!Array(name.utf8).withUnsafeBytes(HeaderRewrite.mayForwardTrailer(name:)), "\(name)")
